@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
+
+from azure.functions import HttpRequest
 
 CallerKind = Literal["bearer", "apikey"]
 
@@ -59,3 +61,9 @@ class Caller:
         tenant = safe_segment(self.tenant) if self.tenant else safe_segment(self.issuer)
         prefix = "u-" if self.kind == "bearer" else "k-"
         return f"{tenant}/{prefix}{safe_segment(self.subject)}"
+
+
+class Authenticator(Protocol):
+    """Turns a request into a :class:`Caller` or raises a 401/403/429/503 :class:`~valet.errors.ValetError`."""
+
+    def authenticate(self, request: HttpRequest) -> Caller: ...

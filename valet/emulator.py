@@ -1,0 +1,175 @@
+"""Azurite, the storage emulator, as the tests and the local runner start it.
+
+HTTPS with a self-signed certificate made here (``--oauth basic`` needs HTTPS), OAuth on, API version
+check skipped (the SDK speaks a newer version than Azurite 3.37 knows), telemetry off, loopback only,
+a free port. Azurite comes from the project's ``package.json`` (``npm ci``), so its version is pinned.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ACCOUNT = "devstoreaccount1"
+
+
+class EmulatorError(RuntimeError):
+    """Azurite could not be started; the message says why and what to do."""
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost; returns (cert.pem, key.pem)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    if cert_path.exists() and key_path.exists():
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        if cert.not_valid_after_utc > dt.datetime.now(dt.UTC) + dt.timedelta(days=1):
+            return cert_path, key_path
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "valet local Azurite")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    os.chmod(key_path, 0o600)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def azurite_command(root: Path = PROJECT_ROOT) -> list[str]:
+    node = shutil.which("node")
+    if node is None:
+        raise EmulatorError("Node.js is not installed (need `node` on PATH, version 20 or later).")
+    script = root / "node_modules" / "azurite" / "dist" / "src" / "azurite.js"
+    if not script.exists():
+        raise EmulatorError(f"Azurite is not installed: run `npm ci` in {root}.")
+    return [node, str(script)]
+
+
+@dataclass
+class Azurite:
+    """A running Azurite (blob and queue services)."""
+
+    workdir: Path
+    blob_port: int = 0
+    queue_port: int = 0
+    root: Path = PROJECT_ROOT
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    cert: Path | None = None
+    log_path: Path | None = None
+
+    @property
+    def blob_url(self) -> str:
+        return f"https://127.0.0.1:{self.blob_port}/{ACCOUNT}"
+
+    @property
+    def queue_url(self) -> str:
+        return f"https://127.0.0.1:{self.queue_port}/{ACCOUNT}"
+
+    def start(self, timeout: float = 60.0) -> Azurite:
+        command = azurite_command(self.root)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.cert, key = make_certificate(self.workdir / "tls")
+        for name in ("blob_port", "queue_port"):
+            port = getattr(self, name)
+            if port == 0:
+                setattr(self, name, free_port())
+            elif port_in_use(port):
+                raise EmulatorError(f"Port {port} is already in use; stop what holds it or pick another.")
+        self.log_path = self.workdir / "azurite.log"
+        args = [
+            *command,
+            "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
+            "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
+            "--tableHost", "127.0.0.1", "--tablePort", str(free_port()),
+            "--location", str(self.workdir / "data"),
+            "--cert", str(self.cert), "--key", str(key),
+            "--oauth", "basic",
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+            "--loose",
+        ]
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        log.close()
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        context = ssl.create_default_context(cafile=str(self.cert))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise EmulatorError(f"Azurite exited with code {self.process.returncode}; see {self.log_path}")
+            try:
+                for port in (self.blob_port, self.queue_port):
+                    with socket.create_connection(("127.0.0.1", port), timeout=1) as raw:
+                        with context.wrap_socket(raw, server_hostname="127.0.0.1"):
+                            pass
+                return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise EmulatorError(f"Azurite did not start within {timeout:.0f} s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def __enter__(self) -> Azurite:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

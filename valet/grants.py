@@ -1,0 +1,228 @@
+"""Issuing upload grants: request parsing, policy, naming, SAS and the signed grant header.
+
+No storage call happens here in steady state: the user delegation key comes from the cache, the SAS and
+the grant token are local HMACs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
+from valet.caller import Caller
+from valet.delegation import UserDelegationKeyCache, key_expiry
+from valet.errors import BadRequest, ServiceUnavailable
+from valet.grant_token import GRANT_HEADER, GrantClaims, GrantKeyRing
+from valet.naming import MAX_FILENAME_CHARS, blob_name, new_upload_id, sanitize_filename
+from valet.policy import Policy, normalize_content_type
+
+audit = logging.getLogger("valet.audit")
+
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+_FIELDS = {"filename", "contentType", "size", "sha256", "profile"}
+MAX_RAW_FILENAME_CHARS = 1024
+
+
+@dataclass(frozen=True)
+class GrantRequest:
+    filename: str
+    content_type: str
+    size: int
+    sha256: str | None = None
+    profile: str | None = None
+
+
+def parse_grant_request(body: bytes) -> GrantRequest:
+    """The JSON body of ``POST /api/uploads``, or :class:`BadRequest` naming what is wrong."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("The request body must be a JSON object.", code="invalid_json") from None
+    if not isinstance(doc, dict):
+        raise BadRequest("The request body must be a JSON object.", code="invalid_json")
+    unknown = sorted(set(doc) - _FIELDS)
+    if unknown:
+        raise BadRequest(
+            f"Unknown field(s): {', '.join(repr(u[:40]) for u in unknown[:5])}. "
+            f"Known fields: {', '.join(sorted(_FIELDS))}.",
+            code="unknown_field",
+        )
+
+    filename = doc.get("filename")
+    if not isinstance(filename, str) or not filename.strip():
+        raise BadRequest("'filename' is required and must be a non-empty string.", code="invalid_filename")
+    if len(filename) > MAX_RAW_FILENAME_CHARS:
+        raise BadRequest(
+            f"'filename' must be at most {MAX_RAW_FILENAME_CHARS} characters.", code="invalid_filename"
+        )
+
+    content_type = doc.get("contentType")
+    if not isinstance(content_type, str) or not content_type.strip():
+        raise BadRequest("'contentType' is required and must be a string.", code="invalid_content_type")
+    if len(content_type) > 255:
+        raise BadRequest("'contentType' is too long.", code="invalid_content_type")
+
+    size = doc.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise BadRequest("'size' is required and must be a whole number of bytes >= 0.", code="invalid_size")
+
+    sha256 = doc.get("sha256")
+    if sha256 is not None and (not isinstance(sha256, str) or not _SHA256.fullmatch(sha256)):
+        raise BadRequest("'sha256' must be 64 hexadecimal characters.", code="invalid_sha256")
+
+    profile = doc.get("profile")
+    if profile is not None and (not isinstance(profile, str) or not profile or len(profile) > 64):
+        raise BadRequest("'profile' must be a profile name.", code="unknown_profile")
+
+    return GrantRequest(
+        filename=filename,
+        content_type=normalize_content_type(content_type),
+        size=size,
+        sha256=sha256.lower() if sha256 else None,
+        profile=profile,
+    )
+
+
+@dataclass(frozen=True)
+class Grant:
+    upload_id: str
+    blob_uri: str
+    signature: str
+    headers: Mapping[str, str]
+    expires_on: datetime
+    max_bytes: int
+    profile: str
+    container: str
+    blob_name: str
+
+    def __repr__(self) -> str:  # the signature and the grant token are credentials
+        return f"Grant(upload_id={self.upload_id!r}, blob={self.container}/{self.blob_name})"
+
+    def to_json(self, status_url: str) -> dict[str, Any]:
+        return {
+            "uploadId": self.upload_id,
+            "blobUri": self.blob_uri,
+            "signature": self.signature,
+            "uploadUrl": f"{self.blob_uri}?{self.signature}",
+            "method": "PUT",
+            "headers": dict(self.headers),
+            "expiresOn": _rfc3339(self.expires_on),
+            "maxBytes": self.max_bytes,
+            "profile": self.profile,
+            "statusUrl": status_url,
+        }
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class GrantIssuer:
+    """Turns an authorized caller's request into a grant."""
+
+    def __init__(
+        self,
+        *,
+        account_url: str,
+        account_name: str,
+        container: str,
+        keys: UserDelegationKeyCache,
+        signer: GrantKeyRing,
+        policy: Policy,
+        sas_ttl: timedelta,
+        sas_start_skew: timedelta,
+        clock: Callable[[], datetime] = _utcnow,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self._account_url = account_url.rstrip("/")
+        self._account_name = account_name
+        self._container = container
+        self._keys = keys
+        self._signer = signer
+        self._policy = policy
+        self._ttl = sas_ttl
+        self._skew = sas_start_skew
+        self._clock = clock
+        self._random = random_bytes
+
+    def issue(self, caller: Caller, request: GrantRequest) -> Grant:
+        profile = self._policy.profile(request.profile)
+        profile.check(request.content_type, request.size, request.sha256)
+
+        now = self._clock().replace(microsecond=0)
+        expires = now + self._ttl
+        key = self._keys.get(expires)
+        expires = min(expires, key_expiry(key))  # the cache guarantees >=; this keeps the rule local
+        if expires <= now:
+            raise ServiceUnavailable("No valid signing key is available.", code="storage_unavailable")
+
+        upload_id = new_upload_id(now, self._random)
+        name = blob_name(caller.partition, upload_id, profile.extension_for(request.content_type))
+        signature = generate_blob_sas(
+            account_name=self._account_name,
+            container_name=self._container,
+            blob_name=name,
+            user_delegation_key=key,
+            permission=BlobSasPermissions(create=True),
+            expiry=expires,
+            start=now - self._skew if self._skew else None,
+            protocol="https",
+        )
+        filename = sanitize_filename(request.filename)[:MAX_FILENAME_CHARS]
+        token = self._signer.sign(
+            GrantClaims(
+                upload_id=upload_id,
+                container=self._container,
+                blob=name,
+                size=request.size,
+                content_type=request.content_type,
+                sha256=request.sha256,
+                profile=profile.name,
+                caller=caller.id,
+                filename=filename,
+                issued_at=now,
+                expires_at=expires,
+            )
+        )
+        grant = Grant(
+            upload_id=upload_id,
+            blob_uri=f"{self._account_url}/{self._container}/{quote(name, safe='/')}",
+            signature=signature,
+            headers={
+                "x-ms-blob-type": "BlockBlob",
+                "x-ms-blob-content-type": request.content_type,
+                GRANT_HEADER: token,
+            },
+            expires_on=expires,
+            max_bytes=profile.max_bytes,
+            profile=profile.name,
+            container=self._container,
+            blob_name=name,
+        )
+        audit.info(
+            "grant issued",
+            extra={
+                "event": "grant",
+                "upload_id": upload_id,
+                "caller": caller.id,
+                "blob": f"{self._container}/{name}",
+                "profile": profile.name,
+                "declared_type": request.content_type,
+                "declared_size": request.size,
+                "expires_on": _rfc3339(expires),
+            },
+        )
+        return grant

@@ -1,0 +1,91 @@
+"""Composition root: settings in, ready-to-use services out. Built once per process at start-up."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from azure.core.credentials import TokenCredential
+from azure.storage.blob import BlobServiceClient
+
+from valet.caller import Authenticator, Caller
+from valet.delegation import UserDelegationKeyCache
+from valet.errors import ConfigurationError, Unauthenticated
+from valet.grants import GrantIssuer
+from valet.settings import Settings
+from valet.storage import RequestCounter, make_blob_service, make_credential
+
+log = logging.getLogger("valet.runtime")
+
+
+class DenyAll:
+    """Fail closed: used when no authenticator is configured."""
+
+    def authenticate(self, request: object) -> Caller:
+        raise Unauthenticated("No authentication method is configured.", code="missing_credentials")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    blob_service: BlobServiceClient
+    key_cache: UserDelegationKeyCache
+    grants: GrantIssuer
+    authenticator: Authenticator
+    storage_requests: RequestCounter
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        authenticator: Authenticator | None = None,
+        credential: TokenCredential | None = None,
+    ) -> Runtime:
+        storage = settings.storage
+        counter = RequestCounter()
+        blob_service = make_blob_service(storage, credential or make_credential(storage), counter)
+        key_cache = UserDelegationKeyCache(
+            blob_service,
+            lifetime=settings.delegation_key_lifetime,
+            refresh_before=settings.delegation_key_refresh_before,
+            wait_timeout=storage.timeout_seconds * 3,
+        )
+        grants = GrantIssuer(
+            account_url=storage.account_url,
+            account_name=blob_service.account_name or "",
+            container=storage.uploads_container,
+            keys=key_cache,
+            signer=settings.grant_keys,
+            policy=settings.policy,
+            sas_ttl=settings.sas_ttl,
+            sas_start_skew=settings.sas_start_skew,
+        )
+        return cls(settings, blob_service, key_cache, grants, authenticator or DenyAll(), counter)
+
+    def warm_up(self) -> None:
+        """Fetch the first user delegation key in the background, so the first grant need not wait."""
+        threading.Thread(target=self.key_cache.prefetch, name="valet-warm-up", daemon=True).start()
+
+
+class RuntimeHolder:
+    """Holds the runtime, or the configuration error that prevented it (reported on every request)."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._runtime: Runtime | None = None
+        self._error: ConfigurationError | None = None
+        try:
+            self._runtime = Runtime.from_settings(Settings.from_env(os.environ if environ is None else environ))
+        except ConfigurationError as error:
+            log.error("valet is not configured: %s", error.detail)
+            self._error = error
+        else:
+            self._runtime.warm_up()
+
+    def __call__(self) -> Runtime:
+        if self._runtime is None:
+            raise ConfigurationError("The service is misconfigured; see the application log.")
+        return self._runtime

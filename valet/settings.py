@@ -1,0 +1,203 @@
+"""All of valet's settings, read once at start-up into a frozen object.
+
+Setting names live here and nowhere else. :meth:`Settings.from_env` validates everything and raises
+:class:`~valet.errors.ConfigurationError` naming the offending setting (never echoing its value, which
+may be a secret). Explicit arguments win over the environment: tests build settings from a dict.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from valet.errors import ConfigurationError
+from valet.grant_token import GrantKeyRing
+from valet.policy import Policy
+
+# Names of settings (app settings in Azure, local.settings.json "Values" locally).
+STORAGE_ACCOUNT_URL = "VALET_STORAGE_ACCOUNT_URL"
+STORAGE_CREDENTIAL = "VALET_STORAGE_CREDENTIAL"
+STORAGE_CLIENT_ID = "VALET_STORAGE_CLIENT_ID"
+STORAGE_CA_BUNDLE = "VALET_STORAGE_CA_BUNDLE"
+STORAGE_TIMEOUT_SECONDS = "VALET_STORAGE_TIMEOUT_SECONDS"
+UPLOADS_CONTAINER = "VALET_UPLOADS_CONTAINER"
+ACCEPTED_CONTAINER = "VALET_ACCEPTED_CONTAINER"
+QUARANTINE_CONTAINER = "VALET_QUARANTINE_CONTAINER"
+SAS_TTL_MINUTES = "VALET_SAS_TTL_MINUTES"
+SAS_START_SKEW_MINUTES = "VALET_SAS_START_SKEW_MINUTES"
+DELEGATION_KEY_LIFETIME_HOURS = "VALET_DELEGATION_KEY_LIFETIME_HOURS"
+DELEGATION_KEY_REFRESH_MINUTES = "VALET_DELEGATION_KEY_REFRESH_MINUTES"
+GRANT_SIGNING_KEYS = "VALET_GRANT_SIGNING_KEYS"
+PROFILES = "VALET_PROFILES"
+PROFILES_FILE = "VALET_PROFILES_FILE"
+PUBLIC_BASE_URL = "VALET_PUBLIC_BASE_URL"
+MAX_REQUEST_BYTES = "VALET_MAX_REQUEST_BYTES"
+
+CREDENTIAL_MODES = ("managedidentity", "default", "emulator")
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    account_url: str
+    credential: str
+    client_id: str | None
+    ca_bundle: str | None
+    timeout_seconds: float
+    uploads_container: str
+    accepted_container: str
+    quarantine_container: str
+
+    @property
+    def is_loopback(self) -> bool:
+        return is_loopback_url(self.account_url)
+
+
+@dataclass(frozen=True)
+class Settings:
+    storage: StorageSettings
+    sas_ttl: timedelta
+    sas_start_skew: timedelta
+    delegation_key_lifetime: timedelta
+    delegation_key_refresh_before: timedelta
+    grant_keys: GrantKeyRing
+    policy: Policy
+    public_base_url: str | None
+    max_request_bytes: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = _Env(os.environ if environ is None else environ)
+        storage = StorageSettings(
+            account_url=env.url(STORAGE_ACCOUNT_URL),
+            credential=env.choice(STORAGE_CREDENTIAL, CREDENTIAL_MODES, "managedidentity"),
+            client_id=env.optional(STORAGE_CLIENT_ID),
+            ca_bundle=env.existing_file(STORAGE_CA_BUNDLE),
+            timeout_seconds=env.number(STORAGE_TIMEOUT_SECONDS, 5, 1, 60),
+            uploads_container=env.container(UPLOADS_CONTAINER, "uploads"),
+            accepted_container=env.container(ACCEPTED_CONTAINER, "accepted"),
+            quarantine_container=env.container(QUARANTINE_CONTAINER, "quarantine"),
+        )
+        if len({storage.uploads_container, storage.accepted_container, storage.quarantine_container}) != 3:
+            raise ConfigurationError(
+                f"{UPLOADS_CONTAINER}, {ACCEPTED_CONTAINER} and {QUARANTINE_CONTAINER} must be different"
+            )
+        if storage.credential == "emulator" and not storage.is_loopback:
+            raise ConfigurationError(
+                f"{STORAGE_CREDENTIAL}=emulator is only allowed with a loopback {STORAGE_ACCOUNT_URL}"
+            )
+        if storage.credential != "emulator" and urlsplit(storage.account_url).scheme != "https":
+            raise ConfigurationError(f"{STORAGE_ACCOUNT_URL} must use https")
+
+        sas_ttl = timedelta(minutes=env.number(SAS_TTL_MINUTES, 3, 1, 60))
+        skew = env.number(SAS_START_SKEW_MINUTES, 15, 0, 60)
+        if 0 < skew < 15:
+            raise ConfigurationError(f"{SAS_START_SKEW_MINUTES} must be 0 (no start time) or 15 to 60")
+        lifetime = timedelta(hours=env.number(DELEGATION_KEY_LIFETIME_HOURS, 4, 0.25, 168))
+        refresh = timedelta(minutes=env.number(DELEGATION_KEY_REFRESH_MINUTES, 30, 2, 24 * 60))
+        if refresh <= sas_ttl + timedelta(minutes=1):
+            raise ConfigurationError(
+                f"{DELEGATION_KEY_REFRESH_MINUTES} must exceed {SAS_TTL_MINUTES} by more than a minute, "
+                "so every SAS expires before the key that signed it"
+            )
+        if refresh >= lifetime:
+            raise ConfigurationError(
+                f"{DELEGATION_KEY_REFRESH_MINUTES} must be shorter than {DELEGATION_KEY_LIFETIME_HOURS}"
+            )
+
+        return cls(
+            storage=storage,
+            sas_ttl=sas_ttl,
+            sas_start_skew=timedelta(minutes=skew),
+            delegation_key_lifetime=lifetime,
+            delegation_key_refresh_before=refresh,
+            grant_keys=GrantKeyRing.parse(env.required(GRANT_SIGNING_KEYS), setting=GRANT_SIGNING_KEYS),
+            policy=_policy(env),
+            public_base_url=env.optional_url(PUBLIC_BASE_URL),
+            max_request_bytes=int(env.number(MAX_REQUEST_BYTES, 16 * 1024, 1024, 1024 * 1024)),
+        )
+
+
+def _policy(env: _Env) -> Policy:
+    inline, path = env.optional(PROFILES), env.optional(PROFILES_FILE)
+    if inline and path:
+        raise ConfigurationError(f"set only one of {PROFILES} and {PROFILES_FILE}")
+    if inline:
+        return Policy.from_json(inline, setting=PROFILES)
+    if path:
+        file = env.existing_file(PROFILES_FILE)
+        assert file is not None
+        return Policy.from_json(Path(file).read_text("utf-8"), setting=PROFILES_FILE)
+    return Policy.builtin()
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Env:
+    """Typed reads of one settings mapping; every error names the setting, never the value."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def optional(self, name: str) -> str | None:
+        value = self._environ.get(name, "").strip()
+        return value or None
+
+    def required(self, name: str) -> str:
+        value = self.optional(name)
+        if value is None:
+            raise ConfigurationError(f"{name} is required")
+        return value
+
+    def url(self, name: str) -> str:
+        value = self.required(name).rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
+            raise ConfigurationError(f"{name} must be an absolute http(s) URL without query or fragment")
+        return value
+
+    def optional_url(self, name: str) -> str | None:
+        return self.url(name) if self.optional(name) else None
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = (self.optional(name) or default).lower()
+        if value not in choices:
+            raise ConfigurationError(f"{name} must be one of: {', '.join(choices)}")
+        return value
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigurationError(f"{name} must be a number") from None
+        if not low <= value <= high:
+            raise ConfigurationError(f"{name} must be between {low:g} and {high:g}")
+        return value
+
+    def existing_file(self, name: str) -> str | None:
+        value = self.optional(name)
+        if value is not None and not Path(value).is_file():
+            raise ConfigurationError(f"{name} must name an existing file")
+        return value
+
+    def container(self, name: str, default: str) -> str:
+        value = self.optional(name) or default
+        if not re.fullmatch(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}", value):
+            raise ConfigurationError(f"{name} must be a valid container name (3-63 lower-case letters, digits, -)")
+        return value

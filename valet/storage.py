@@ -1,0 +1,105 @@
+"""Storage clients and the app's identity.
+
+In Azure the app signs in with its managed identity (``managedidentity``: a user-assigned identity when
+``VALET_STORAGE_CLIENT_ID`` is set, else the system-assigned one) or with ``DefaultAzureCredential``
+(``default``: developer sign-in, workload identity, ...). No account key or key-bearing connection
+string exists on these paths.
+
+Locally, ``emulator`` builds the unsigned bearer tokens Azurite accepts in ``--oauth basic`` mode. It is
+refused for any endpoint that is not loopback, at settings time and again here.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import jwt
+from azure.core.credentials import AccessToken, TokenCredential
+from azure.core.pipeline import PipelineRequest
+from azure.core.pipeline.policies import SansIOHTTPPolicy
+from azure.storage.blob import BlobServiceClient, LinearRetry
+
+from valet.errors import ConfigurationError
+from valet.settings import StorageSettings, is_loopback_url
+
+EMULATOR_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
+
+class EmulatorCredential:
+    """Tokens for Azurite's ``--oauth basic`` mode (it checks issuer, audience and time, not signature).
+
+    Never use against real storage: construction fails for a non-loopback endpoint.
+    """
+
+    def __init__(self, endpoint: str, *, tenant_id: str = EMULATOR_TENANT) -> None:
+        if not is_loopback_url(endpoint):
+            raise ConfigurationError("the emulator credential only works with a loopback storage endpoint")
+        self._tenant = tenant_id
+        self._key = uuid.uuid4().bytes * 2  # random, never shared: Azurite does not verify signatures
+
+    def __repr__(self) -> str:
+        return "EmulatorCredential()"
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        now = int(time.time())
+        expires = now + 3600
+        token = jwt.encode(
+            {
+                "iss": f"https://sts.windows.net/{self._tenant}/",
+                "aud": "https://storage.azure.com",
+                "tid": self._tenant,
+                "oid": "00000000-0000-0000-0000-00000000beef",
+                "sub": "valet-emulator",
+                "iat": now - 60,
+                "nbf": now - 60,
+                "exp": expires,
+            },
+            self._key,
+            algorithm="HS256",
+        )
+        return AccessToken(token, expires)
+
+    def close(self) -> None:
+        pass
+
+
+def make_credential(storage: StorageSettings) -> TokenCredential:
+    if storage.credential == "emulator":
+        return EmulatorCredential(storage.account_url)
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    if storage.credential == "managedidentity":
+        if storage.client_id:
+            return ManagedIdentityCredential(client_id=storage.client_id)
+        return ManagedIdentityCredential()
+    if storage.client_id:
+        return DefaultAzureCredential(managed_identity_client_id=storage.client_id)
+    return DefaultAzureCredential()
+
+
+class RequestCounter(SansIOHTTPPolicy):  # type: ignore[type-arg]
+    """Counts the HTTP requests a client sends (retries included): the grant path's round-trip budget."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def on_request(self, request: PipelineRequest) -> None:  # type: ignore[type-arg]
+        self.count += 1
+
+
+def make_blob_service(
+    storage: StorageSettings, credential: TokenCredential, counter: RequestCounter | None = None
+) -> BlobServiceClient:
+    """A service client with bounded timeouts and retries: a storage outage costs seconds, not minutes."""
+    timeout = storage.timeout_seconds
+    return BlobServiceClient(
+        storage.account_url,
+        credential=credential,
+        connection_verify=storage.ca_bundle or True,
+        retry_policy=LinearRetry(backoff=0.5, random_jitter_range=0.25, retry_total=2),
+        connection_timeout=min(timeout, 3.0),
+        read_timeout=timeout,
+        per_retry_policies=[counter] if counter is not None else [],
+    )
