@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Sets up everything valet needs on a fresh machine with Python 3.11 and Node/npm: a virtualenv in .venv
+# with the package and its test tools, and the pinned npm tools (Azurite) in node_modules.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+"$PYTHON" -c 'import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] < (3, 13) else 1)' || {
+  echo "valet needs Python 3.11 or 3.12 (found: $("$PYTHON" --version 2>&1))" >&2; exit 1; }
+command -v node >/dev/null 2>&1 || { echo "valet needs Node.js 20+ and npm on PATH (for Azurite)" >&2; exit 1; }
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+npm ci --no-audit --no-fund --loglevel=error
