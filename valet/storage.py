@@ -11,6 +11,7 @@ refused for any endpoint that is not loopback, at settings time and again here.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from typing import Any
@@ -18,7 +19,6 @@ from typing import Any
 import jwt
 from azure.core.credentials import AccessToken, TokenCredential
 from azure.core.pipeline import PipelineRequest
-from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.storage.blob import BlobServiceClient, LinearRetry
 
 from valet.errors import ConfigurationError
@@ -79,14 +79,16 @@ def make_credential(storage: StorageSettings) -> TokenCredential:
     return DefaultAzureCredential()
 
 
-class RequestCounter(SansIOHTTPPolicy):  # type: ignore[type-arg]
-    """Counts the HTTP requests a client sends (retries included): the grant path's round-trip budget."""
+class RequestCounter:
+    """Counts the HTTP requests a client sends, retries included (a ``raw_request_hook``)."""
 
     def __init__(self) -> None:
         self.count = 0
+        self._lock = threading.Lock()
 
-    def on_request(self, request: PipelineRequest) -> None:  # type: ignore[type-arg]
-        self.count += 1
+    def __call__(self, request: PipelineRequest[Any]) -> None:
+        with self._lock:
+            self.count += 1
 
 
 def make_blob_service(
@@ -101,5 +103,5 @@ def make_blob_service(
         retry_policy=LinearRetry(backoff=0.5, random_jitter_range=0.25, retry_total=2),
         connection_timeout=min(timeout, 3.0),
         read_timeout=timeout,
-        per_retry_policies=[counter] if counter is not None else [],
+        raw_request_hook=counter,
     )

@@ -1,0 +1,108 @@
+"""Grant throughput: valet's cached user delegation key against the reference sample's key-per-request.
+
+Runs in-process through the grant handler with real ``func.HttpRequest`` objects, a real Azurite
+(started here, HTTPS + OAuth) as the storage, and counts the storage requests the grant path makes.
+
+    .venv/bin/python bench/grants.py [--rounds 7] [--grants 400] [--reference-grants 100]
+
+Prints a Markdown table: medians over the rounds, the ratio, and storage requests per 1,000 grants.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import platform
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import azure.functions as func
+from azure.storage.blob import BlobServiceClient, UserDelegationKey
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.support import bench_caller_authenticator  # noqa: E402
+from valet import api  # noqa: E402
+from valet.emulator import Azurite  # noqa: E402
+from valet.runtime import Runtime  # noqa: E402
+from valet.settings import Settings  # noqa: E402
+
+
+class KeyPerRequest:
+    """The reference sample's behaviour: a fresh user delegation key for every grant (+/- 3 minutes)."""
+
+    def __init__(self, service: BlobServiceClient) -> None:
+        self._service = service
+
+    def get(self, valid_until: datetime) -> UserDelegationKey:
+        now = datetime.now(UTC)
+        return self._service.get_user_delegation_key(now - timedelta(minutes=3), now + timedelta(minutes=3))
+
+
+def one_round(runtime: Runtime, count: int) -> float:
+    body = json.dumps({"filename": "photo.jpg", "contentType": "image/jpeg", "size": 123456}).encode()
+    headers = runtime_headers(runtime)
+    started = time.perf_counter()
+    for _ in range(count):
+        req = func.HttpRequest(method="POST", url="https://valet.example/api/uploads", headers=headers, body=body)
+        response = api.create_upload(lambda: runtime, req)
+        if response.status_code != 201:
+            raise SystemExit(f"grant failed: {response.status_code} {response.get_body()[:200]!r}")
+    return count / (time.perf_counter() - started)
+
+
+def runtime_headers(runtime: Runtime) -> dict[str, str]:
+    return {"content-type": "application/json", **getattr(runtime.authenticator, "headers", {})}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--grants", type=int, default=400, help="grants per round, cached key")
+    parser.add_argument("--reference-grants", type=int, default=100, help="grants per round, key per request")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp, Azurite(Path(tmp)) as azurite:
+        key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+        settings = Settings.from_env({
+            "VALET_STORAGE_ACCOUNT_URL": azurite.blob_url,
+            "VALET_STORAGE_CREDENTIAL": "emulator",
+            "VALET_STORAGE_CA_BUNDLE": str(azurite.cert),
+            "VALET_GRANT_SIGNING_KEYS": f"bench:{key}",
+        })
+        valet = Runtime.from_settings(settings, authenticator=bench_caller_authenticator())
+        reference = Runtime.from_settings(settings, authenticator=bench_caller_authenticator())
+        reference.grants._keys = KeyPerRequest(reference.blob_service)  # type: ignore[assignment]
+
+        one_round(valet, 50)  # warm-up: the first grant fetches the key
+        one_round(reference, 10)
+        valet_rates, reference_rates = [], []
+        valet_requests_before = valet.storage_requests.count
+        reference_requests_before = reference.storage_requests.count
+        for _ in range(args.rounds):
+            valet_rates.append(one_round(valet, args.grants))
+            reference_rates.append(one_round(reference, args.reference_grants))
+        valet_total = args.rounds * args.grants
+        reference_total = args.rounds * args.reference_grants
+        valet_per_1000 = (valet.storage_requests.count - valet_requests_before) * 1000 / valet_total
+        reference_per_1000 = (reference.storage_requests.count - reference_requests_before) * 1000 / reference_total
+
+    v, r = statistics.median(valet_rates), statistics.median(reference_rates)
+    print(f"# bench/grants.py — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.python_version()}, "
+          f"{platform.machine()}, rounds={args.rounds}")
+    print()
+    print("| grant path | median grants/s | storage requests per 1,000 grants |")
+    print("|---|---:|---:|")
+    print(f"| valet (cached user delegation key) | {v:,.0f} | {valet_per_1000:.1f} |")
+    print(f"| reference sample (key per request) | {r:,.0f} | {reference_per_1000:.1f} |")
+    print(f"| **ratio** | **{v / r:.1f}×** | |")
+
+
+if __name__ == "__main__":
+    main()
