@@ -150,7 +150,7 @@ class BearerValidator:
         if any(name in header for name in _KEY_REFERENCE_HEADERS):
             raise _invalid("The bearer token header carries a key reference, which is not accepted")
         kid = header.get("kid")
-        if not isinstance(kid, str) or len(kid) > MAX_KID_LENGTH or not _KID.fullmatch(kid):
+        if not isinstance(kid, str) or len(kid) > MAX_KID_LENGTH or not _KID.fullmatch(kid) or ".." in kid:
             raise _invalid("The bearer token has a missing or malformed key id")
 
     def _caller(
