@@ -82,7 +82,7 @@ def serve(idp: FakeIdP) -> Iterator[FakeIdP]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), idp.handler())
     server.daemon_threads = True
     idp.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield idp
