@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 import azure.functions as func
 
 from valet.caller import Caller
-from valet.errors import Unauthenticated
+from valet.errors import TooManyRequests, Unauthenticated
 
 from . import apikeys
 from .bearer import BearerValidator, KeysFactory
@@ -95,7 +95,7 @@ class Authenticator:
         """Per-caller, per-instance rate limit (429 with ``Retry-After``)."""
         try:
             self._limiter.check(caller.id)
-        except Exception:
+        except TooManyRequests:
             log.info("rate limited caller=%s", caller.id)
             raise
 
