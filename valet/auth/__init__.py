@@ -1,0 +1,18 @@
+"""Authentication and authorization of valet callers (bearer tokens from trusted issuers, API keys)."""
+
+from .authenticator import Authenticator
+from .keystore import BlobKeyStore, CachedKeyLookup, InMemoryKeyStore, KeyRecord, KeyStore
+from .ratelimit import RateLimiter
+from .settings import AuthSettings, IssuerConfig
+
+__all__ = [
+    "AuthSettings",
+    "Authenticator",
+    "BlobKeyStore",
+    "CachedKeyLookup",
+    "InMemoryKeyStore",
+    "IssuerConfig",
+    "KeyRecord",
+    "KeyStore",
+    "RateLimiter",
+]
