@@ -13,6 +13,8 @@ class _BenchAuthenticator:
     def authenticate(self, request: object) -> Caller:
         return BENCH_CALLER
 
+    admit = authenticate
+
 
 def bench_caller_authenticator() -> _BenchAuthenticator:
     return _BenchAuthenticator()

@@ -36,7 +36,7 @@ def _base_url(req: func.HttpRequest, runtime: Runtime) -> str:
 @problems
 def create_upload(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
     runtime = get_runtime()
-    caller = runtime.authenticator.authenticate(req)
+    caller = runtime.authenticator.admit(req)
     grant_request = parse_grant_request(_body(req, runtime.settings.max_request_bytes))
     grant = runtime.grants.issue(caller, grant_request)
     status_url = f"{_base_url(req, runtime)}{ROUTE_PREFIX}/uploads/{grant.upload_id}"

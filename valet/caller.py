@@ -64,6 +64,12 @@ class Caller:
 
 
 class Authenticator(Protocol):
-    """Turns a request into a :class:`Caller` or raises a 401/403/429/503 :class:`~valet.errors.ValetError`."""
+    """Turns a request into a :class:`Caller` or raises a 401/403/429/503 :class:`~valet.errors.ValetError`.
+
+    ``authenticate`` checks credentials and required roles; ``admit`` also applies the per-caller rate
+    limit (the grant path uses it). :class:`valet.auth.Authenticator` is the implementation.
+    """
 
     def authenticate(self, request: HttpRequest) -> Caller: ...
+
+    def admit(self, request: HttpRequest) -> Caller: ...

@@ -11,21 +11,16 @@ from dataclasses import dataclass
 from azure.core.credentials import TokenCredential
 from azure.storage.blob import BlobServiceClient
 
-from valet.caller import Authenticator, Caller
+from valet.auth import Authenticator as CallerAuthenticator
+from valet.auth import BlobKeyStore
+from valet.caller import Authenticator
 from valet.delegation import UserDelegationKeyCache
-from valet.errors import ConfigurationError, Unauthenticated
+from valet.errors import ConfigurationError
 from valet.grants import GrantIssuer
 from valet.settings import Settings
 from valet.storage import RequestCounter, make_blob_service, make_credential
 
 log = logging.getLogger("valet.runtime")
-
-
-class DenyAll:
-    """Fail closed: used when no authenticator is configured."""
-
-    def authenticate(self, request: object) -> Caller:
-        raise Unauthenticated("No authentication method is configured.", code="missing_credentials")
 
 
 @dataclass
@@ -64,7 +59,12 @@ class Runtime:
             sas_ttl=settings.sas_ttl,
             sas_start_skew=settings.sas_start_skew,
         )
-        return cls(settings, blob_service, key_cache, grants, authenticator or DenyAll(), counter)
+        if authenticator is None:
+            keystore = None
+            if settings.auth.apikey_pepper is not None:
+                keystore = BlobKeyStore(blob_service.get_container_client(settings.auth.apikey_container))
+            authenticator = CallerAuthenticator(settings.auth, keystore)
+        return cls(settings, blob_service, key_cache, grants, authenticator, counter)
 
     def warm_up(self) -> None:
         """Fetch the first user delegation key in the background, so the first grant need not wait."""

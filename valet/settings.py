@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from valet.auth.settings import AuthSettings
 from valet.errors import ConfigurationError
 from valet.grant_token import GrantKeyRing
 from valet.policy import Policy
@@ -69,6 +70,7 @@ class Settings:
     policy: Policy
     public_base_url: str | None
     max_request_bytes: int
+    auth: AuthSettings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -120,6 +122,7 @@ class Settings:
             policy=_policy(env),
             public_base_url=env.optional_url(PUBLIC_BASE_URL),
             max_request_bytes=int(env.number(MAX_REQUEST_BYTES, 16 * 1024, 1024, 1024 * 1024)),
+            auth=AuthSettings.from_env(env.environ),
         )
 
 
@@ -150,10 +153,10 @@ class _Env:
     """Typed reads of one settings mapping; every error names the setting, never the value."""
 
     def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
+        self.environ = environ
 
     def optional(self, name: str) -> str | None:
-        value = self._environ.get(name, "").strip()
+        value = self.environ.get(name, "").strip()
         return value or None
 
     def required(self, name: str) -> str:

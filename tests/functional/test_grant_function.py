@@ -6,10 +6,8 @@ Storage here is a closed loopback port: every case below must be answered before
 from __future__ import annotations
 
 import base64
-import importlib
 import json
 import secrets
-import sys
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -17,6 +15,7 @@ import azure.functions as func
 import pytest
 
 from tests.support.fakes import FixedCaller
+from tests.support.functions import fresh_app, functions, user_function
 from valet import api
 from valet.emulator import free_port
 from valet.runtime import Runtime
@@ -38,11 +37,8 @@ def runtime() -> Runtime:
 
 @pytest.fixture
 def function_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    for name, value in ENV.items():
-        monkeypatch.setenv(name, value)
-    sys.modules.pop("function_app", None)
-    yield importlib.import_module("function_app")
-    sys.modules.pop("function_app", None)
+    with fresh_app(monkeypatch, ENV) as module:
+        yield module
 
 
 def request(body: bytes | str, content_type: str | None = "application/json") -> func.HttpRequest:
@@ -59,31 +55,23 @@ def problem(response: func.HttpResponse) -> dict[str, object]:
 
 
 def test_the_app_registers_the_grant_route(function_app: ModuleType) -> None:
-    functions = {f.get_function_name(): f for f in function_app.app.get_functions()}
-    grant = functions["create_upload"]
+    grant = functions(function_app)["create_upload"]
     trigger = grant.get_trigger()
     assert trigger.route == "uploads"
     assert list(trigger.methods) == [func.HttpMethod.POST]
     assert trigger.auth_level == func.AuthLevel.ANONYMOUS  # valet authenticates callers itself
 
 
-def test_without_an_authenticator_the_app_fails_closed(function_app: ModuleType) -> None:
-    fn = next(f for f in function_app.app.get_functions() if f.get_function_name() == "create_upload")
-    response = fn.get_user_function()(request(json.dumps({"filename": "a.png", "contentType": "image/png", "size": 1})))
+def test_a_request_without_credentials_is_refused_with_401(function_app: ModuleType) -> None:
+    response = user_function(function_app, "create_upload")(request(json.dumps({"filename": "a.png", "contentType": "image/png", "size": 1})))
     assert response.status_code == 401
     assert problem(response)["code"] == "missing_credentials"
 
 
 def test_misconfiguration_is_reported_without_details(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("VALET_GRANT_SIGNING_KEYS", raising=False)
-    monkeypatch.setenv("VALET_STORAGE_ACCOUNT_URL", ENV["VALET_STORAGE_ACCOUNT_URL"])
-    sys.modules.pop("function_app", None)
-    try:
-        module = importlib.import_module("function_app")
-        fn = next(f for f in module.app.get_functions() if f.get_function_name() == "create_upload")
-        response = fn.get_user_function()(request("{}"))
-    finally:
-        sys.modules.pop("function_app", None)
+    with fresh_app(monkeypatch, {"VALET_STORAGE_ACCOUNT_URL": ENV["VALET_STORAGE_ACCOUNT_URL"]}) as module:
+        response = user_function(module, "create_upload")(request("{}"))
     assert response.status_code == 500
     doc = problem(response)
     assert doc["code"] == "configuration_error"

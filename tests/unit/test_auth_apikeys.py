@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 import pytest
-from _auth_support import request
+from tests.support.auth import request
 
 from valet.auth import Authenticator, AuthSettings, InMemoryKeyStore, KeyRecord
 from valet.auth import apikeys

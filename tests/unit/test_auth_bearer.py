@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _auth_support import (
+from tests.support.auth import (
     AUDIENCE,
     OTHER_TENANT,
     TENANT,
@@ -294,7 +294,7 @@ def test_malformed_tokens_are_401_never_exceptions(
 
 
 def test_non_bearer_authorization_and_missing_credentials(auth: Authenticator) -> None:
-    from _auth_support import request
+    from tests.support.auth import request
 
     with pytest.raises(Unauthenticated) as info:
         auth.authenticate(request())
