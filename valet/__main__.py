@@ -1,0 +1,5 @@
+import sys
+
+from valet.cli import main
+
+sys.exit(main())
