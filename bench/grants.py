@@ -1,7 +1,10 @@
 """Grant throughput: valet's cached user delegation key against the reference sample's key-per-request.
 
-Runs in-process through the grant handler with real ``func.HttpRequest`` objects, a real Azurite
-(started here, HTTPS + OAuth) as the storage, and counts the storage requests the grant path makes.
+Runs in-process through the app's registered grant function (``function_app.create_upload``, found with
+``app.get_functions()``) with real ``func.HttpRequest`` objects carrying a real RS256 bearer token from
+the local development issuer (JWKS over HTTP), a real Azurite (started here, HTTPS + OAuth) as the
+storage, and counts the storage requests the grant path makes. The reference variant is the same app
+with the key cache replaced by a Get User Delegation Key call per grant, as the reference sample does.
 
     .venv/bin/python bench/grants.py [--rounds 7] [--grants 400] [--reference-grants 100]
 
@@ -12,13 +15,16 @@ from __future__ import annotations
 
 import argparse
 import base64
+import importlib
 import json
+import os
 import platform
 import secrets
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,11 +33,10 @@ from azure.storage.blob import BlobServiceClient, UserDelegationKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.support import bench_caller_authenticator  # noqa: E402
-from valet import api  # noqa: E402
+from valet.demo import provision  # noqa: E402
+from valet.devidp import DevIssuer  # noqa: E402
 from valet.emulator import Azurite  # noqa: E402
-from valet.runtime import Runtime  # noqa: E402
-from valet.settings import Settings  # noqa: E402
+from valet.runtime import RuntimeHolder  # noqa: E402
 
 
 class KeyPerRequest:
@@ -45,20 +50,16 @@ class KeyPerRequest:
         return self._service.get_user_delegation_key(now - timedelta(minutes=3), now + timedelta(minutes=3))
 
 
-def one_round(runtime: Runtime, count: int) -> float:
+def one_round(grant: Callable[[func.HttpRequest], func.HttpResponse], token: str, count: int) -> float:
     body = json.dumps({"filename": "photo.jpg", "contentType": "image/jpeg", "size": 123456}).encode()
-    headers = runtime_headers(runtime)
+    headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
     started = time.perf_counter()
     for _ in range(count):
         req = func.HttpRequest(method="POST", url="https://valet.example/api/uploads", headers=headers, body=body)
-        response = api.create_upload(lambda: runtime, req)
+        response = grant(req)
         if response.status_code != 201:
             raise SystemExit(f"grant failed: {response.status_code} {response.get_body()[:200]!r}")
     return count / (time.perf_counter() - started)
-
-
-def runtime_headers(runtime: Runtime) -> dict[str, str]:
-    return {"content-type": "application/json", **getattr(runtime.authenticator, "headers", {})}
 
 
 def main() -> None:
@@ -68,26 +69,38 @@ def main() -> None:
     parser.add_argument("--reference-grants", type=int, default=100, help="grants per round, key per request")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp, Azurite(Path(tmp)) as azurite:
+    with tempfile.TemporaryDirectory() as tmp, Azurite(Path(tmp)) as azurite, DevIssuer() as issuer:
         key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
-        settings = Settings.from_env({
+        env = {
             "VALET_STORAGE_ACCOUNT_URL": azurite.blob_url,
             "VALET_STORAGE_CREDENTIAL": "emulator",
             "VALET_STORAGE_CA_BUNDLE": str(azurite.cert),
             "VALET_GRANT_SIGNING_KEYS": f"bench:{key}",
-        })
-        valet = Runtime.from_settings(settings, authenticator=bench_caller_authenticator())
-        reference = Runtime.from_settings(settings, authenticator=bench_caller_authenticator())
+            "VALET_AUTH_ISSUERS": issuer.settings_value(),
+            "VALET_RATE_LIMIT_PER_MINUTE": "0",  # measure the grant path, not the limiter
+        }
+        provision(azurite, env)
+        os.environ.update(env)
+        app = importlib.import_module("function_app")
+        grant = {f.get_function_name(): f for f in app.app.get_functions()}["create_upload"].get_user_function()
+        valet_holder = app.runtime
+        reference_holder = RuntimeHolder(env)
+        valet, reference = valet_holder(), reference_holder()
         reference.grants._keys = KeyPerRequest(reference.blob_service)  # type: ignore[assignment]
+        token = issuer.mint("bench-user")
 
-        one_round(valet, 50)  # warm-up: the first grant fetches the key
-        one_round(reference, 10)
+        def run(holder: RuntimeHolder, count: int) -> float:
+            app.runtime = holder  # the registered function reads the module's runtime at call time
+            return one_round(grant, token, count)
+
+        run(valet_holder, 50)  # warm-up: JWKS fetch, first key
+        run(reference_holder, 10)
         valet_rates, reference_rates = [], []
         valet_requests_before = valet.storage_requests.count
         reference_requests_before = reference.storage_requests.count
         for _ in range(args.rounds):
-            valet_rates.append(one_round(valet, args.grants))
-            reference_rates.append(one_round(reference, args.reference_grants))
+            valet_rates.append(run(valet_holder, args.grants))
+            reference_rates.append(run(reference_holder, args.reference_grants))
         valet_total = args.rounds * args.grants
         reference_total = args.rounds * args.reference_grants
         valet_per_1000 = (valet.storage_requests.count - valet_requests_before) * 1000 / valet_total

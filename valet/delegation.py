@@ -16,6 +16,7 @@ keep one key per account per process:
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -46,6 +47,7 @@ def key_expiry(key: UserDelegationKey) -> datetime:
     return _parse_time(key.signed_expiry)
 
 
+@functools.lru_cache(maxsize=16)  # the same few key expiries are parsed on every grant
 def _parse_time(value: str | None) -> datetime:
     if not value:
         return datetime.min.replace(tzinfo=UTC)
