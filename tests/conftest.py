@@ -41,7 +41,10 @@ class StorageEndpoint:
 
 
 def _docker_answers() -> bool:
-    if shutil.which("docker") is None:
+    """A Docker engine that answers, and testcontainers installed to drive it."""
+    import importlib.util
+
+    if shutil.which("docker") is None or importlib.util.find_spec("testcontainers") is None:
         return False
     try:
         return subprocess.run(["docker", "info"], capture_output=True, timeout=5).returncode == 0  # noqa: S607
