@@ -33,10 +33,10 @@ from azure.storage.blob import BlobServiceClient, UserDelegationKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from valet.demo import provision  # noqa: E402
-from valet.devidp import DevIssuer  # noqa: E402
-from valet.emulator import Azurite  # noqa: E402
-from valet.runtime import RuntimeHolder  # noqa: E402
+from valet.demo import provision
+from valet.devidp import DevIssuer
+from valet.emulator import Azurite
+from valet.runtime import RuntimeHolder
 
 
 class KeyPerRequest:

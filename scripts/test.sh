@@ -4,4 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+if [ "$#" -eq 0 ] || [ "${VALET_STATIC_CHECKS:-}" = 1 ]; then  # a full run checks style and types too
+  .venv/bin/ruff check valet function_app.py bench tests
+  .venv/bin/mypy
+fi
 exec .venv/bin/python -m pytest "$@"

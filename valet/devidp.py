@@ -97,7 +97,8 @@ class DevIssuer:
         issuer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:
+                body: dict[str, Any]
                 if self.path == "/dev/.well-known/openid-configuration":
                     body = {"issuer": issuer.issuer, "jwks_uri": f"{issuer.issuer}/keys",
                             "id_token_signing_alg_values_supported": ["RS256"]}
@@ -114,7 +115,7 @@ class DevIssuer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         return Handler

@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, TypeGuard
 
 from valet.errors import BadRequest, ConfigurationError, PayloadTooLarge, UnsupportedMediaType
 
@@ -158,7 +158,7 @@ def _profile(name: str, raw: Any, bad: Any) -> Profile:
     )
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

@@ -100,7 +100,7 @@ def make_blob_service(
         storage.account_url,
         credential=credential,
         connection_verify=storage.ca_bundle or True,
-        retry_policy=LinearRetry(backoff=0.5, random_jitter_range=0.25, retry_total=2),
+        retry_policy=LinearRetry(backoff=1, random_jitter_range=1, retry_total=2),
         connection_timeout=min(timeout, 3.0),
         read_timeout=timeout,
         raw_request_hook=counter,

@@ -8,10 +8,9 @@ import re
 from typing import Any
 
 import pytest
-from tests.support.auth import request
 
-from valet.auth import Authenticator, AuthSettings, InMemoryKeyStore, KeyRecord
-from valet.auth import apikeys
+from tests.support.auth import request
+from valet.auth import Authenticator, AuthSettings, InMemoryKeyStore, KeyRecord, apikeys
 from valet.auth.keystore import CachedKeyLookup, KeyConflict, KeyExists, KeyNotFound
 from valet.auth.keytool import main as keytool
 from valet.errors import Forbidden, TooManyRequests, Unauthenticated

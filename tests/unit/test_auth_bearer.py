@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+
 from tests.support.auth import (
     AUDIENCE,
     OTHER_TENANT,
@@ -26,8 +28,6 @@ from tests.support.auth import (
     serve,
     token,
 )
-from cryptography.hazmat.primitives import serialization
-
 from valet.auth import Authenticator, AuthSettings
 from valet.errors import Forbidden, ServiceUnavailable, Unauthenticated, ValetError
 
