@@ -17,6 +17,7 @@ from valet.errors import ConfigurationError, Unauthenticated
 from valet.grants import GrantIssuer
 from valet.settings import Settings
 from valet.storage import RequestCounter, make_blob_service, make_credential
+from valet.validation.service import Validation
 
 log = logging.getLogger("valet.runtime")
 
@@ -36,6 +37,7 @@ class Runtime:
     grants: GrantIssuer
     authenticator: Authenticator
     storage_requests: RequestCounter
+    validation: Validation
 
     @classmethod
     def from_settings(
@@ -64,7 +66,8 @@ class Runtime:
             sas_ttl=settings.sas_ttl,
             sas_start_skew=settings.sas_start_skew,
         )
-        return cls(settings, blob_service, key_cache, grants, authenticator or DenyAll(), counter)
+        validation = Validation.from_settings(settings, blob_service)
+        return cls(settings, blob_service, key_cache, grants, authenticator or DenyAll(), counter, validation)
 
     def warm_up(self) -> None:
         """Fetch the first user delegation key in the background, so the first grant need not wait."""
