@@ -18,7 +18,6 @@ import pytest
 import requests
 from azure.core.exceptions import ServiceRequestError
 from azure.core.pipeline import PipelineRequest
-from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.storage.blob import BlobServiceClient
 
 from tests.conftest import StorageEndpoint
@@ -352,14 +351,15 @@ def test_concurrent_invocations_give_one_outcome(grant: Callable[..., Upload], b
 
 # -- storage failures -----------------------------------------------------------------------------------
 
-class FailRequests(SansIOHTTPPolicy):  # type: ignore[type-arg]
-    """Fails the requests ``match`` selects, as a dropped connection would."""
+class FailRequests:
+    """Fails the requests ``match`` selects, as a dropped connection would. Installed as the storage
+    client's ``raw_request_hook`` (storage clients ignore azure-core's ``per_retry_policies``)."""
 
     def __init__(self, match: Callable[[PipelineRequest], bool]) -> None:  # type: ignore[type-arg]
         self.match = match
         self.failed = 0
 
-    def on_request(self, request: PipelineRequest) -> None:  # type: ignore[type-arg]
+    def __call__(self, request: PipelineRequest) -> None:  # type: ignore[type-arg]
         if self.match(request):
             self.failed += 1
             raise ServiceRequestError("injected failure")
@@ -368,7 +368,7 @@ class FailRequests(SansIOHTTPPolicy):  # type: ignore[type-arg]
 def faulty_validation(runtime: Runtime, endpoint: StorageEndpoint, policy: FailRequests) -> Validation:
     service = BlobServiceClient(endpoint.blob_url, credential=EmulatorCredential(endpoint.blob_url),
                                 connection_verify=endpoint.ca_bundle or True, retry_total=0,
-                                per_retry_policies=[policy])
+                                raw_request_hook=policy)
     return Validation.from_settings(runtime.settings, service)
 
 

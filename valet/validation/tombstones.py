@@ -33,7 +33,8 @@ def sweep_tombstones(
     query = f"\"{records.STATE}\" = '{records.TOMBSTONE}' AND \"{records.UNTIL}\" < '{now}'"
     client = service.get_container_client(container)
     deleted = 0
-    for found in client.find_blobs_by_tags(query, results_per_page=min(limit, 1000)):
+    # Full pages: Azurite 3.37 applies maxresults before the filter and then ends the listing early.
+    for found in client.find_blobs_by_tags(query, results_per_page=1000):
         if deleted >= limit:
             break
         blob = client.get_blob_client(found.name)
