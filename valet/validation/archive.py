@@ -12,6 +12,7 @@ decompressing. This check stops the archives that are bombs by construction.
 from __future__ import annotations
 
 import zipfile
+from itertools import pairwise
 from typing import IO
 
 from valet.policy import ArchiveLimits
@@ -51,7 +52,7 @@ def check_zip(file: IO[bytes], size: int, limits: ArchiveLimits) -> int:
             raise Rejection(Reason.ARCHIVE_RATIO, f"an entry expands more than {limits.max_ratio}x")
 
     spans = sorted((info.header_offset, _end_of(info)) for info in entries)
-    for (start, end), (next_start, _) in zip(spans, spans[1:], strict=False):
+    for (start, end), (next_start, _) in pairwise(spans):
         if next_start < end or next_start == start:
             raise Rejection(Reason.ARCHIVE_OVERLAP, "entries overlap (shared compressed data)")
     if spans and spans[-1][1] > directory_at:

@@ -46,7 +46,7 @@ from valet.validation.archive import check_zip, directory_budget
 from valet.validation.blobio import RangeReader, read_range, sha256_of
 from valet.validation.reasons import Outcome, Reason, Rejection
 from valet.validation.records import Decision
-from valet.validation.scanners import ScanResult, Scanner, ScanSubject, Verdict
+from valet.validation.scanners import Scanner, ScanResult, ScanSubject, Verdict
 from valet.validation.sniff import canonical, decide_type
 
 audit = logging.getLogger("valet.audit")
