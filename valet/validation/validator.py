@@ -193,7 +193,6 @@ class Validator:
             if verdict is not None and verdict.verdict is Verdict.MALICIOUS:
                 facts.scan = f"{verdict.scanner}:{verdict.detail}"
                 raise Rejection(Reason.MALWARE, f"{verdict.scanner} reported the upload malicious")
-            assert claims is not None
             self._check_content(source, props, claims, facts)
         except Rejection as rejection:
             return facts.decision(Outcome.QUARANTINED, rejection.reason, rejection.detail, now)
