@@ -2,11 +2,14 @@
 logic lives in the ``valet`` package."""
 
 import azure.functions as func
+import azurefunctions.extensions.bindings.blob as blob
 
 from valet import api
 from valet.runtime import RuntimeHolder
+from valet.settings import TriggerSettings
 
 runtime = RuntimeHolder()  # settings are read and validated once, at start-up
+bindings = TriggerSettings.from_env()  # deploy-time choices: trigger source, connection, container, schedule
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)  # valet authenticates callers itself
 
@@ -15,3 +18,33 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)  # valet authen
 @app.route(route="uploads", methods=["POST"])
 def create_upload(req: func.HttpRequest) -> func.HttpResponse:
     return api.create_upload(runtime, req)
+
+
+@app.function_name("upload_status")
+@app.route(route="uploads/{uploadId}", methods=["GET"])
+def upload_status(req: func.HttpRequest) -> func.HttpResponse:
+    return api.upload_status(runtime, req)
+
+
+@app.function_name("validate_upload")
+@app.blob_trigger(
+    arg_name="client",
+    path=f"{bindings.uploads_container}/{{name}}",
+    connection=bindings.connection,
+    source=func.BlobSource(bindings.source),
+)
+def validate_upload(client: blob.BlobClient) -> None:
+    # Properties and ranges are read through the app's own client; the SDK-type binding loads nothing.
+    runtime().validation.on_blob(client.container_name, client.blob_name)
+
+
+@app.function_name("malware_scan_result")
+@app.event_grid_trigger(arg_name="event")
+def malware_scan_result(event: func.EventGridEvent) -> None:
+    runtime().validation.on_event(event.event_type, event.get_json())
+
+
+@app.function_name("sweep_tombstones")
+@app.timer_trigger(arg_name="timer", schedule=bindings.sweep_schedule, run_on_startup=False)
+def sweep_tombstones(timer: func.TimerRequest) -> None:
+    runtime().validation.sweep()

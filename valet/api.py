@@ -41,3 +41,11 @@ def create_upload(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> 
     grant = runtime.grants.issue(caller, grant_request)
     status_url = f"{_base_url(req, runtime)}{ROUTE_PREFIX}/uploads/{grant.upload_id}"
     return json_response(201, grant.to_json(status_url), headers={"Location": status_url})
+
+
+@problems
+def upload_status(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
+    runtime = get_runtime()
+    caller = runtime.authenticator.authenticate(req)
+    upload_id = req.route_params.get("uploadId", "")
+    return json_response(200, runtime.validation.status.status(caller.partition, upload_id))

@@ -22,7 +22,7 @@ from valet.caller import Caller
 from valet.delegation import UserDelegationKeyCache, key_expiry
 from valet.errors import BadRequest, ServiceUnavailable
 from valet.grant_token import GRANT_HEADER, GrantClaims, GrantKeyRing
-from valet.naming import MAX_FILENAME_CHARS, blob_name, new_upload_id, sanitize_filename
+from valet.naming import MAX_FILENAME_CHARS, bind_upload_id, blob_name, new_upload_id, sanitize_filename
 from valet.policy import Policy, normalize_content_type
 
 audit = logging.getLogger("valet.audit")
@@ -169,7 +169,9 @@ class GrantIssuer:
         if expires <= now:
             raise ServiceUnavailable("No valid signing key is available.", code="storage_unavailable")
 
-        upload_id = new_upload_id(now, self._random)
+        upload_id = bind_upload_id(  # so the status endpoint can tell this caller's ids from others'
+            new_upload_id(now, self._random), self._signer.key(self._signer.active) or b"", caller.partition
+        )
         name = blob_name(caller.partition, upload_id, profile.extension_for(request.content_type))
         signature = generate_blob_sas(
             account_name=self._account_name,

@@ -11,6 +11,8 @@ declared content type, and the filename only travels, sanitized, as signed metad
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import unicodedata
 import uuid
@@ -76,3 +78,28 @@ def sanitize_filename(raw: str) -> str:
         else:
             text = text[:MAX_FILENAME_CHARS].rstrip(" .")
     return text or "upload"
+
+
+_OWNER_BITS = 40
+
+
+def _owner_mac(key: bytes, partition: str, upload_id: str) -> int:
+    body = uuid.UUID(upload_id).int >> _OWNER_BITS
+    digest = hmac.new(key, f"valet-upload-id|{partition}|{body:x}".encode(), hashlib.sha256).digest()
+    return int.from_bytes(digest[:5], "big")
+
+
+def bind_upload_id(upload_id: str, key: bytes, partition: str) -> str:
+    """The same UUIDv7 with its last 40 random bits replaced by a MAC of the caller's partition.
+
+    The status endpoint answers "pending" or "expired" for uploads that left nothing in storage; the MAC
+    lets it tell an id granted to *this* caller from one granted to someone else (or made up), which
+    then gets 404 like any unknown id. 34 random bits per millisecond remain.
+    """
+    value = (uuid.UUID(upload_id).int >> _OWNER_BITS << _OWNER_BITS) | _owner_mac(key, partition, upload_id)
+    return str(uuid.UUID(int=value))
+
+
+def upload_id_belongs_to(upload_id: str, key: bytes, partition: str) -> bool:
+    expected = _owner_mac(key, partition, upload_id)
+    return hmac.compare_digest(expected.to_bytes(5, "big"), (uuid.UUID(upload_id).int & ((1 << _OWNER_BITS) - 1)).to_bytes(5, "big"))

@@ -19,6 +19,7 @@ from valet.errors import ConfigurationError
 from valet.grants import GrantIssuer
 from valet.settings import Settings
 from valet.storage import RequestCounter, make_blob_service, make_credential
+from valet.validation.service import Validation
 
 log = logging.getLogger("valet.runtime")
 
@@ -31,6 +32,7 @@ class Runtime:
     grants: GrantIssuer
     authenticator: Authenticator
     storage_requests: RequestCounter
+    validation: Validation
 
     @classmethod
     def from_settings(
@@ -64,7 +66,8 @@ class Runtime:
             if settings.auth.apikey_pepper is not None:
                 keystore = BlobKeyStore(blob_service.get_container_client(settings.auth.apikey_container))
             authenticator = CallerAuthenticator(settings.auth, keystore)
-        return cls(settings, blob_service, key_cache, grants, authenticator, counter)
+        validation = Validation.from_settings(settings, blob_service)
+        return cls(settings, blob_service, key_cache, grants, authenticator, counter, validation)
 
     def warm_up(self) -> None:
         """Fetch the first user delegation key in the background, so the first grant need not wait."""

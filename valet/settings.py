@@ -39,8 +39,74 @@ PROFILES = "VALET_PROFILES"
 PROFILES_FILE = "VALET_PROFILES_FILE"
 PUBLIC_BASE_URL = "VALET_PUBLIC_BASE_URL"
 MAX_REQUEST_BYTES = "VALET_MAX_REQUEST_BYTES"
+# Validation of uploads (blob trigger, Defender events, tombstone sweep). The trigger settings are read at
+# import by function_app.py (bindings are fixed at deploy time); the rest at start-up with the others.
+TRIGGER_SOURCE = "VALET_TRIGGER_SOURCE"
+TRIGGER_CONNECTION = "VALET_TRIGGER_CONNECTION"
+SWEEP_SCHEDULE = "VALET_TOMBSTONE_SWEEP_SCHEDULE"
+SNIFF_BYTES = "VALET_SNIFF_BYTES"
+TOMBSTONE_GRACE_MINUTES = "VALET_TOMBSTONE_GRACE_MINUTES"
+SWEEP_LIMIT = "VALET_TOMBSTONE_SWEEP_LIMIT"
+COPY_WAIT_SECONDS = "VALET_COPY_WAIT_SECONDS"
+SCANNERS = "VALET_SCANNERS"
 
 CREDENTIAL_MODES = ("managedidentity", "default", "emulator")
+TRIGGER_SOURCES = ("EventGrid", "LogsAndContainerScan")
+SCANNER_NAMES = ("defender",)
+
+
+@dataclass(frozen=True)
+class TriggerSettings:
+    """What the blob trigger binds to. Read at import time by ``function_app.py``: no storage call, no
+    secret, only names; invalid values fail the app's indexing with a message naming the setting."""
+
+    source: str
+    connection: str
+    uploads_container: str
+    sweep_schedule: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> TriggerSettings:
+        env = _Env(os.environ if environ is None else environ)
+        raw_source = env.optional(TRIGGER_SOURCE) or "LogsAndContainerScan"
+        source = next((s for s in TRIGGER_SOURCES if s.lower() == raw_source.lower()), None)
+        if source is None:
+            raise ConfigurationError(f"{TRIGGER_SOURCE} must be one of: {', '.join(TRIGGER_SOURCES)}")
+        connection = env.optional(TRIGGER_CONNECTION) or "ValetStorage"
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", connection):
+            raise ConfigurationError(f"{TRIGGER_CONNECTION} must be a connection name prefix ([A-Za-z][A-Za-z0-9_]*)")
+        schedule = env.optional(SWEEP_SCHEDULE) or "0 */5 * * * *"
+        if len(schedule.split()) != 6:
+            raise ConfigurationError(f"{SWEEP_SCHEDULE} must be a six-field NCRONTAB expression")
+        return cls(source, connection, env.container(UPLOADS_CONTAINER, "uploads"), schedule)
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    trigger: TriggerSettings
+    sniff_bytes: int
+    tombstone_grace: timedelta
+    sweep_limit: int
+    copy_wait_seconds: float
+    scanners: tuple[str, ...]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ValidationSettings:
+        env = _Env(os.environ if environ is None else environ)
+        raw = env.optional(SCANNERS)
+        scanners = ("defender",) if raw is None else tuple(s.strip().lower() for s in raw.split(",") if s.strip())
+        if raw is not None and raw.strip().lower() == "none":
+            scanners = ()
+        if any(s not in SCANNER_NAMES for s in scanners):
+            raise ConfigurationError(f"{SCANNERS} must be 'none' or a list of: {', '.join(SCANNER_NAMES)}")
+        return cls(
+            trigger=TriggerSettings.from_env(environ),
+            sniff_bytes=int(env.number(SNIFF_BYTES, 64 * 1024, 4 * 1024, 1024 * 1024)),
+            tombstone_grace=timedelta(minutes=env.number(TOMBSTONE_GRACE_MINUTES, 15, 1, 24 * 60)),
+            sweep_limit=int(env.number(SWEEP_LIMIT, 500, 1, 100_000)),
+            copy_wait_seconds=env.number(COPY_WAIT_SECONDS, 60, 1, 600),
+            scanners=scanners,
+        )
 
 
 @dataclass(frozen=True)
@@ -71,6 +137,7 @@ class Settings:
     public_base_url: str | None
     max_request_bytes: int
     auth: AuthSettings
+    validation: ValidationSettings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -123,6 +190,7 @@ class Settings:
             public_base_url=env.optional_url(PUBLIC_BASE_URL),
             max_request_bytes=int(env.number(MAX_REQUEST_BYTES, 16 * 1024, 1024, 1024 * 1024)),
             auth=AuthSettings.from_env(env.environ),
+            validation=ValidationSettings.from_env(env.environ),
         )
 
 

@@ -1,0 +1,267 @@
+"""Benchmark of the upload validator against a local Azurite (started here).
+
+Run: ``/work/main/.venv/bin/python bench/validate.py [--runs N] [--gib SIZE]``
+
+Measures, and prints as a table:
+
+* blob bytes read from storage per accepted upload without a declared hash (1 MiB PNGs; target: no more
+  than the 64 KiB sniff window), counted from the Content-Length of every GET response;
+* peak memory while validating a large upload with a declared sha256 (default 1 GiB; target < 64 MiB
+  above baseline): tracemalloc peak and ru_maxrss delta, measured in a fresh child process so the upload
+  that made the blob does not count;
+* hashing throughput of the streamed check as a ratio to plain ``hashlib.sha256`` over the same bytes in
+  memory (target >= 0.8), plus a naive sequential ``download_blob().readinto`` stream for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import io
+import json
+import os
+import resource
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from azure.storage.blob import BlobServiceClient, ContentSettings
+
+from tests.support import samples
+from valet.emulator import Azurite
+from valet.grant_token import GRANT_METADATA_KEY, GrantClaims
+from valet.naming import blob_name, new_upload_id
+from valet.settings import Settings
+from valet.storage import EmulatorCredential
+from valet.validation.blobio import sha256_of
+from valet.validation.service import Validation
+
+MiB = 1024 * 1024
+BLOCK = 8 * MiB
+PARTITION = "bench/u-bench"
+
+
+class GetBytes:
+    """A storage client ``raw_response_hook``: sums the body bytes of GET responses."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.gets = 0
+
+    def __call__(self, response: Any) -> None:
+        if response.http_request.method == "GET":
+            self.gets += 1
+            self.bytes += int(response.http_response.headers.get("Content-Length", 0))
+
+
+def service(env: dict[str, str], hook: GetBytes | None = None) -> BlobServiceClient:
+    url = env["VALET_STORAGE_ACCOUNT_URL"]
+    kwargs: dict[str, Any] = {"raw_response_hook": hook} if hook else {}
+    return BlobServiceClient(url, credential=EmulatorCredential(url),
+                             connection_verify=env["VALET_STORAGE_CA_BUNDLE"], **kwargs)
+
+
+def chunk(index: int, block: bytes) -> bytes:
+    return index.to_bytes(8, "big") + block[8:]
+
+
+class Generated(io.RawIOBase):
+    """``size`` bytes made of a random block with a counter, produced on demand (never all in memory)."""
+
+    def __init__(self, size: int, block: bytes) -> None:
+        self.size, self.block, self.pos = size, block, 0
+        self.digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        if self.pos >= self.size:
+            return 0
+        index, within = divmod(self.pos, len(self.block))
+        data = chunk(index, self.block)[within : within + min(len(target), self.size - self.pos)]
+        target[: len(data)] = data
+        self.pos += len(data)
+        self.digest.update(data)
+        return len(data)
+
+
+def put(svc: BlobServiceClient, env: dict[str, str], data: Any, size: int, content_type: str,
+        profile: str, sha256: str | None) -> str:
+    settings = Settings.from_env(env)
+    now = datetime.now(UTC).replace(microsecond=0)
+    upload_id = new_upload_id(now, os.urandom)
+    name = blob_name(PARTITION, upload_id, settings.policy.profiles[profile].extension_for(content_type))
+    claims = GrantClaims(upload_id, settings.storage.uploads_container, name, size, content_type, sha256,
+                         profile, "bench", "bench", now, now + timedelta(minutes=3))
+    svc.get_blob_client(settings.storage.uploads_container, name).upload_blob(
+        data, length=size, metadata={GRANT_METADATA_KEY: settings.grant_keys.sign(claims)},
+        content_settings=ContentSettings(content_type=content_type), max_concurrency=2)
+    return name
+
+
+def bytes_per_accepted_upload(env: dict[str, str], runs: int) -> tuple[float, float, int]:
+    png = samples.png(512, 512)  # incompressible-enough filler below keeps it > 1 MiB
+    png = png + os.urandom(MiB)
+    hook = GetBytes()
+    svc = service(env, hook)
+    validation = Validation.from_settings(Settings.from_env(env), svc)
+    read, gets = [], []
+    for _ in range(runs):
+        name = put(service(env), env, png, len(png), "image/png", "images", None)
+        hook.bytes = hook.gets = 0
+        decision = validation.validator.process(name)
+        assert decision is not None and decision.outcome.value == "accepted", decision
+        read.append(hook.bytes)
+        gets.append(hook.gets)
+    return statistics.median(read), statistics.median(gets), len(png)
+
+
+def child(args: dict[str, Any]) -> None:
+    """Validate the big blob in a fresh process and report memory."""
+    env, name = args["env"], args["name"]
+    svc = service(env)
+    validation = Validation.from_settings(Settings.from_env(env), svc)
+    svc.get_container_client("uploads").get_container_properties()  # warm the connection
+    validation.validator.process("warm-up/none.bin")  # first-call imports and connections
+    base_rss, samples_rss, done = current_rss(), [], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.005):
+            samples_rss.append(current_rss())
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    started = time.perf_counter()
+    decision = validation.validator.process(name)  # no tracemalloc: measures the real process
+    elapsed = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    maxrss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    assert decision is not None and decision.outcome.value == "accepted", decision
+    print(json.dumps({"rss_delta": max(samples_rss, default=base_rss) - base_rss, "base_rss": base_rss,
+                      "maxrss": maxrss_after, "seconds": elapsed}))
+
+
+def tracemalloc_peak(env: dict[str, str], name: str, size: int) -> int:
+    """tracemalloc peak of the streamed hash alone (tracemalloc slows Python code, so measured apart)."""
+    client = service(env).get_blob_client("uploads", name)
+    client.get_blob_properties()
+    tracemalloc.start()
+    sha256_of(client, size)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+def current_rss() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--gib", type=float, default=1.0)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.child:
+        child(json.loads(options.child))
+        return
+
+    size = int(options.gib * 1024 * MiB)
+    with tempfile.TemporaryDirectory(prefix="valet-bench-") as work, Azurite(Path(work)) as azurite:
+        key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+        env = {
+            "VALET_STORAGE_ACCOUNT_URL": azurite.blob_url, "VALET_STORAGE_CREDENTIAL": "emulator",
+            "VALET_STORAGE_CA_BUNDLE": str(azurite.cert), "VALET_GRANT_SIGNING_KEYS": f"k1:{key}",
+            "VALET_STORAGE_TIMEOUT_SECONDS": "60", "VALET_SCANNERS": "none",
+        }
+        svc = service(env)
+        for role in ("uploads", "accepted", "quarantine"):
+            svc.create_container(role)
+        head_bytes, head_gets, png_size = bytes_per_accepted_upload(env, options.runs)
+
+        block = os.urandom(BLOCK)
+        source = Generated(size, block)
+        started = time.perf_counter()
+        big = put(svc, env, source, size, "application/octet-stream", "large", None)
+        upload_seconds = time.perf_counter() - started
+        digest = source.digest.hexdigest()
+        uploads = "uploads"
+        client = svc.get_blob_client(uploads, big)
+
+        hashlib_rates, stream_rates, naive_rates = [], [], []
+        for _ in range(3):
+            h = hashlib.sha256()
+            spent = 0.0
+            for index in range((size + BLOCK - 1) // BLOCK):
+                data = chunk(index, block)[: min(BLOCK, size - index * BLOCK)]
+                t0 = time.perf_counter()
+                h.update(data)
+                spent += time.perf_counter() - t0
+            assert h.hexdigest() == digest
+            hashlib_rates.append(size / spent)
+            t0 = time.perf_counter()
+            assert sha256_of(client, size) == digest
+            stream_rates.append(size / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        naive = hashlib.sha256()
+
+        class Sink(io.RawIOBase):
+            def writable(self) -> bool:
+                return True
+
+            def write(self, b: Any) -> int:
+                naive.update(b)
+                return len(b)
+
+        client.download_blob(max_concurrency=1).readinto(Sink())
+        naive_rates.append(size / (time.perf_counter() - t0))
+        assert naive.hexdigest() == digest
+
+        # Memory: a blob with a declared sha256, validated in a fresh process.
+        copy_name = put(svc, env, Generated(size, block), size, "application/octet-stream", "large", digest)
+        out = subprocess.run(  # noqa: S603 - our own script, fixed argv
+            [sys.executable, __file__, "--child", json.dumps({"env": env, "name": copy_name})],
+                             capture_output=True, text=True, check=False)
+        if out.returncode:
+            raise SystemExit(out.stderr[-3000:])
+        memory = json.loads(out.stdout.strip().splitlines()[-1])
+        memory["peak"] = tracemalloc_peak(env, big, size)  # same bytes; copy_name is a tombstone by now
+
+    hashlib_rate, stream_rate = statistics.median(hashlib_rates), statistics.median(stream_rates)
+    rows = [
+        ("blob bytes read per accepted upload, no hash", f"{head_bytes:,.0f} B in {head_gets:.0f} GET(s)",
+         f"<= {64 * 1024:,} B", f"{png_size:,} B PNG, median of {options.runs}"),
+        ("tracemalloc peak, streamed sha256", f"{memory['peak'] / MiB:.1f} MiB", "< 64 MiB", f"{size / MiB:,.0f} MiB blob"),
+        ("RSS delta (sampled /proc), validate + sha256", f"{memory['rss_delta'] / MiB:.1f} MiB", "< 64 MiB",
+         f"whole decision {memory['seconds']:.1f} s; base {memory['base_rss'] / MiB:.0f} MiB, "
+         f"ru_maxrss {memory['maxrss'] / MiB:.0f} MiB"),
+        ("plain hashlib.sha256 in memory", f"{hashlib_rate / MiB:,.0f} MiB/s", "", "median of 3"),
+        ("streamed sha256 (2 MiB ranges x3)", f"{stream_rate / MiB:,.0f} MiB/s", "", "median of 3"),
+        ("  ratio to hashlib", f"{stream_rate / hashlib_rate:.2f}", ">= 0.80", ""),
+        ("naive download_blob().readinto + hash", f"{naive_rates[0] / MiB:,.0f} MiB/s", "", "for comparison, 1 run"),
+        ("upload of the test blob (SDK, 2 threads)", f"{size / upload_seconds / MiB:,.0f} MiB/s", "", ""),
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    header = ("measure", "result", "target", "notes")
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""The app's functions and bindings, as the Functions host indexes them."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import pytest
+
+from valet.errors import ConfigurationError
+from valet.settings import TriggerSettings
+
+
+def bindings_of(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, list[dict[str, object]]]:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    sys.modules.pop("function_app", None)
+    module = importlib.import_module("function_app")
+    return {f.get_function_name(): [b.get_dict_repr() for b in f.get_bindings()] for f in module.app.get_functions()}
+
+
+def test_every_function_and_binding(monkeypatch: pytest.MonkeyPatch) -> None:
+    functions = bindings_of(monkeypatch, VALET_TRIGGER_SOURCE="EventGrid", VALET_UPLOADS_CONTAINER="incoming",
+                            VALET_TRIGGER_CONNECTION="Uploads")
+    assert set(functions) == {"create_upload", "upload_status", "validate_upload", "malware_scan_result",
+                              "sweep_tombstones"}
+    [blob] = [b for b in functions["validate_upload"] if b["type"] == "blobTrigger"]
+    assert (blob["path"], blob["source"], blob["connection"]) == ("incoming/{name}", "EventGrid", "Uploads")
+    [route] = [b for b in functions["upload_status"] if b["type"] == "httpTrigger"]
+    assert route["route"] == "uploads/{uploadId}" and [str(m.value) for m in route["methods"]] == ["GET"]
+    assert functions["malware_scan_result"][0]["type"] == "eventGridTrigger"
+    assert functions["sweep_tombstones"][0]["schedule"] == "0 */5 * * * *"
+
+
+def test_polling_is_the_default_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VALET_TRIGGER_SOURCE", raising=False)
+    [blob] = [b for b in bindings_of(monkeypatch)["validate_upload"] if b["type"] == "blobTrigger"]
+    assert blob["source"] == "LogsAndContainerScan"
+
+
+@pytest.mark.parametrize(("name", "value"), [("VALET_TRIGGER_SOURCE", "Queue"),
+                                             ("VALET_TRIGGER_CONNECTION", "bad name"),
+                                             ("VALET_TOMBSTONE_SWEEP_SCHEDULE", "*/5 * * * *")])
+def test_invalid_trigger_settings_name_the_setting(name: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        TriggerSettings.from_env({name: value})

@@ -1,0 +1,88 @@
+"""Decision outcomes and reason codes: stable strings recorded on blobs, in the audit log and (mapped to
+a coarser public code) in the status endpoint.
+
+A reason code says *why* an upload ended where it did. Codes are part of the contract: records and
+dashboards key on them, so they never change meaning. :data:`PUBLIC_REASONS` maps each to what a client
+may see: enough to fix an honest mistake (wrong size, wrong type, wrong hash), nothing that helps probe
+the content checks (active content and polyglot detection both read ``content_not_allowed``).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    ACCEPTED = "accepted"
+    QUARANTINED = "quarantined"
+
+
+class Reason(StrEnum):
+    OK = "ok"
+    # The grant carried by the upload (x-ms-meta-valetgrant).
+    MISSING_GRANT = "missing_grant"
+    BAD_GRANT = "bad_grant"
+    PATH_MISMATCH = "path_mismatch"
+    GRANT_EXPIRED = "grant_expired"
+    UNKNOWN_PROFILE = "unknown_profile"
+    # Size.
+    EMPTY = "empty"
+    TOO_LARGE = "too_large"
+    SIZE_MISMATCH = "size_mismatch"
+    # Type.
+    CONTENT_TYPE_MISMATCH = "content_type_mismatch"  # the blob's Content-Type header is not the granted one
+    TYPE_NOT_ALLOWED = "type_not_allowed"  # the bytes are of a type the profile does not accept
+    TYPE_MISMATCH = "type_mismatch"  # the bytes are not of the declared type
+    ACTIVE_CONTENT = "active_content"  # HTML, scripted SVG, XML, PDF JavaScript where it does not belong
+    POLYGLOT = "polyglot"  # the bytes are valid as two different formats
+    # Content.
+    SHA256_MISMATCH = "sha256_mismatch"
+    ARCHIVE_INVALID = "archive_invalid"
+    ARCHIVE_TOO_MANY_ENTRIES = "archive_too_many_entries"
+    ARCHIVE_TOO_LARGE = "archive_too_large"
+    ARCHIVE_RATIO = "archive_ratio"
+    ARCHIVE_OVERLAP = "archive_overlap"  # entries share bytes: a non-recursive zip bomb
+    MALWARE = "malware"
+
+
+PUBLIC_REASONS: dict[Reason, str] = {
+    Reason.OK: "ok",
+    Reason.MISSING_GRANT: "grant_invalid",
+    Reason.BAD_GRANT: "grant_invalid",
+    Reason.PATH_MISMATCH: "grant_invalid",
+    Reason.GRANT_EXPIRED: "grant_expired",
+    Reason.UNKNOWN_PROFILE: "profile_unavailable",
+    Reason.EMPTY: "empty",
+    Reason.TOO_LARGE: "too_large",
+    Reason.SIZE_MISMATCH: "size_mismatch",
+    Reason.CONTENT_TYPE_MISMATCH: "content_type_mismatch",
+    Reason.TYPE_NOT_ALLOWED: "type_not_allowed",
+    Reason.TYPE_MISMATCH: "type_mismatch",
+    Reason.ACTIVE_CONTENT: "content_not_allowed",
+    Reason.POLYGLOT: "content_not_allowed",
+    Reason.SHA256_MISMATCH: "sha256_mismatch",
+    Reason.ARCHIVE_INVALID: "archive_invalid",
+    Reason.ARCHIVE_TOO_MANY_ENTRIES: "archive_limits",
+    Reason.ARCHIVE_TOO_LARGE: "archive_limits",
+    Reason.ARCHIVE_RATIO: "archive_limits",
+    Reason.ARCHIVE_OVERLAP: "archive_limits",
+    Reason.MALWARE: "malware_detected",
+}
+
+
+def public_reason(code: str) -> str:
+    """The client-facing code for a recorded reason; unknown codes (a newer writer) stay opaque."""
+    try:
+        return PUBLIC_REASONS[Reason(code)]
+    except ValueError:
+        return "rejected"
+
+
+class Rejection(Exception):
+    """A check failed: the upload is quarantined with ``reason``. ``detail`` is for the record (operators),
+    never for the client, and never holds secrets."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail

@@ -1,0 +1,159 @@
+"""The record of a decision, as blob metadata on the destination copy and on the source tombstone.
+
+Metadata values travel as HTTP headers, so everything is ASCII: values that could hold anything (the
+caller id comes from token claims) are percent-encoded and capped. The grant token never goes into a
+record; the upload id joins the record with the grant audit log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from urllib.parse import quote, unquote
+
+from valet.validation.reasons import Outcome
+
+STATE = "valetstate"
+TOMBSTONE = "tombstone"
+ERROR = "error"
+UNTIL = "valetuntil"
+ATTEMPTS = "valetattempts"
+ERROR_CODE = "valeterror"
+
+_FIELDS = {
+    "outcome": "valetoutcome",
+    "reason": "valetreason",
+    "detail": "valetdetail",
+    "upload_id": "valetuploadid",
+    "caller": "valetcaller",
+    "profile": "valetprofile",
+    "declared_type": "valetdeclaredtype",
+    "detected_type": "valetdetectedtype",
+    "size": "valetsize",
+    "sha256": "valetsha256",
+    "granted_at": "valetgrantedat",
+    "grant_expires": "valetgrantexpires",
+    "created_at": "valetcreatedat",
+    "decided_at": "valetdecidedat",
+    "scan": "valetscan",
+    "previous": "valetprevious",
+}
+_MAX_VALUE = 512
+_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%") + " "
+
+
+def ascii_value(value: str) -> str:
+    return quote(value, safe=_SAFE)[:_MAX_VALUE]
+
+
+def timestamp(moment: datetime | None) -> str:
+    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    reason: str
+    detail: str
+    upload_id: str
+    caller: str
+    decided_at: datetime
+    profile: str = ""
+    declared_type: str = ""
+    detected_type: str = ""
+    size: int | None = None
+    sha256: str = ""
+    granted_at: datetime | None = None
+    grant_expires: datetime | None = None
+    created_at: datetime | None = None
+    scan: str = ""
+    previous: str = ""  # set when a later verdict moved an accepted upload to quarantine
+
+    def metadata(self) -> dict[str, str]:
+        values = {
+            "outcome": self.outcome.value,
+            "reason": self.reason,
+            "detail": self.detail,
+            "upload_id": self.upload_id,
+            "caller": self.caller,
+            "profile": self.profile,
+            "declared_type": self.declared_type,
+            "detected_type": self.detected_type,
+            "size": "" if self.size is None else str(self.size),
+            "sha256": self.sha256,
+            "granted_at": timestamp(self.granted_at),
+            "grant_expires": timestamp(self.grant_expires),
+            "created_at": timestamp(self.created_at),
+            "decided_at": timestamp(self.decided_at),
+            "scan": self.scan,
+            "previous": self.previous,
+        }
+        return {_FIELDS[k]: ascii_value(v) for k, v in values.items() if v}
+
+    def tags(self) -> dict[str, str]:
+        """Index tags on the destination copy, so operators can find decisions by outcome and reason."""
+        return {"valetoutcome": self.outcome.value, "valetreason": self.reason}
+
+    def requarantined(self, reason: str, detail: str, scan: str, at: datetime) -> Decision:
+        return replace(self, outcome=Outcome.QUARANTINED, reason=reason, detail=detail, scan=scan,
+                       previous=self.outcome.value, decided_at=at)
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, str], *, fallback: Outcome) -> Decision:
+        def get(field: str) -> str:
+            return unquote(metadata.get(_FIELDS[field], ""))
+
+        try:
+            outcome = Outcome(get("outcome"))
+        except ValueError:
+            outcome = fallback
+        size = get("size")
+        return cls(
+            outcome=outcome,
+            reason=get("reason") or "unknown",
+            detail=get("detail"),
+            upload_id=get("upload_id"),
+            caller=get("caller"),
+            decided_at=parse_timestamp(get("decided_at")) or datetime.min.replace(tzinfo=UTC),
+            profile=get("profile"),
+            declared_type=get("declared_type"),
+            detected_type=get("detected_type"),
+            size=int(size) if size.isdigit() else None,
+            sha256=get("sha256"),
+            granted_at=parse_timestamp(get("granted_at")),
+            grant_expires=parse_timestamp(get("grant_expires")),
+            created_at=parse_timestamp(get("created_at")),
+            scan=get("scan"),
+            previous=get("previous"),
+        )
+
+
+def tombstone_metadata(decision: Decision, until: datetime) -> dict[str, str]:
+    meta = {
+        STATE: TOMBSTONE,
+        UNTIL: timestamp(until),
+        _FIELDS["outcome"]: decision.outcome.value,
+        _FIELDS["reason"]: ascii_value(decision.reason),
+        _FIELDS["upload_id"]: ascii_value(decision.upload_id),
+        _FIELDS["decided_at"]: timestamp(decision.decided_at),
+    }
+    return meta
+
+
+def tombstone_tags(until: datetime) -> dict[str, str]:
+    """Index tags that let the sweeper find expired tombstones without listing the container."""
+    return {STATE: TOMBSTONE, UNTIL: timestamp(until)}
+
+
+def is_tombstone(metadata: Mapping[str, str] | None) -> bool:
+    return bool(metadata) and metadata.get(STATE) == TOMBSTONE  # type: ignore[union-attr]

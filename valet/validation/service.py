@@ -1,0 +1,60 @@
+"""The validation feature, assembled from settings: what the triggers and the status route call."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from azure.storage.blob import BlobServiceClient
+
+from valet.settings import Settings
+from valet.validation.malware import MalwareEvents
+from valet.validation.records import Decision
+from valet.validation.scanners import SCANNERS
+from valet.validation.status import StatusReader
+from valet.validation.tombstones import sweep_tombstones
+from valet.validation.validator import Validator
+
+
+@dataclass
+class Validation:
+    validator: Validator
+    status: StatusReader
+    malware: MalwareEvents
+    sweep_limit: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings, blob_service: BlobServiceClient) -> Validation:
+        storage, options = settings.storage, settings.validation
+        containers = {
+            "uploads": storage.uploads_container,
+            "accepted": storage.accepted_container,
+            "quarantine": storage.quarantine_container,
+        }
+        validator = Validator(
+            blob_service=blob_service,
+            **containers,
+            keys=settings.grant_keys,
+            policy=settings.policy,
+            sas_ttl=settings.sas_ttl,
+            tombstone_grace=options.tombstone_grace,
+            sniff_bytes=options.sniff_bytes,
+            copy_wait_seconds=options.copy_wait_seconds,
+            scanners=[SCANNERS[name]() for name in options.scanners],
+        )
+        status = StatusReader(blob_service=blob_service, **containers, keys=settings.grant_keys,
+                              sas_ttl=settings.sas_ttl)
+        return cls(validator, status, MalwareEvents(validator, storage.account_url), options.sweep_limit)
+
+    def on_blob(self, container: str, name: str) -> Decision | None:
+        """The blob trigger's entry: only uploads-container blobs are decided."""
+        if container != self.validator.uploads:
+            return None
+        return self.validator.process(name)
+
+    def on_event(self, event_type: str, data: Mapping[str, Any]) -> Decision | None:
+        return self.malware.handle(event_type, data)
+
+    def sweep(self) -> int:
+        return sweep_tombstones(self.validator.service, self.validator.uploads, limit=self.sweep_limit)

@@ -1,0 +1,87 @@
+"""``GET /api/uploads/{uploadId}``: where an upload stands, for the caller it was granted to.
+
+The blob path comes from the caller's own partition and the date embedded in the id, so another caller's
+lookup finds nothing. When storage holds nothing, the id's owner MAC (see
+:func:`valet.naming.bind_upload_id`) tells "granted to you, not uploaded" (``pending`` or ``expired``)
+from "not yours or not ours" (404). Reads: one prefix listing of the uploads container, and of the two
+destination containers only when the source has no tombstone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core.exceptions import AzureError
+from azure.storage.blob import BlobProperties, BlobServiceClient
+
+from valet.errors import NotFound, ServiceUnavailable
+from valet.grant_token import GrantKeyRing
+from valet.naming import parse_upload_id, upload_id_belongs_to
+from valet.validation import records
+from valet.validation.reasons import Outcome, public_reason
+from valet.validation.records import Decision
+
+CLOCK_SKEW = timedelta(minutes=1)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class StatusReader:
+    def __init__(
+        self,
+        *,
+        blob_service: BlobServiceClient,
+        uploads: str,
+        accepted: str,
+        quarantine: str,
+        keys: GrantKeyRing,
+        sas_ttl: timedelta,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._service = blob_service
+        self._uploads, self._accepted, self._quarantine = uploads, accepted, quarantine
+        self._keys = keys
+        self._ttl = sas_ttl
+        self._clock = clock
+
+    def status(self, partition: str, upload_id: str) -> dict[str, Any]:
+        issued = parse_upload_id(upload_id)  # 400 for anything that is not one of our ids
+        prefix = f"{partition}/{issued:%Y/%m/%d}/{upload_id}."
+        try:
+            source = self._first(self._uploads, prefix)
+            if source is not None and records.is_tombstone(source.metadata):
+                return _body(upload_id, Decision.from_metadata(source.metadata, fallback=Outcome.QUARANTINED))
+            for container, outcome in ((self._quarantine, Outcome.QUARANTINED), (self._accepted, Outcome.ACCEPTED)):
+                found = self._first(container, prefix)
+                if found is not None:
+                    return _body(upload_id, Decision.from_metadata(found.metadata, fallback=outcome))
+        except AzureError as exc:
+            raise ServiceUnavailable("Upload status is unavailable right now.", code="storage_unavailable") from exc
+        if source is not None:
+            return {"uploadId": upload_id, "status": "pending"}
+        key = self._keys.key(self._keys.active) or b""
+        if not upload_id_belongs_to(upload_id, key, partition) or issued > self._clock() + CLOCK_SKEW:
+            raise NotFound("No such upload.", code="upload_not_found")
+        expires = issued + self._ttl
+        if self._clock() <= expires + CLOCK_SKEW:
+            return {"uploadId": upload_id, "status": "pending", "expiresOn": records.timestamp(expires)}
+        return {"uploadId": upload_id, "status": "expired", "expiresOn": records.timestamp(expires)}
+
+    def _first(self, container: str, prefix: str) -> BlobProperties | None:
+        blobs = self._service.get_container_client(container).list_blobs(
+            name_starts_with=prefix, include=["metadata"], results_per_page=2
+        )
+        return next(iter(blobs), None)
+
+
+def _body(upload_id: str, decision: Decision) -> dict[str, Any]:
+    body: dict[str, Any] = {"uploadId": upload_id, "status": decision.outcome.value}
+    if decision.outcome is Outcome.QUARANTINED:
+        body["reason"] = public_reason(decision.reason)
+    if decision.decided_at.year > 1:
+        body["decidedAt"] = records.timestamp(decision.decided_at)
+    return body
