@@ -245,7 +245,8 @@ def main() -> None:
     rows = [
         ("blob bytes read per accepted upload, no hash", f"{head_bytes:,.0f} B in {head_gets:.0f} GET(s)",
          f"<= {64 * 1024:,} B", f"{png_size:,} B PNG, median of {options.runs}"),
-        ("tracemalloc peak, streamed sha256", f"{memory['peak'] / MiB:.1f} MiB", "< 64 MiB", f"{size / MiB:,.0f} MiB blob"),
+        ("tracemalloc peak, streamed sha256", f"{memory['peak'] / MiB:.1f} MiB", "< 64 MiB",
+         f"{size / MiB:,.0f} MiB blob"),
         ("RSS delta (sampled /proc), validate + sha256", f"{memory['rss_delta'] / MiB:.1f} MiB", "< 64 MiB",
          f"whole decision {memory['seconds']:.1f} s; base {memory['base_rss'] / MiB:.0f} MiB, "
          f"ru_maxrss {memory['maxrss'] / MiB:.0f} MiB"),

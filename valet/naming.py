@@ -101,5 +101,6 @@ def bind_upload_id(upload_id: str, key: bytes, partition: str) -> str:
 
 
 def upload_id_belongs_to(upload_id: str, key: bytes, partition: str) -> bool:
-    expected = _owner_mac(key, partition, upload_id)
-    return hmac.compare_digest(expected.to_bytes(5, "big"), (uuid.UUID(upload_id).int & ((1 << _OWNER_BITS) - 1)).to_bytes(5, "big"))
+    expected = _owner_mac(key, partition, upload_id).to_bytes(5, "big")
+    actual = (uuid.UUID(upload_id).int & ((1 << _OWNER_BITS) - 1)).to_bytes(5, "big")
+    return hmac.compare_digest(expected, actual)

@@ -36,7 +36,9 @@ def check_zip(file: IO[bytes], size: int, limits: ArchiveLimits) -> int:
             entries = archive.infolist()
             directory_at = int(getattr(archive, "start_dir", size))
     except ReadBudgetExceeded as exc:
-        raise Rejection(Reason.ARCHIVE_TOO_MANY_ENTRIES, "central directory larger than the entry limit allows") from exc
+        raise Rejection(
+            Reason.ARCHIVE_TOO_MANY_ENTRIES, "central directory larger than the entry limit allows"
+        ) from exc
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError, OSError) as exc:
         raise Rejection(Reason.ARCHIVE_INVALID, f"not a readable zip archive ({type(exc).__name__})") from exc
 

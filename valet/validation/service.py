@@ -27,14 +27,14 @@ class Validation:
     @classmethod
     def from_settings(cls, settings: Settings, blob_service: BlobServiceClient) -> Validation:
         storage, options = settings.storage, settings.validation
-        containers = {
-            "uploads": storage.uploads_container,
-            "accepted": storage.accepted_container,
-            "quarantine": storage.quarantine_container,
-        }
+        uploads, accepted, quarantine = (
+            storage.uploads_container, storage.accepted_container, storage.quarantine_container
+        )
         validator = Validator(
             blob_service=blob_service,
-            **containers,
+            uploads=uploads,
+            accepted=accepted,
+            quarantine=quarantine,
             keys=settings.grant_keys,
             policy=settings.policy,
             sas_ttl=settings.sas_ttl,
@@ -43,8 +43,8 @@ class Validation:
             copy_wait_seconds=options.copy_wait_seconds,
             scanners=[SCANNERS[name]() for name in options.scanners],
         )
-        status = StatusReader(blob_service=blob_service, **containers, keys=settings.grant_keys,
-                              sas_ttl=settings.sas_ttl)
+        status = StatusReader(blob_service=blob_service, uploads=uploads, accepted=accepted,
+                              quarantine=quarantine, keys=settings.grant_keys, sas_ttl=settings.sas_ttl)
         return cls(validator, status, MalwareEvents(validator, storage.account_url), options.sweep_limit)
 
     def on_blob(self, container: str, name: str) -> Decision | None:

@@ -309,9 +309,10 @@ class Validator:
         except ResourceExistsError:
             created = False  # another invocation got there first: "already done"
         except HttpResponseError as exc:
-            if exc.status_code == 412 and (exc.error_code or "").lower().startswith("sourcecondition"):
+            error_code = str(getattr(exc, "error_code", "") or "")
+            if exc.status_code == 412 and error_code.lower().startswith("sourcecondition"):
                 raise SourceChanged() from exc
-            if exc.status_code == 409 and exc.error_code in ("PendingCopyOperation",):
+            if exc.status_code == 409 and error_code == "PendingCopyOperation":
                 created = False
             else:
                 raise
