@@ -3,8 +3,10 @@
 Starts Azurite (HTTPS, OAuth, pinned in package.json) and a development OIDC issuer, loads the app's own
 registered functions from ``function_app.py`` with settings pointing at them, and then, as a client
 would: gets a grant with a bearer token, uploads a real PNG with only the grant's ``uploadUrl`` and
-``headers``, and shows that storage refuses the misuse a leaked URL invites. Exit code 0 only when every
-step behaved as it should.
+``headers``, shows that storage refuses the misuse a leaked URL invites, runs the blob-triggered
+validator on the uploads (as the Functions host would on a new blob) and reads the outcome from the
+status endpoint: the PNG accepted, an HTML page disguised as a PNG quarantined. Exit code 0 only when
+every step behaved as it should.
 """
 
 from __future__ import annotations
@@ -61,7 +63,10 @@ class Demo:
             os.environ.update(env)
             sys.modules.pop("function_app", None)
             app = importlib.import_module("function_app")
-            grant_fn = {f.get_function_name(): f for f in app.app.get_functions()}["create_upload"].get_user_function()
+            functions = {f.get_function_name(): f.get_user_function() for f in app.app.get_functions()}
+            grant_fn, status_fn, validate_fn = (
+                functions["create_upload"], functions["upload_status"], functions["validate_upload"]
+            )
             verify = str(azurite.cert)
             token = issuer.mint("demo-user")
 
@@ -85,7 +90,25 @@ class Demo:
             elsewhere = requests.put(other, data=png, headers=grant["headers"], verify=verify, timeout=30)
             self.check(elsewhere.status_code == 403, f"another blob name refused ({elsewhere.status_code})")
 
-            self.out("\n4. The grant API refuses what the profile does not allow, before any SAS exists")
+            self.out("\n4. Validation: the blob trigger decides, the status endpoint tells the client")
+            disguised = b"<!DOCTYPE html><html><body><script>alert(document.cookie)</script></body></html>"
+            fake = self.grant(grant_fn, token, {"filename": "cute-cat.png", "contentType": "image/png",
+                                                "size": len(disguised)})
+            if fake is None:
+                return 1
+            r = requests.put(fake["uploadUrl"], data=disguised, headers=fake["headers"], verify=verify, timeout=30)
+            self.check(r.status_code == 201, f"disguised HTML uploaded as image/png ({r.status_code})")
+            for g, expected in ((grant, "accepted"), (fake, "quarantined")):
+                container, name = blob_location(g["blobUri"], azurite.blob_url)
+                validate_fn(BlobRef(container, name))
+                status = status_fn(func.HttpRequest(
+                    method="GET", url=g["statusUrl"], headers={"authorization": f"Bearer {token}"},
+                    route_params={"uploadId": g["uploadId"]}, body=b""))
+                doc = json.loads(status.get_body())
+                reason = f", reason {doc['reason']}" if doc.get("reason") else ""
+                self.check(doc.get("status") == expected, f"{name.rsplit('/', 1)[-1]}: {doc.get('status')}{reason}")
+
+            self.out("\n5. The grant API refuses what the profile does not allow, before any SAS exists")
             bad = grant_fn(self.request(token, {"filename": "x.html", "contentType": "text/html", "size": 10}))
             self.check(bad.status_code == 415, f"text/html refused ({bad.status_code})")
             anon = grant_fn(self.request(None, {"filename": "a.png", "contentType": "image/png", "size": 1}))
@@ -110,6 +133,20 @@ class Demo:
             self.out(response.get_body().decode())
             return None
         return json.loads(response.get_body())  # type: ignore[no-any-return]
+
+
+class BlobRef:
+    """What the blob trigger hands the function: the blob's container and name."""
+
+    def __init__(self, container_name: str, blob_name: str) -> None:
+        self.container_name, self.blob_name = container_name, blob_name
+
+
+def blob_location(blob_uri: str, account_url: str) -> tuple[str, str]:
+    from urllib.parse import unquote
+
+    container, _, name = blob_uri[len(account_url) + 1:].partition("/")
+    return container, unquote(name)
 
 
 def provision(azurite: Azurite, env: dict[str, str]) -> None:
