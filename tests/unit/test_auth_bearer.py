@@ -345,6 +345,7 @@ def test_cached_keys_keep_working_when_jwks_goes_down(idp: FakeIdP, key: Signing
         "VALET_AUTH_ISSUERS": json.dumps([{"issuer": idp.issuer, "audiences": [AUDIENCE]}]),
         "VALET_AUTH_HTTP_TIMEOUT_SECONDS": str(TIMEOUT),
         "VALET_AUTH_JWKS_CACHE_SECONDS": "60",
+        "VALET_AUTH_TOKEN_CACHE_SECONDS": "0",  # this test is about the key cache, not the token cache
     })
     from valet.auth.bearer import BearerValidator
     from valet.auth.jwks import IssuerKeys
@@ -363,3 +364,49 @@ def test_cached_keys_keep_working_when_jwks_goes_down(idp: FakeIdP, key: Signing
     clock[0] += 10_000  # beyond max_stale: keys no longer trusted
     with pytest.raises(ServiceUnavailable):
         validator.validate(token(key, claims(idp.issuer)))
+
+
+def test_verified_token_is_remembered_without_another_key_lookup(idp: FakeIdP, key: SigningKey) -> None:
+    auth = make_auth([{"issuer": idp.issuer, "audiences": [AUDIENCE]}])
+    tok = token(key, claims(idp.issuer))
+    first = auth.authenticate(bearer(tok))
+    hits = dict(idp.hits)
+    idp.mode = "fail"  # the issuer going down changes nothing for a token already verified
+    assert auth.authenticate(bearer(tok)) == first
+    assert idp.hits == hits
+    tampered = tok[:-4] + ("AAAA" if not tok.endswith("AAAA") else "BBBB")
+    rejected(auth, tampered)
+
+
+def test_remembered_token_still_expires(idp: FakeIdP, key: SigningKey) -> None:
+    auth = make_auth([{"issuer": idp.issuer, "audiences": [AUDIENCE]}], VALET_AUTH_LEEWAY_SECONDS="0")
+    now = int(time.time())
+    tok = token(key, claims(idp.issuer, iat=now - 10, exp=now + 1))
+    auth.authenticate(bearer(tok))
+    time.sleep(1.2)
+    rejected(auth, tok)
+
+
+def test_remembered_token_still_needs_the_role(idp: FakeIdP, key: SigningKey) -> None:
+    auth = make_auth([{"issuer": idp.issuer, "audiences": [AUDIENCE]}])
+    tok = token(key, claims(idp.issuer, roles=["Other.Role"]))
+    for _ in range(2):
+        with pytest.raises(Forbidden):
+            auth.authenticate(bearer(tok))
+
+
+def test_token_cache_is_bounded_and_can_be_disabled() -> None:
+    from valet.auth.tokencache import VerifiedTokenCache
+    from valet.caller import Caller
+
+    clock = [0.0]
+    cache = VerifiedTokenCache(300, max_entries=2, clock=lambda: clock[0])
+    callers = [Caller(kind="bearer", issuer="i", subject=str(n)) for n in range(3)]
+    for n, caller in enumerate(callers):
+        cache.put(bytes([n]), caller, valid_until=1000)
+    assert cache.get(bytes([0])) is None and cache.get(bytes([2])) == callers[2]
+    clock[0] = 300  # ttl reached
+    assert cache.get(bytes([2])) is None
+    off = VerifiedTokenCache(0)
+    off.put(b"k", callers[0], valid_until=1000)
+    assert off.get(b"k") is None

@@ -26,6 +26,7 @@ from valet.errors import ServiceUnavailable, Unauthenticated
 from .challenge import unauthenticated
 from .jwks import IssuerKeys, KeysUnavailable, UnknownKey
 from .settings import GUID, TENANT_PLACEHOLDER, AuthSettings, IssuerConfig
+from .tokencache import VerifiedTokenCache
 
 log = logging.getLogger("valet.auth")
 
@@ -69,6 +70,7 @@ class _Trusted:
 class BearerValidator:
     def __init__(self, settings: AuthSettings, keys_factory: KeysFactory | None = None) -> None:
         self._leeway = settings.leeway_seconds
+        self._verified = VerifiedTokenCache(settings.token_cache_seconds)
 
         def default_factory(config: IssuerConfig) -> IssuerKeys:
             return IssuerKeys(
@@ -91,6 +93,17 @@ class BearerValidator:
                 self._exact[config.issuer] = _Trusted(config, None, factory(config))
 
     def validate(self, token: str) -> Caller:
+        if len(token) > MAX_TOKEN_LENGTH or not _TOKEN.fullmatch(token):
+            raise _invalid("The bearer token is not a well-formed JWT")
+        key = VerifiedTokenCache.key(token)
+        cached = self._verified.get(key)
+        if cached is not None:
+            return cached
+        caller, expires = self._verify(token)
+        self._verified.put(key, caller, expires + self._leeway)
+        return caller
+
+    def _verify(self, token: str) -> tuple[Caller, float]:
         if len(token) > MAX_TOKEN_LENGTH or not _TOKEN.fullmatch(token):
             raise _invalid("The bearer token is not a well-formed JWT")
         try:
@@ -144,7 +157,7 @@ class BearerValidator:
             raise _invalid("The bearer token is invalid") from None
         caller = self._caller(claims, trusted.config, iss, iss_tenant)
         log.info("bearer accepted caller=%s", caller.id)
-        return caller
+        return caller, float(claims["exp"])
 
     def _match_issuer(self, iss: str) -> tuple[_Trusted, str | None]:
         trusted = self._exact.get(iss)

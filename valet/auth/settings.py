@@ -15,6 +15,8 @@ Setting                             Default          Meaning
 ``VALET_AUTH_JWKS_CACHE_SECONDS``   ``3600``         Age after which a JWKS is refreshed.
 ``VALET_AUTH_JWKS_MAX_STALE_SECONDS`` ``86400``      How long cached keys keep working while the JWKS
                                                      endpoint is down.
+``VALET_AUTH_TOKEN_CACHE_SECONDS`` ``300``          How long a verified token is remembered (0-900; 0 off);
+                                                     never past its ``exp``. See :mod:`valet.auth.tokencache`.
 ``VALET_APIKEY_PEPPER``             (unset)          Secret, base64/base64url of >= 32 bytes; key of the
                                                      HMAC-SHA-256 stored per API key. Unset: API keys disabled.
 ``VALET_APIKEY_ALLOW_QUERY``        ``false``        Accept the key in the ``apiKey`` query parameter.
@@ -50,6 +52,7 @@ AUTH_HTTP_TIMEOUT_SECONDS = "VALET_AUTH_HTTP_TIMEOUT_SECONDS"
 AUTH_JWKS_MIN_REFETCH_SECONDS = "VALET_AUTH_JWKS_MIN_REFETCH_SECONDS"
 AUTH_JWKS_CACHE_SECONDS = "VALET_AUTH_JWKS_CACHE_SECONDS"
 AUTH_JWKS_MAX_STALE_SECONDS = "VALET_AUTH_JWKS_MAX_STALE_SECONDS"
+AUTH_TOKEN_CACHE_SECONDS = "VALET_AUTH_TOKEN_CACHE_SECONDS"  # noqa: S105 - a setting name
 APIKEY_PEPPER = "VALET_APIKEY_PEPPER"
 APIKEY_ALLOW_QUERY = "VALET_APIKEY_ALLOW_QUERY"
 APIKEY_CACHE_SECONDS = "VALET_APIKEY_CACHE_SECONDS"
@@ -102,6 +105,7 @@ class AuthSettings:
     jwks_min_refetch_seconds: float = 30.0
     jwks_cache_seconds: float = 3600.0
     jwks_max_stale_seconds: float = 86400.0
+    token_cache_seconds: float = 300.0
     apikey_pepper: bytes | None = field(default=None, repr=False)
     apikey_allow_query: bool = False
     apikey_cache_seconds: float = 60.0
@@ -126,6 +130,7 @@ class AuthSettings:
             jwks_min_refetch_seconds=_number(environ, AUTH_JWKS_MIN_REFETCH_SECONDS, 30, 1, 3600),
             jwks_cache_seconds=_number(environ, AUTH_JWKS_CACHE_SECONDS, 3600, 60, 86400),
             jwks_max_stale_seconds=_number(environ, AUTH_JWKS_MAX_STALE_SECONDS, 86400, 0, 7 * 86400),
+            token_cache_seconds=_number(environ, AUTH_TOKEN_CACHE_SECONDS, 300, 0, 900),
             apikey_pepper=_pepper(environ.get(APIKEY_PEPPER, "").strip()),
             apikey_allow_query=_flag(environ, APIKEY_ALLOW_QUERY),
             apikey_cache_seconds=_number(environ, APIKEY_CACHE_SECONDS, 60, 0, 600),
