@@ -114,6 +114,10 @@ class GrantKeyRing:
     def key(self, kid: str) -> bytes | None:
         return self._keys.get(kid)
 
+    def all_keys(self) -> list[bytes]:
+        """Every configured key, the active one first (verifiers try them all during a rotation)."""
+        return [self._keys[self.active], *(k for kid, k in self._keys.items() if kid != self.active)]
+
     def sign(self, claims: GrantClaims) -> str:
         return jwt.encode(
             claims.to_claims(), self._keys[self.active], algorithm="HS256", headers={"kid": self.active}

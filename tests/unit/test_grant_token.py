@@ -115,3 +115,17 @@ def test_bad_key_settings_fail_without_echoing_the_value(value: str) -> None:
 def test_repr_hides_key_material() -> None:
     k = key()
     assert k not in repr(GrantKeyRing.parse(f"k1:{k}", setting="S"))
+
+
+def test_upload_ids_bound_before_a_rotation_still_belong_to_their_caller() -> None:
+    import os
+
+    from valet.naming import bind_upload_id, new_upload_id, upload_id_belongs_to
+
+    old_key, new_key = key(), key()
+    before = GrantKeyRing.parse(f"old:{old_key}", setting="S")
+    upload_id = bind_upload_id(new_upload_id(NOW, os.urandom), before.all_keys()[0], "t/u-alice")
+    after = GrantKeyRing.parse(f"new:{new_key},old:{old_key}", setting="S")
+    assert after.all_keys()[0] == base64.urlsafe_b64decode(new_key + "==")
+    assert any(upload_id_belongs_to(upload_id, k, "t/u-alice") for k in after.all_keys())
+    assert not any(upload_id_belongs_to(upload_id, k, "t/u-mallory") for k in after.all_keys())

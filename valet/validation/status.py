@@ -63,8 +63,8 @@ class StatusReader:
             raise ServiceUnavailable("Upload status is unavailable right now.", code="storage_unavailable") from exc
         if source is not None:
             return {"uploadId": upload_id, "status": "pending"}
-        key = self._keys.key(self._keys.active) or b""
-        if not upload_id_belongs_to(upload_id, key, partition) or issued > self._clock() + CLOCK_SKEW:
+        owned = any(upload_id_belongs_to(upload_id, key, partition) for key in self._keys.all_keys())
+        if not owned or issued > self._clock() + CLOCK_SKEW:
             raise NotFound("No such upload.", code="upload_not_found")
         expires = issued + self._ttl
         if self._clock() <= expires + CLOCK_SKEW:
