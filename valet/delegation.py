@@ -26,6 +26,7 @@ from typing import Protocol
 from azure.core.exceptions import AzureError
 from azure.storage.blob import UserDelegationKey
 
+from valet.clock import utcnow
 from valet.errors import ServiceUnavailable
 
 log = logging.getLogger("valet.delegation")
@@ -54,9 +55,6 @@ def _parse_time(value: str | None) -> datetime:
     return datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
 
 class UserDelegationKeyCache:
     def __init__(
@@ -68,7 +66,7 @@ class UserDelegationKeyCache:
         failure_backoff: timedelta = timedelta(seconds=2),
         wait_timeout: float = 15.0,
         retry_after: int = 5,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         if not timedelta(minutes=5) <= lifetime <= MAX_KEY_LIFETIME:
             raise ValueError("lifetime must be between 5 minutes and 7 days")

@@ -19,6 +19,7 @@ from urllib.parse import quote
 from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 
 from valet.caller import Caller
+from valet.clock import utcnow
 from valet.delegation import UserDelegationKeyCache, key_expiry
 from valet.errors import BadRequest, ServiceUnavailable
 from valet.grant_token import GRANT_HEADER, GrantClaims, GrantKeyRing
@@ -126,9 +127,6 @@ def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
 
 class GrantIssuer:
     """Turns an authorized caller's request into a grant."""
@@ -144,7 +142,7 @@ class GrantIssuer:
         policy: Policy,
         sas_ttl: timedelta,
         sas_start_skew: timedelta,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self._account_url = account_url.rstrip("/")

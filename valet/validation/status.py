@@ -10,12 +10,13 @@ destination containers only when the source has no tombstone.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobProperties, BlobServiceClient
 
+from valet.clock import utcnow
 from valet.errors import NotFound, ServiceUnavailable
 from valet.grant_token import GrantKeyRing
 from valet.naming import parse_upload_id, upload_id_belongs_to
@@ -25,9 +26,6 @@ from valet.validation.records import Decision
 
 CLOCK_SKEW = timedelta(minutes=1)
 
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class StatusReader:
@@ -40,7 +38,7 @@ class StatusReader:
         quarantine: str,
         keys: GrantKeyRing,
         sas_ttl: timedelta,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._service = blob_service
         self._uploads, self._accepted, self._quarantine = uploads, accepted, quarantine

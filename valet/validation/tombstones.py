@@ -10,23 +10,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
+from valet.clock import utcnow
 from valet.validation import records
 
 log = logging.getLogger("valet.validation")
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
 
 def sweep_tombstones(
-    service: BlobServiceClient, container: str, *, limit: int, clock: Callable[[], datetime] = _utcnow
+    service: BlobServiceClient, container: str, *, limit: int, clock: Callable[[], datetime] = utcnow
 ) -> int:
     """Delete up to ``limit`` expired tombstones from ``container``; returns how many were deleted."""
     now = records.timestamp(clock())

@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
@@ -37,6 +37,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient, ContentSettings
 
+from valet.clock import utcnow
 from valet.errors import ServiceUnavailable, ValetError
 from valet.grant_token import GRANT_METADATA_KEY, GrantClaims, GrantKeyRing, GrantTokenError
 from valet.naming import parse_upload_id
@@ -65,9 +66,6 @@ class DecisionFailed(ServiceUnavailable):
 class SourceChanged(Exception):
     """The source blob's ETag moved while we worked: another invocation finished first."""
 
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -124,7 +122,7 @@ class Validator:
         sniff_bytes: int = 64 * 1024,
         copy_wait_seconds: float = 60.0,
         scanners: Sequence[Scanner] = (),
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.service = blob_service
