@@ -1,0 +1,109 @@
+"""``valet dev`` as a subprocess, driven over real HTTP: grant with the dev token and the dev API key, a
+curl-style upload, the watched blob trigger deciding, and a clean shutdown on SIGINT."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.samples import png
+from valet.emulator import PROJECT_ROOT, free_port, port_in_use
+
+pytestmark = pytest.mark.azurite
+
+
+def read_env(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+
+@pytest.fixture
+def dev(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str], Path]]:
+    shutil.copy(PROJECT_ROOT / "local.settings.sample.json", tmp_path / "local.settings.sample.json")
+    blob_port, app_port = free_port(), free_port()
+    while port_in_use(blob_port + 1):
+        blob_port = free_port()
+    env = {**os.environ, "VALET_STORAGE_ACCOUNT_URL": f"https://127.0.0.1:{blob_port}/devstoreaccount1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "valet", "dev", "--port", str(app_port), "--root", str(tmp_path)],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    dev_env = tmp_path / ".valet" / "dev.env"
+    deadline = time.monotonic() + 90
+    while not dev_env.exists() or "VALET_URL" not in dev_env.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"valet dev did not start: {proc.stdout.read() if proc.stdout else ''}")
+        time.sleep(0.2)
+    try:
+        yield proc, read_env(dev_env), tmp_path
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_valet_dev_end_to_end_and_clean_shutdown(dev: tuple[subprocess.Popen[str], dict[str, str], Path]) -> None:
+    proc, env, root = dev
+    url, token, api_key = env["VALET_URL"], env["VALET_DEV_TOKEN"], env["VALET_DEV_API_KEY"]
+    data = png()
+    body = {"filename": "a.png", "contentType": "image/png", "size": len(data)}
+    ca = str(root / ".valet" / "azurite" / "tls" / "cert.pem")
+
+    by_token = requests.post(f"{url}/api/uploads", json=body, headers={"Authorization": f"Bearer {token}"},
+                             timeout=10)
+    assert by_token.status_code == 201, by_token.text
+    by_key = requests.post(f"{url}/api/uploads", json=body, headers={"X-API-Key": api_key}, timeout=10)
+    assert by_key.status_code == 201, by_key.text
+
+    grant = by_token.json()
+    curl = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", ca, "-X", "PUT", grant["uploadUrl"],
+         *[arg for k, v in grant["headers"].items() for arg in ("-H", f"{k}: {v}")], "--data-binary", "@-"],
+        input=data, capture_output=True, check=False,
+    ) if shutil.which("curl") else None
+    if curl is not None:
+        assert curl.stdout == b"201", curl.stderr
+    else:
+        assert requests.put(grant["uploadUrl"], data=data, headers=grant["headers"], verify=ca,
+                            timeout=10).status_code == 201
+
+    deadline, status = time.monotonic() + 30, {}
+    while time.monotonic() < deadline:
+        status = requests.get(grant["statusUrl"], headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
+        if status.get("status") != "pending":
+            break
+        time.sleep(0.5)
+    assert status.get("status") == "accepted", status
+
+    ports = [int(url.rsplit(":", 1)[1])]
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, output
+    assert "valet dev: stopped" in output
+    assert token not in output and api_key not in output
+    for port in ports:
+        assert not port_in_use(port)
+    assert json.loads(json.dumps(status))["status"] == "accepted"
+
+
+def test_valet_dev_reports_a_taken_port() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "valet", "dev", "--port", str(port)],
+                                cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2
+    assert f"port {port} is already in use" in result.stderr

@@ -1,0 +1,197 @@
+"""``valet dev``: the whole app on this machine, until Ctrl-C.
+
+* Azurite (HTTPS, OAuth, pinned in package.json) with its data in ``.valet/azurite`` (ignored by git),
+  on the ports ``local.settings.sample.json`` names (10000 blob, 10001 queue);
+* settings from ``local.settings.json`` (created with fresh secrets by ``valet init`` when missing), real
+  environment variables first, as Core Tools loads them;
+* a development OIDC issuer on loopback, trusted only because this runner adds it to
+  ``VALET_AUTH_ISSUERS``, and a development API key;
+* the app's own registered functions from ``function_app.py``: HTTP routes on
+  ``http://127.0.0.1:7071/api/...``, the blob trigger fed by watching the uploads container, timer
+  triggers on a fixed interval, everything else through ``POST /admin/functions/{name}``;
+* ``.valet/dev.env`` with ``VALET_URL``, ``VALET_DEV_TOKEN`` (valid 12 hours) and ``VALET_DEV_API_KEY``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import io
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.storage.blob import BlobServiceClient
+
+from valet.devhost import FunctionHost
+from valet.devidp import DevIssuer
+from valet.emulator import PROJECT_ROOT, Azurite, EmulatorError, port_in_use
+from valet.localsettings import LOCAL, effective_environment, init
+from valet.storage import EmulatorCredential
+
+DEV_ISSUER_PORT = 7072
+TOKEN_HOURS = 12
+
+
+class BlobWatcher:
+    """Feeds the blob trigger: every new or changed blob (name and ETag) in the uploads container, once."""
+
+    def __init__(self, service: BlobServiceClient, container: str, host: FunctionHost, function: str,
+                 interval: float = 1.0) -> None:
+        self._container = service.get_container_client(container)
+        self._name = container
+        self._host, self._function, self._interval = host, function, interval
+        self._seen: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="valet-blob-watcher", daemon=True)
+
+    def start(self) -> BlobWatcher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def poll_once(self) -> int:
+        fired = 0
+        for blob in self._container.list_blobs():
+            if self._seen.get(blob.name) == blob.etag:
+                continue
+            self._seen[blob.name] = str(blob.etag)
+            try:
+                self._host.invoke(self._function, f"{self._name}/{blob.name}")
+            except Exception as exc:  # noqa: BLE001 - the host retries later, as the real trigger does
+                print(f"  validate_upload failed ({type(exc).__name__}); will retry", flush=True)
+                self._seen.pop(blob.name, None)
+            fired += 1
+        return fired
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.poll_once()
+            except AzureError:
+                pass  # storage restarting; next round
+
+
+def _timers(host: FunctionHost, stop: threading.Event, interval: float = 300.0) -> None:
+    names = [n for n, (kind, _) in host.others.items() if kind == "timerTrigger"]
+    while not stop.wait(interval):
+        for name in names:
+            try:
+                host.invoke(name, "")
+            except Exception as exc:  # noqa: BLE001
+                print(f"  {name} failed ({type(exc).__name__})", flush=True)
+
+
+def _dev_api_key(env: dict[str, str]) -> str:
+    from valet.auth import BlobKeyStore
+    from valet.auth.keytool import main as keytool
+    from valet.settings import Settings
+    from valet.storage import make_blob_service, make_credential
+
+    out = io.StringIO()
+    settings = Settings.from_env(env)
+    service = make_blob_service(settings.storage, make_credential(settings.storage))
+    code = keytool(["create", "--owner", "dev", "--name", f"valet-dev-{int(time.time())}", "--tenant", "dev"],
+                   store_factory=lambda auth: BlobKeyStore(service.get_container_client(auth.apikey_container)),
+                   environ=env, out=out)
+    if code != 0:
+        raise EmulatorError("could not create the development API key")
+    for line in out.getvalue().splitlines():
+        if line.startswith("api key"):
+            return line.rsplit(" ", 1)[1]
+    raise EmulatorError("the key tool printed no key")
+
+
+def provision(service: BlobServiceClient, env: dict[str, str]) -> None:
+    names = [env.get("VALET_UPLOADS_CONTAINER", "uploads"), env.get("VALET_ACCEPTED_CONTAINER", "accepted"),
+             env.get("VALET_QUARANTINE_CONTAINER", "quarantine"), env.get("VALET_APIKEY_CONTAINER", "valet-apikeys")]
+    for name in names:
+        try:
+            service.create_container(name)
+        except ResourceExistsError:
+            pass
+
+
+def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event | None = None,
+        stop: threading.Event | None = None) -> int:
+    """Run until ``stop`` is set. ``root`` holds local.settings(.sample).json and the ``.valet`` state."""
+    stop = stop or threading.Event()
+    state = root / ".valet"
+    if port_in_use(port):
+        print(f"valet dev: port {port} is already in use (another valet dev or func start?)", file=sys.stderr)
+        return 2
+    if not (root / LOCAL).exists():
+        print(f"valet dev: {LOCAL} not found; creating it with fresh development secrets")
+        init(root)
+    env = effective_environment(root)
+    blob_port = int(env["VALET_STORAGE_ACCOUNT_URL"].split(":")[2].split("/")[0])
+    try:
+        azurite = Azurite(state / "azurite", blob_port=blob_port, queue_port=blob_port + 1).start()
+    except EmulatorError as exc:
+        print(f"valet dev: {exc}", file=sys.stderr)
+        return 2
+    issuer = DevIssuer(port=0 if port_in_use(DEV_ISSUER_PORT) else DEV_ISSUER_PORT,
+                       key_file=state / "dev-issuer-key.pem").start()
+    env.update({
+        "VALET_STORAGE_CA_BUNDLE": str(azurite.cert),
+        "VALET_AUTH_ISSUERS": issuer.settings_value(),
+        "VALET_ALLOW_INSECURE_HTTP": env.get("VALET_ALLOW_INSECURE_HTTP", "true"),  # http://127.0.0.1 locally
+        "VALET_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+    })
+    service = BlobServiceClient(azurite.blob_url, credential=EmulatorCredential(azurite.blob_url),
+                                connection_verify=str(azurite.cert))
+    provision(service, env)
+    api_key = _dev_api_key(env) if env.get("VALET_APIKEY_PEPPER") else ""
+    os.environ.update(env)
+    sys.modules.pop("function_app", None)
+    sys.path.insert(0, str(PROJECT_ROOT))
+    app = importlib.import_module("function_app").app
+    host = FunctionHost(app, port=port).start()
+    watcher = BlobWatcher(service, env.get("VALET_UPLOADS_CONTAINER", "uploads"), host, "validate_upload").start()
+    timers = threading.Thread(target=_timers, args=(host, stop), daemon=True)
+    timers.start()
+
+    token = issuer.mint("dev-user", lifetime_seconds=TOKEN_HOURS * 3600)
+    state.mkdir(exist_ok=True)
+    dev_env = state / "dev.env"
+    dev_env.write_text(f"VALET_URL={host.url}\nVALET_DEV_TOKEN={token}\nVALET_DEV_API_KEY={api_key}\n")
+    dev_env.chmod(0o600)
+    print(f"valet dev: app on {host.url}/api  (Azurite {azurite.blob_url}, dev issuer {issuer.issuer})")
+    print(f"  credentials in {dev_env}; use them with:")
+    print("    set -a; . .valet/dev.env; set +a")
+    print('    curl -sS -X POST "$VALET_URL/api/uploads" -H "Authorization: Bearer $VALET_DEV_TOKEN" \\')
+    print("         -H 'content-type: application/json' \\")
+    print("""         -d '{"filename": "a.png", "contentType": "image/png", "size": 68}'""")
+    print("  Ctrl-C stops everything.", flush=True)
+    if ready is not None:
+        ready.set()
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        watcher.stop()
+        host.stop()
+        issuer.stop()
+        azurite.stop()
+        print("valet dev: stopped", flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="valet dev", description="Run valet locally until Ctrl-C")
+    parser.add_argument("--port", type=int, default=7071)
+    parser.add_argument("--root", type=Path, default=PROJECT_ROOT,
+                        help="folder with local.settings.json; state goes to <root>/.valet")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return run(args.port, root=args.root, stop=stop)
