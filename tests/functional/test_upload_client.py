@@ -1,0 +1,115 @@
+"""The reference client (`valet upload`) against the app's functions on a real HTTP host, real Azurite,
+real tokens and API keys, and the watched blob trigger."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from tests.conftest import StorageEndpoint
+from tests.support.functions import fresh_app
+from tests.support.samples import html, pdf, png
+from valet.client import EXIT_ACCEPTED, EXIT_AUTH, EXIT_REJECTED, EXIT_TRANSIENT, EXIT_USAGE, UploadError, ValetClient
+from valet.dev import BlobWatcher
+from valet.devhost import FunctionHost
+from valet.devidp import DevIssuer
+from valet.emulator import free_port
+from valet.upload import main as upload_main
+
+pytestmark = pytest.mark.azurite
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[DevIssuer]:
+    with DevIssuer() as idp:
+        yield idp
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch, valet_env: dict[str, str], issuer: DevIssuer,
+          blob_service: BlobServiceClient) -> Iterator[FunctionHost]:
+    env = {**valet_env, "VALET_AUTH_ISSUERS": issuer.settings_value()}
+    with fresh_app(monkeypatch, env) as module, FunctionHost(module.app, port=0) as host:
+        watcher = BlobWatcher(blob_service, valet_env["VALET_UPLOADS_CONTAINER"], host, "validate_upload",
+                              interval=0.2).start()
+        yield host
+        watcher.stop()
+
+
+def write(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def run(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+    out = io.StringIO()
+    code = upload_main(argv, out=out, environ=env)
+    return code, out.getvalue()
+
+
+def cli_env(host: FunctionHost, issuer: DevIssuer, storage_endpoint: StorageEndpoint) -> dict[str, str]:
+    return {"VALET_URL": host.url, "VALET_TOKEN": issuer.mint("uploader"),
+            "VALET_STORAGE_CA_BUNDLE": storage_endpoint.ca_bundle or ""}
+
+
+def test_good_png_is_accepted(stack: FunctionHost, issuer: DevIssuer, storage_endpoint: StorageEndpoint,
+                              tmp_path: Path) -> None:
+    code, out = run([str(write(tmp_path, "cat.png", png()))], cli_env(stack, issuer, storage_endpoint))
+    assert code == EXIT_ACCEPTED, out
+    assert "cat.png: accepted" in out and "single upload" in out
+
+
+def test_disguised_html_is_rejected_with_its_reason(stack: FunctionHost, issuer: DevIssuer,
+                                                   storage_endpoint: StorageEndpoint, tmp_path: Path) -> None:
+    code, out = run([str(write(tmp_path, "cute.png", html()))], cli_env(stack, issuer, storage_endpoint))
+    assert code == EXIT_REJECTED
+    assert "cute.png: quarantined (content_not_allowed)" in out
+
+
+def test_sha256_is_declared_and_checked(stack: FunctionHost, issuer: DevIssuer, storage_endpoint: StorageEndpoint,
+                                        tmp_path: Path) -> None:
+    code, out = run([str(write(tmp_path, "doc.pdf", pdf())), "--profile", "documents", "--sha256", "--quiet"],
+                    cli_env(stack, issuer, storage_endpoint))
+    assert code == EXIT_ACCEPTED, out
+    assert out.strip().startswith("doc.pdf: accepted")
+
+
+def test_blocks_fall_back_to_put_blob_where_create_only_blocks_are_refused(
+        stack: FunctionHost, issuer: DevIssuer, storage_endpoint: StorageEndpoint, tmp_path: Path) -> None:
+    big = write(tmp_path, "big.bin", png() + os.urandom(40 * 1024 * 1024))
+    client = ValetClient(stack.url, token=issuer.mint("big"), storage_verify=storage_endpoint.ca_bundle or True)
+    seen: list[int] = []
+    result = client.upload(big, content_type="application/octet-stream", profile="large",
+                           progress=lambda sent, total: seen.append(sent))
+    assert result.mode == "single"  # Azurite 3.37 refuses Put Block with sp=c; Azure allows it
+    assert seen[-1] == big.stat().st_size
+    assert result.status in ("accepted", "quarantined")
+
+
+def test_bad_token_is_an_auth_failure(stack: FunctionHost, tmp_path: Path) -> None:
+    code, _ = run([str(write(tmp_path, "a.png", png()))], {"VALET_URL": stack.url, "VALET_TOKEN": "not.a.jwt"})
+    assert code == EXIT_AUTH
+
+
+def test_refused_grant_is_a_rejection(stack: FunctionHost, issuer: DevIssuer, storage_endpoint: StorageEndpoint,
+                                      tmp_path: Path) -> None:
+    code, _ = run([str(write(tmp_path, "page.html", html()))], cli_env(stack, issuer, storage_endpoint))
+    assert code == EXIT_REJECTED
+
+
+def test_unreachable_service_is_transient(tmp_path: Path) -> None:
+    client = ValetClient(f"http://127.0.0.1:{free_port()}", token="x", retries=2, sleep=lambda s: None)
+    with pytest.raises(UploadError) as info:
+        client.upload(write(tmp_path, "a.png", png()))
+    assert info.value.exit_code == EXIT_TRANSIENT
+
+
+def test_usage_errors(tmp_path: Path) -> None:
+    assert run([str(tmp_path / "missing.png")], {"VALET_URL": "http://127.0.0.1:1"})[0] == EXIT_USAGE
+    assert run([str(write(tmp_path, "a.png", png()))], {})[0] == EXIT_USAGE

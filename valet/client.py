@@ -1,0 +1,297 @@
+"""The reference upload client (library and ``valet upload``).
+
+It does what every client of the API should do: get a grant with a bearer token or an API key, upload the
+file straight to storage with exactly the grant's ``uploadUrl`` and ``headers``, then poll ``statusUrl``
+until the validator decided. Transient failures are retried with exponential backoff; an upload that
+outlives its SAS gets a fresh grant; large files go up as parallel blocks where the service allows
+create-only blocks (Azure, service version 2026-04-06 and later), else as one Put Blob (up to 5,000 MiB).
+
+Exit codes of ``valet upload``: 0 accepted, 1 rejected (quarantined, or the grant was refused), 2 usage,
+3 authentication/authorization failure, 4 transient failure (gave up after retries).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import mimetypes
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+EXIT_ACCEPTED, EXIT_REJECTED, EXIT_USAGE, EXIT_AUTH, EXIT_TRANSIENT = 0, 1, 2, 3, 4
+PUT_BLOB_LIMIT = 5000 * 1024 * 1024
+BLOCK_BYTES = 8 * 1024 * 1024
+BLOCK_VERSION = "2026-10-06"  # create-only (sp=c) Put Block needs service version 2026-04-06 or later
+_TRANSIENT = {408, 429, 500, 502, 503, 504}
+
+
+class UploadError(Exception):
+    """Why an upload did not end accepted; ``exit_code`` is what ``valet upload`` returns."""
+
+    def __init__(self, message: str, exit_code: int, code: str | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.code = code
+
+
+@dataclass
+class UploadResult:
+    upload_id: str
+    status: str
+    reason: str | None = None
+    mode: str = "single"
+    grants: int = 1
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_ACCEPTED if self.status == "accepted" else EXIT_REJECTED
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class ValetClient:
+    base_url: str
+    token: str | None = None
+    api_key: str | None = None
+    verify: bool | str = True
+    storage_verify: bool | str = True
+    retries: int = 4
+    backoff: float = 0.5
+    timeout: float = 30.0
+    sleep: Callable[[float], None] = time.sleep
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def __repr__(self) -> str:  # never show credentials
+        return f"ValetClient(base_url={self.base_url!r})"
+
+    # -- API calls -------------------------------------------------------------------------------
+
+    def _auth(self) -> dict[str, str]:
+        if self.api_key:
+            return {"X-API-Key": self.api_key}
+        if self.token:
+            return {"Authorization": f"Bearer {self.token}"}
+        raise UploadError("Give a bearer token or an API key.", EXIT_AUTH, "missing_credentials")
+
+    def _call(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """An API request with retries on transport errors and transient statuses (honours Retry-After)."""
+        for attempt in range(self.retries + 1):
+            try:
+                response = self.session.request(method, url, timeout=self.timeout, verify=self.verify, **kwargs)
+            except requests.RequestException:
+                if attempt == self.retries:
+                    raise UploadError(f"Cannot reach {self.base_url}.", EXIT_TRANSIENT, "unreachable") from None
+            else:
+                if response.status_code not in _TRANSIENT or attempt == self.retries:
+                    return response
+                retry_after = response.headers.get("Retry-After", "")
+                if retry_after.isdigit():
+                    self.sleep(min(float(retry_after), 30.0))
+                    continue
+            self.sleep(self.backoff * (2**attempt))
+        raise AssertionError("unreachable")
+
+    def grant(self, *, filename: str, content_type: str, size: int, profile: str | None = None,
+              sha256: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"filename": filename, "contentType": content_type, "size": size}
+        if profile:
+            body["profile"] = profile
+        if sha256:
+            body["sha256"] = sha256
+        response = self._call("POST", f"{self.base_url}/api/uploads", json=body, headers=self._auth())
+        if response.status_code == 201:
+            return response.json()  # type: ignore[no-any-return]
+        problem = _problem(response)
+        if response.status_code in (401, 403):
+            raise UploadError(f"Not allowed: {problem['detail']}", EXIT_AUTH, problem["code"])
+        if response.status_code in _TRANSIENT:
+            raise UploadError(f"The service is unavailable: {problem['detail']}", EXIT_TRANSIENT, problem["code"])
+        raise UploadError(f"Grant refused: {problem['detail']}", EXIT_REJECTED, problem["code"])
+
+    def status(self, status_url: str) -> dict[str, Any]:
+        response = self._call("GET", status_url, headers=self._auth())
+        if response.status_code == 200:
+            return response.json()  # type: ignore[no-any-return]
+        problem = _problem(response)
+        code = EXIT_AUTH if response.status_code in (401, 403) else EXIT_TRANSIENT
+        raise UploadError(f"Status unavailable: {problem['detail']}", code, problem["code"])
+
+    def wait(self, status_url: str, *, timeout: float = 120.0, interval: float = 1.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            doc = self.status(status_url)
+            if doc.get("status") != "pending":
+                return doc
+            if time.monotonic() >= deadline:
+                raise UploadError("No decision yet; try the status URL later.", EXIT_TRANSIENT, "pending")
+            self.sleep(interval)
+
+    # -- uploading -------------------------------------------------------------------------------
+
+    def upload(self, path: Path, *, content_type: str | None = None, profile: str | None = None,
+               sha256: bool = False, mode: str = "auto", progress: ProgressFn | None = None,
+               wait: bool = True, wait_timeout: float = 120.0, max_grants: int = 3) -> UploadResult:
+        size = path.stat().st_size
+        kind = content_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        digest = _sha256_file(path) if sha256 else None
+        for grants in range(1, max_grants + 1):
+            grant = self.grant(filename=path.name, content_type=kind, size=size, profile=profile, sha256=digest)
+            try:
+                used = self._put(grant, path, size, mode, progress)
+            except _GrantExpired:
+                continue  # the SAS ran out mid-upload: ask for a fresh one
+            result = UploadResult(grant["uploadId"], "pending", mode=used, grants=grants)
+            if wait:
+                doc = self.wait(grant["statusUrl"], timeout=wait_timeout)
+                result.status, result.reason = str(doc.get("status")), doc.get("reason")
+            return result
+        raise UploadError("The upload kept outliving its grant; is the connection very slow?", EXIT_TRANSIENT,
+                          "grant_expired")
+
+    def _put(self, grant: dict[str, Any], path: Path, size: int, mode: str, progress: ProgressFn | None) -> str:
+        if mode == "blocks" or (mode == "auto" and size > 4 * BLOCK_BYTES):
+            try:
+                self._put_blocks(grant, path, size, progress)
+                return "blocks"
+            except _BlocksRefused:
+                if mode == "blocks" or size > PUT_BLOB_LIMIT:
+                    raise UploadError("The storage service refuses create-only block uploads "
+                                      "(Azurite does; Azure allows them since 2026-04-06).", EXIT_REJECTED,
+                                      "blocks_refused") from None
+        if size > PUT_BLOB_LIMIT:
+            raise UploadError("Files over 5,000 MiB need block uploads.", EXIT_REJECTED, "too_large_for_put_blob")
+        self._put_blob(grant, path, size, progress)
+        return "single"
+
+    def _storage(self, method: str, url: str, grant: dict[str, Any], *, data: Any,
+                 headers: dict[str, str]) -> requests.Response:
+        for attempt in range(self.retries + 1):
+            try:
+                response = self.session.request(method, url, data=data() if callable(data) else data,
+                                                headers=headers, timeout=max(self.timeout, 300),
+                                                verify=self.storage_verify)
+            except requests.RequestException:
+                if attempt == self.retries:
+                    raise UploadError("Storage cannot be reached.", EXIT_TRANSIENT, "storage_unreachable") from None
+            else:
+                if response.status_code == 403 and _expired(grant):
+                    raise _GrantExpired()
+                if response.status_code not in _TRANSIENT:
+                    return response
+                if attempt == self.retries:
+                    raise UploadError("Storage kept failing.", EXIT_TRANSIENT, f"storage_{response.status_code}")
+            self.sleep(self.backoff * (2**attempt))
+        raise AssertionError("unreachable")
+
+    def _put_blob(self, grant: dict[str, Any], path: Path, size: int, progress: ProgressFn | None) -> None:
+        def body() -> _FileBody:
+            return _FileBody(path, size, progress)
+
+        response = self._storage("PUT", grant["uploadUrl"], grant, data=body, headers=dict(grant["headers"]))
+        if response.status_code == 403:
+            # A retry after a lost response finds the blob already there (create-only): fine if we made it.
+            if self.status(grant["statusUrl"]).get("status") in ("pending", "accepted", "quarantined"):
+                return
+        if response.status_code != 201:
+            raise UploadError(f"Storage refused the upload ({response.status_code}).", EXIT_REJECTED,
+                              response.headers.get("x-ms-error-code"))
+
+    def _put_blocks(self, grant: dict[str, Any], path: Path, size: int, progress: ProgressFn | None) -> None:
+        count = max(1, -(-size // BLOCK_BYTES))
+        ids = [base64.b64encode(f"valet-{n:08d}".encode()).decode() for n in range(count)]
+        done = [0]
+
+        def put_block(n: int) -> None:
+            start = n * BLOCK_BYTES
+            length = min(BLOCK_BYTES, size - start)
+            with path.open("rb") as f:
+                f.seek(start)
+                data = f.read(length)
+            url = f"{grant['uploadUrl']}&comp=block&blockid={quote(ids[n], safe='')}"
+            response = self._storage("PUT", url, grant, data=data, headers={"x-ms-version": BLOCK_VERSION})
+            if response.status_code == 403:
+                raise _BlocksRefused()
+            if response.status_code != 201:
+                raise UploadError(f"Storage refused a block ({response.status_code}).", EXIT_REJECTED)
+            done[0] += length
+            if progress:
+                progress(done[0], size)
+
+        put_block(0)  # the first block tells whether create-only blocks are allowed here
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(put_block, range(1, count)))
+        block_list = "".join(f"<Latest>{i}</Latest>" for i in ids)
+        headers = {k: v for k, v in grant["headers"].items() if k.lower() != "x-ms-blob-type"}
+        response = self._storage(
+            "PUT", f"{grant['uploadUrl']}&comp=blocklist", grant,
+            data=f'<?xml version="1.0" encoding="utf-8"?><BlockList>{block_list}</BlockList>'.encode(),
+            headers={**headers, "x-ms-version": BLOCK_VERSION},
+        )
+        if response.status_code != 201:
+            raise UploadError(f"Storage refused the block list ({response.status_code}).", EXIT_REJECTED)
+
+
+class _GrantExpired(Exception):
+    pass
+
+
+class _BlocksRefused(Exception):
+    pass
+
+
+def _expired(grant: dict[str, Any]) -> bool:
+    try:
+        expires = datetime.strptime(str(grant["expiresOn"]), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except (KeyError, ValueError):
+        return False
+    return datetime.now(UTC) >= expires
+
+
+def _problem(response: requests.Response) -> dict[str, str]:
+    try:
+        doc = response.json()
+    except ValueError:
+        doc = {}
+    if not isinstance(doc, dict):
+        doc = {}
+    return {"code": str(doc.get("code", f"http_{response.status_code}")),
+            "detail": str(doc.get("detail", f"HTTP {response.status_code}"))}
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1024 * 1024), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _FileBody:
+    """The file as a request body with a known length (storage needs Content-Length, not chunked
+    encoding), reporting progress as it is read."""
+
+    def __init__(self, path: Path, size: int, progress: ProgressFn | None) -> None:
+        self._file = path.open("rb")
+        self._size, self._sent, self._progress = size, 0, progress
+
+    def __len__(self) -> int:
+        return self._size
+
+    def read(self, n: int = -1) -> bytes:
+        chunk = self._file.read(min(n if n > 0 else self._size, 1024 * 1024))
+        if not chunk:
+            self._file.close()
+        self._sent += len(chunk)
+        if self._progress and chunk:
+            self._progress(self._sent, self._size)
+        return chunk

@@ -1,0 +1,84 @@
+"""``valet upload FILE``: the reference desktop client on the command line (see :mod:`valet.client`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from valet.client import EXIT_USAGE, UploadError, ValetClient
+from valet.emulator import PROJECT_ROOT
+
+
+class Progress:
+    """A bar with rate and ETA on a terminal; a line per 10 % otherwise."""
+
+    def __init__(self, out: TextIO, *, tty: bool) -> None:
+        self._out, self._tty = out, tty
+        self._started = time.monotonic()
+        self._last_decile = -1
+
+    def __call__(self, sent: int, total: int) -> None:
+        fraction = sent / total if total else 1.0
+        elapsed = max(time.monotonic() - self._started, 1e-6)
+        rate = sent / elapsed
+        eta = (total - sent) / rate if rate > 0 else 0.0
+        if self._tty:
+            bar = "#" * int(fraction * 30)
+            self._out.write(f"\r[{bar:<30}] {fraction:6.1%}  {rate / 2**20:7.1f} MiB/s  ETA {eta:5.0f} s")
+            if sent >= total:
+                self._out.write("\n")
+            self._out.flush()
+        elif int(fraction * 10) > self._last_decile:
+            self._last_decile = int(fraction * 10)
+            print(f"uploaded {sent} of {total} bytes ({fraction:.0%}, {rate / 2**20:.1f} MiB/s)", file=self._out)
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, environ: dict[str, str] | None = None) -> int:
+    out = out or sys.stdout
+    env = dict(os.environ if environ is None else environ)
+    parser = argparse.ArgumentParser(prog="valet upload", description="Upload a file through a valet grant")
+    parser.add_argument("file", type=Path)
+    parser.add_argument("--url", default=env.get("VALET_URL"), help="valet base URL (env VALET_URL)")
+    parser.add_argument("--token", default=env.get("VALET_TOKEN") or env.get("VALET_DEV_TOKEN"),
+                        help="bearer token (env VALET_TOKEN, VALET_DEV_TOKEN)")
+    parser.add_argument("--api-key", default=env.get("VALET_API_KEY") or env.get("VALET_DEV_API_KEY"),
+                        help="API key (env VALET_API_KEY, VALET_DEV_API_KEY); wins over --token")
+    parser.add_argument("--profile")
+    parser.add_argument("--content-type")
+    parser.add_argument("--sha256", action="store_true", help="compute and declare the file's sha256")
+    parser.add_argument("--mode", choices=["auto", "single", "blocks"], default="auto")
+    parser.add_argument("--storage-ca", default=env.get("VALET_STORAGE_CA_BUNDLE"),
+                        help="CA file for a local emulator's certificate (default: .valet's when present)")
+    parser.add_argument("--no-wait", action="store_true", help="do not wait for the validator's decision")
+    parser.add_argument("--quiet", action="store_true")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_USAGE if exc.code else 0
+    if not args.url:
+        print("valet upload: give --url or set VALET_URL", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.file.is_file():
+        print(f"valet upload: {args.file} is not a file", file=sys.stderr)
+        return EXIT_USAGE
+    ca = args.storage_ca
+    local_ca = PROJECT_ROOT / ".valet" / "azurite" / "tls" / "cert.pem"
+    if ca is None and local_ca.exists() and args.url.startswith("http://127.0.0.1"):
+        ca = str(local_ca)
+    client = ValetClient(args.url.rstrip("/"), token=args.token, api_key=args.api_key,
+                         storage_verify=ca or True)
+    progress = None if args.quiet else Progress(out, tty=out.isatty())
+    try:
+        result = client.upload(args.file, content_type=args.content_type, profile=args.profile,
+                               sha256=args.sha256, mode=args.mode, progress=progress, wait=not args.no_wait)
+    except UploadError as exc:
+        print(f"valet upload: {exc}" + (f" ({exc.code})" if exc.code else ""), file=sys.stderr)
+        return exc.exit_code
+    reason = f" ({result.reason})" if result.reason else ""
+    print(f"{args.file.name}: {result.status}{reason}  upload {result.upload_id}, {result.mode} upload", file=out)
+    return result.exit_code
