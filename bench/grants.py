@@ -33,10 +33,11 @@ from azure.storage.blob import BlobServiceClient, UserDelegationKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from valet.demo import provision
+from valet.dev import provision
 from valet.devidp import DevIssuer
 from valet.emulator import Azurite
 from valet.runtime import RuntimeHolder
+from valet.storage import EmulatorCredential
 
 
 class KeyPerRequest:
@@ -79,7 +80,8 @@ def main() -> None:
             "VALET_AUTH_ISSUERS": issuer.settings_value(),
             "VALET_RATE_LIMIT_PER_MINUTE": "0",  # measure the grant path, not the limiter
         }
-        provision(azurite, env)
+        provision(BlobServiceClient(azurite.blob_url, credential=EmulatorCredential(azurite.blob_url),
+                                    connection_verify=str(azurite.cert)), env)
         os.environ.update(env)
         app = importlib.import_module("function_app")
         grant = {f.get_function_name(): f for f in app.app.get_functions()}["create_upload"].get_user_function()

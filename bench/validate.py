@@ -105,6 +105,8 @@ def put(svc: BlobServiceClient, env: dict[str, str], data: Any, size: int, conte
     name = blob_name(PARTITION, upload_id, settings.policy.profiles[profile].extension_for(content_type))
     claims = GrantClaims(upload_id, settings.storage.uploads_container, name, size, content_type, sha256,
                          profile, "bench", "bench", now, now + timedelta(minutes=3))
+    if isinstance(data, io.RawIOBase):  # raw reads may be short at block edges; buffered reads are not
+        data = io.BufferedReader(data, buffer_size=BLOCK)
     svc.get_blob_client(settings.storage.uploads_container, name).upload_blob(
         data, length=size, metadata={GRANT_METADATA_KEY: settings.grant_keys.sign(claims)},
         content_settings=ContentSettings(content_type=content_type), max_concurrency=2)

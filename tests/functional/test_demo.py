@@ -29,7 +29,7 @@ def test_demo_passes_end_to_end(tmp_path: Path, isolated_environment: None) -> N
     assert Demo(out=lines.append).run(tmp_path) == 0, "\n".join(lines)
     text = "\n".join(lines)
     assert "FAIL" not in text
-    assert ": accepted" in text and ": quarantined, reason content_not_allowed" in text
+    assert "hello.png: accepted" in text and "cute-cat.png: quarantined, reason content_not_allowed" in text
 
 
 def test_demo_reports_failed_checks() -> None:
