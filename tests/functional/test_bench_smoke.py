@@ -13,7 +13,7 @@ pytestmark = pytest.mark.azurite
 
 
 def run(*argv: str) -> str:
-    result = subprocess.run([sys.executable, *argv], cwd=PROJECT_ROOT, capture_output=True, text=True,  # noqa: S603
+    result = subprocess.run([sys.executable, *argv], cwd=PROJECT_ROOT, capture_output=True, text=True,
                             timeout=240, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
