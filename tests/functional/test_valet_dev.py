@@ -1,5 +1,6 @@
 """``valet dev`` as a subprocess, driven over real HTTP: grant with the dev token and the dev API key, a
-curl-style upload, the watched blob trigger deciding, and a clean shutdown on SIGINT."""
+curl-style upload, the watched blob trigger deciding, the reference client, a malware event through the
+admin endpoint, and a clean shutdown on SIGINT."""
 
 from __future__ import annotations
 
@@ -85,6 +86,25 @@ def test_valet_dev_end_to_end_and_clean_shutdown(dev: tuple[subprocess.Popen[str
         time.sleep(0.5)
     assert status.get("status") == "accepted", status
 
+    # The reference client against the running stack: a disguised page ends quarantined.
+    from valet.client import ValetClient
+
+    fake = root / "cute.png"
+    fake.write_bytes(b"<!DOCTYPE html><html><script>alert(1)</script></html>")
+    rejected = ValetClient(url, token=token, storage_verify=ca).upload(fake, wait_timeout=30)
+    assert (rejected.status, rejected.reason) == ("quarantined", "content_not_allowed")
+
+    # A Defender-style malware event through Core Tools' admin endpoint moves the accepted blob.
+    accepted_uri = grant["blobUri"].replace("/uploads/", "/accepted/")
+    event = {"id": "e1", "eventType": "Microsoft.Security.MalwareScanningResult", "subject": "s", "topic": "t",
+             "dataVersion": "1.0", "data": {"blobUri": accepted_uri, "scanResultType": "Malicious",
+                                            "scanFinishedTimeUtc": "2026-11-22T12:00:00Z"}}
+    admin = requests.post(f"{url}/admin/functions/malware_scan_result", json={"input": json.dumps(event)},
+                          timeout=30)
+    assert admin.status_code == 202
+    after = requests.get(grant["statusUrl"], headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
+    assert (after["status"], after.get("reason")) == ("quarantined", "malware_detected")
+
     ports = [int(url.rsplit(":", 1)[1])]
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=30)
@@ -93,7 +113,6 @@ def test_valet_dev_end_to_end_and_clean_shutdown(dev: tuple[subprocess.Popen[str
     assert token not in output and api_key not in output
     for port in ports:
         assert not port_in_use(port)
-    assert json.loads(json.dumps(status))["status"] == "accepted"
 
 
 def test_valet_dev_reports_a_taken_port() -> None:
