@@ -8,7 +8,7 @@
   ``VALET_AUTH_ISSUERS``, and a development API key;
 * the app's own registered functions from ``function_app.py``: HTTP routes on
   ``http://127.0.0.1:7071/api/...``, the blob trigger fed by watching the uploads container, timer
-  triggers on a fixed interval, everything else through ``POST /admin/functions/{name}``;
+  triggers on their NCRONTAB schedules, everything else through ``POST /admin/functions/{name}``;
 * ``.valet/dev.env`` with ``VALET_URL``, ``VALET_DEV_TOKEN`` (valid 12 hours) and ``VALET_DEV_API_KEY``.
 """
 
@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from azure.core.exceptions import AzureError, ResourceExistsError
@@ -32,6 +33,7 @@ from valet.devhost import FunctionHost
 from valet.devidp import DevIssuer
 from valet.emulator import PROJECT_ROOT, Azurite, EmulatorError, port_in_use
 from valet.localsettings import LOCAL, effective_environment, init
+from valet.ncrontab import Schedule
 from valet.storage import EmulatorCredential
 
 DEV_ISSUER_PORT = 7072
@@ -80,14 +82,26 @@ class BlobWatcher:
                 pass  # storage restarting; next round
 
 
-def _timers(host: FunctionHost, stop: threading.Event, interval: float = 300.0) -> None:
-    names = [n for n, (kind, _) in host.others.items() if kind == "timerTrigger"]
-    while not stop.wait(interval):
-        for name in names:
-            try:
-                host.invoke(name, "")
-            except Exception as exc:  # noqa: BLE001
-                print(f"  {name} failed ({type(exc).__name__})", flush=True)
+def _timers(host: FunctionHost, stop: threading.Event) -> None:
+    """Timer triggers on their own NCRONTAB schedules (UTC), checked every second."""
+    schedules = {}
+    for name, expression in host.schedules.items():
+        try:
+            schedules[name] = Schedule(expression)
+        except ValueError as exc:
+            print(f"  {name}: {exc}; not scheduled locally (invoke it via the admin endpoint)", flush=True)
+    last = None
+    while not stop.wait(0.25):
+        now = datetime.now(UTC).replace(microsecond=0)
+        if now == last:
+            continue
+        last = now
+        for name, schedule in schedules.items():
+            if schedule.matches(now):
+                try:
+                    host.invoke(name, "")
+                except Exception as exc:  # noqa: BLE001 - report and keep the runner alive, like the host
+                    print(f"  {name} failed ({type(exc).__name__})", flush=True)
 
 
 def _dev_api_key(env: dict[str, str]) -> str:

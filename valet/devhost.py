@@ -70,6 +70,7 @@ class FunctionHost:
         self._host = host
         self.routes: list[HttpRoute] = []
         self.others: dict[str, tuple[str, Callable[..., Any]]] = {}
+        self.schedules: dict[str, str] = {}  # timer functions: name -> NCRONTAB schedule
         for fn in app.get_functions():
             trigger: Any = fn.get_trigger()
             user = fn.get_user_function()
@@ -82,6 +83,8 @@ class FunctionHost:
                                              methods or frozenset({"GET", "POST"}), user))
             else:
                 self.others[name] = (str(trigger.get_binding_name()), user)
+                if trigger.get_binding_name() == "timerTrigger":
+                    self.schedules[name] = str(trigger.schedule)
         self._server = ThreadingHTTPServer((host, port), self._handler())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None

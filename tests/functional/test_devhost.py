@@ -95,3 +95,10 @@ def test_unknown_routes_methods_and_functions(host: FunctionHost) -> None:
 def test_the_host_refuses_non_loopback_addresses(monkeypatch: pytest.MonkeyPatch, valet_env: dict[str, str]) -> None:
     with fresh_app(monkeypatch, valet_env) as module, pytest.raises(ValueError):
         FunctionHost(module.app, host="0.0.0.0", port=0)
+
+
+def test_timer_functions_are_listed_with_their_schedules(host: FunctionHost) -> None:
+    from valet.ncrontab import Schedule
+
+    assert host.schedules == {"sweep_tombstones": "0 */5 * * * *"}
+    Schedule(host.schedules["sweep_tombstones"])  # the runner can schedule it locally
