@@ -29,6 +29,7 @@ from pathlib import Path
 from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.blob import BlobServiceClient
 
+from valet.cors import apply_storage_cors, parse_origins
 from valet.devhost import FunctionHost
 from valet.devidp import DevIssuer
 from valet.emulator import PROJECT_ROOT, Azurite, EmulatorError, port_in_use
@@ -160,9 +161,11 @@ def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event |
         "VALET_ALLOW_INSECURE_HTTP": env.get("VALET_ALLOW_INSECURE_HTTP", "true"),  # http://127.0.0.1 locally
         "VALET_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
     })
+    env.setdefault("VALET_CORS_ORIGINS", f"http://127.0.0.1:{port},http://localhost:{port}")
     service = BlobServiceClient(azurite.blob_url, credential=EmulatorCredential(azurite.blob_url),
                                 connection_verify=str(azurite.cert))
     provision(service, env)
+    apply_storage_cors(service, parse_origins(env["VALET_CORS_ORIGINS"], setting="VALET_CORS_ORIGINS"))
     api_key = _dev_api_key(env) if env.get("VALET_APIKEY_PEPPER") else ""
     os.environ.update(env)
     sys.modules.pop("function_app", None)

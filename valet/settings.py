@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from valet.auth.settings import AuthSettings
+from valet.cors import parse_origins
 from valet.errors import ConfigurationError
 from valet.grant_token import GrantKeyRing
 from valet.policy import Policy
@@ -39,6 +40,7 @@ PROFILES = "VALET_PROFILES"
 PROFILES_FILE = "VALET_PROFILES_FILE"
 PUBLIC_BASE_URL = "VALET_PUBLIC_BASE_URL"
 MAX_REQUEST_BYTES = "VALET_MAX_REQUEST_BYTES"
+CORS_ORIGINS = "VALET_CORS_ORIGINS"
 # Validation of uploads (blob trigger, Defender events, tombstone sweep). The trigger settings are read at
 # import by function_app.py (bindings are fixed at deploy time); the rest at start-up with the others.
 TRIGGER_SOURCE = "VALET_TRIGGER_SOURCE"
@@ -138,6 +140,7 @@ class Settings:
     max_request_bytes: int
     auth: AuthSettings
     validation: ValidationSettings
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -191,6 +194,7 @@ class Settings:
             max_request_bytes=int(env.number(MAX_REQUEST_BYTES, 16 * 1024, 1024, 1024 * 1024)),
             auth=AuthSettings.from_env(env.environ),
             validation=ValidationSettings.from_env(env.environ),
+            cors_origins=parse_origins(env.optional(CORS_ORIGINS), setting=CORS_ORIGINS),
         )
 
 

@@ -86,6 +86,16 @@ def test_valet_dev_end_to_end_and_clean_shutdown(dev: tuple[subprocess.Popen[str
         time.sleep(0.5)
     assert status.get("status") == "accepted", status
 
+    # Storage CORS: the app's own origin may PUT from a browser, another origin may not.
+    def preflight(origin: str) -> requests.Response:
+        return requests.options(grant["blobUri"], verify=ca, timeout=10, headers={
+            "Origin": origin, "Access-Control-Request-Method": "PUT",
+            "Access-Control-Request-Headers": "x-ms-blob-type,x-ms-blob-content-type,x-ms-meta-valetgrant"})
+
+    allowed = preflight(url)
+    assert allowed.status_code == 200 and allowed.headers.get("Access-Control-Allow-Origin") == url
+    assert preflight("https://evil.example").status_code == 403
+
     # The reference client against the running stack: a disguised page ends quarantined.
     from valet.client import ValetClient
 
