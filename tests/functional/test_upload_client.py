@@ -113,3 +113,33 @@ def test_unreachable_service_is_transient(tmp_path: Path) -> None:
 def test_usage_errors(tmp_path: Path) -> None:
     assert run([str(tmp_path / "missing.png")], {"VALET_URL": "http://127.0.0.1:1"})[0] == EXIT_USAGE
     assert run([str(write(tmp_path, "a.png", png()))], {})[0] == EXIT_USAGE
+
+
+def test_an_expired_sas_gets_a_fresh_grant(monkeypatch: pytest.MonkeyPatch, valet_env: dict[str, str],
+                                           issuer: DevIssuer, blob_service: BlobServiceClient,
+                                           storage_endpoint: StorageEndpoint, tmp_path: Path) -> None:
+    """The first grant is issued on a clock 2 minutes behind with a 1-minute SAS, so storage itself refuses
+    the PUT (403, expired SAS); the client must notice the grant expired and ask for a new one."""
+    from datetime import UTC, datetime, timedelta
+
+    env = {**valet_env, "VALET_AUTH_ISSUERS": issuer.settings_value(), "VALET_SAS_TTL_MINUTES": "1",
+           "VALET_SAS_START_SKEW_MINUTES": "0", "VALET_DELEGATION_KEY_REFRESH_MINUTES": "5"}
+    with fresh_app(monkeypatch, env) as module, FunctionHost(module.app, port=0) as host:
+        grants = module.runtime().grants
+        calls = [0]
+
+        def lagging_then_true() -> datetime:
+            calls[0] += 1
+            now = datetime.now(UTC)
+            return now - timedelta(minutes=2) if calls[0] == 1 else now
+
+        monkeypatch.setattr(grants, "_clock", lagging_then_true)
+        watcher = BlobWatcher(blob_service, valet_env["VALET_UPLOADS_CONTAINER"], host, "validate_upload",
+                              interval=0.2).start()
+        try:
+            client = ValetClient(host.url, token=issuer.mint("slow"), storage_verify=storage_endpoint.ca_bundle or True)
+            result = client.upload(write(tmp_path, "late.png", png()))
+        finally:
+            watcher.stop()
+    assert result.grants == 2
+    assert result.status == "accepted"
