@@ -10,5 +10,5 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 command -v node >/dev/null 2>&1 || { echo "valet needs Node.js 20+ and npm on PATH (for Azurite)" >&2; exit 1; }
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,test]'
 npm ci --no-audit --no-fund --loglevel=error

@@ -2,7 +2,8 @@
 
 It reads the ``FunctionApp`` object (``app.get_functions()``), never a second copy of the handlers:
 
-* HTTP triggers are served on a real HTTP server under the host's route prefix (``/api``), with route
+* HTTP triggers are served by a WSGI application on waitress (a maintained pure-Python WSGI server)
+  under the host's route prefix (``/api``), with route
   templates such as ``uploads/{uploadId}`` and their declared methods;
 * other functions are invoked through Core Tools' admin endpoint, ``POST /admin/functions/{name}`` with
   ``{"input": "..."}``, so documented Core Tools recipes work unchanged: an Event Grid trigger takes the
@@ -20,11 +21,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 import azure.functions as func
+from waitress import create_server  # type: ignore[import-untyped]
 
 log = logging.getLogger("valet.devhost")
 
@@ -85,22 +87,23 @@ class FunctionHost:
                 self.others[name] = (str(trigger.get_binding_name()), user)
                 if trigger.get_binding_name() == "timerTrigger":
                     self.schedules[name] = str(trigger.schedule)
-        self._server = ThreadingHTTPServer((host, port), self._handler())
-        self._server.daemon_threads = True
+        self._server = create_server(self, host=host, port=port, threads=16, ident="valet-dev",
+                                     clear_untrusted_proxy_headers=True)
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self._host}:{self._server.server_address[1]}"
+        return f"http://{self._host}:{self._server.effective_port}"
 
     def start(self) -> FunctionHost:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="valet-devhost", daemon=True)
+        self._thread = threading.Thread(target=self._server.run, name="valet-devhost", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
 
     def __enter__(self) -> FunctionHost:
         return self.start()
@@ -126,84 +129,75 @@ class FunctionHost:
         else:
             raise ValueError(f"cannot invoke a {kind} function here")
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        host = self
+    # -- WSGI ----------------------------------------------------------------------------------------
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        """The WSGI application: HTTP functions under the route prefix, and the admin endpoint."""
+        status, headers, body = self._dispatch(environ)
+        reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Status"
+        start_response(f"{status} {reason}", [*headers.items(), ("Content-Length", str(len(body)))])
+        return [body]
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
+    def _dispatch(self, environ: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        method = str(environ["REQUEST_METHOD"]).upper()
+        path = str(environ.get("PATH_INFO") or "/")
+        query = str(environ.get("QUERY_STRING") or "")
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return _problem(400, "bad_request", "Invalid Content-Length.")
+        if length > MAX_BODY:
+            return _problem(413, "request_too_large", "Request body too large.")
+        body = environ["wsgi.input"].read(length) if length else b""
+        admin = re.fullmatch(r"/admin/functions/([A-Za-z0-9_-]+)", path)
+        if admin and method == "POST":
+            return self._admin(admin.group(1), body)
+        headers = {key[5:].replace("_", "-").lower(): str(value) for key, value in environ.items()
+                   if key.startswith("HTTP_")}
+        if environ.get("CONTENT_TYPE"):
+            headers["content-type"] = str(environ["CONTENT_TYPE"])
+        allowed: set[str] = set()
+        for route in self.routes:
+            match = route.pattern.match(path)
+            if match is None:
+                continue
+            if method not in route.methods:
+                allowed |= route.methods
+                continue
+            request = func.HttpRequest(
+                method=method,
+                url=f"{self.url}{path}" + (f"?{query}" if query else ""),
+                headers=headers,
+                params=dict(parse_qsl(query)),
+                route_params=match.groupdict(),
+                body=body,
+            )
+            response = route.function(request)
+            out = dict(response.headers)
+            if response.mimetype:
+                charset = f"; charset={response.charset}" if response.charset else ""
+                out.setdefault("Content-Type", f"{response.mimetype}{charset}")
+            return response.status_code, out, response.get_body() or b""
+        if allowed:
+            return _problem(405, "method_not_allowed", "Method not allowed.")
+        return _problem(404, "not_found", "No function serves this path.")
 
-            def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+    def _admin(self, name: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        if name not in self.others:
+            return _problem(404, "not_found", "No such non-HTTP function.")
+        try:
+            doc = json.loads(body or b"{}")
+            payload = doc.get("input", "") if isinstance(doc, dict) else ""
+            self.invoke(name, payload if isinstance(payload, str) else json.dumps(payload))
+        except (ValueError, TypeError):
+            return _problem(400, "bad_request", 'Send {"input": "..."} as JSON.')
+        except Exception as exc:  # noqa: BLE001 - report like the host does, without internals
+            log.warning("function %s failed: %s", name, type(exc).__name__)
+            return _problem(500, "function_failed", "The function failed; see the log.")
+        return 202, {}, b""
 
-            def _problem(self, status: int, code: str, detail: str) -> None:
-                body = json.dumps({"type": f"https://valet.dev/problems/{code}", "title": detail,
-                                   "status": status, "code": code, "detail": detail}).encode()
-                self._send(status, body, {"Content-Type": "application/problem+json"})
 
-            def _dispatch(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY:
-                    self._problem(413, "request_too_large", "Request body too large.")
-                    return
-                body = self.rfile.read(length) if length else b""
-                path = urlsplit(self.path)
-                admin = re.fullmatch(r"/admin/functions/([A-Za-z0-9_-]+)", path.path)
-                if admin and self.command == "POST":
-                    self._admin(admin.group(1), body)
-                    return
-                allowed: set[str] = set()
-                for route in host.routes:
-                    match = route.pattern.match(path.path)
-                    if match is None:
-                        continue
-                    if self.command not in route.methods:
-                        allowed |= route.methods
-                        continue
-                    request = func.HttpRequest(
-                        method=self.command,
-                        url=f"{host.url}{self.path}",
-                        headers={k.lower(): v for k, v in self.headers.items()},
-                        params=dict(parse_qsl(path.query)),
-                        route_params=match.groupdict(),
-                        body=body,
-                    )
-                    response = route.function(request)
-                    headers = dict(response.headers)
-                    if response.mimetype:
-                        charset = f"; charset={response.charset}" if response.charset else ""
-                        headers.setdefault("Content-Type", f"{response.mimetype}{charset}")
-                    self._send(response.status_code, response.get_body() or b"", headers)
-                    return
-                if allowed:
-                    self._problem(405, "method_not_allowed", "Method not allowed.")
-                else:
-                    self._problem(404, "not_found", "No function serves this path.")
-
-            def _admin(self, name: str, body: bytes) -> None:
-                if name not in host.others:
-                    self._problem(404, "not_found", "No such non-HTTP function.")
-                    return
-                try:
-                    doc = json.loads(body or b"{}")
-                    payload = doc.get("input", "") if isinstance(doc, dict) else ""
-                    host.invoke(name, payload if isinstance(payload, str) else json.dumps(payload))
-                except (ValueError, TypeError):
-                    self._problem(400, "bad_request", "Send {\"input\": \"...\"} as JSON.")
-                    return
-                except Exception as exc:  # noqa: BLE001 - report like the host does, without internals
-                    log.warning("function %s failed: %s", name, type(exc).__name__)
-                    self._problem(500, "function_failed", "The function failed; see the log.")
-                    return
-                self._send(202, b"", {})
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _dispatch
-
-        return Handler
+def _problem(status: int, code: str, detail: str) -> tuple[int, dict[str, str], bytes]:
+    body = json.dumps({"type": f"https://valet.dev/problems/{code}", "title": detail, "status": status,
+                       "code": code, "detail": detail}).encode()
+    return status, {"Content-Type": "application/problem+json"}, body

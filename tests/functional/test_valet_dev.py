@@ -115,14 +115,15 @@ def test_valet_dev_end_to_end_and_clean_shutdown(dev: tuple[subprocess.Popen[str
     after = requests.get(grant["statusUrl"], headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
     assert (after["status"], after.get("reason")) == ("quarantined", "malware_detected")
 
-    ports = [int(url.rsplit(":", 1)[1])]
+    blob_port = int(grant["blobUri"].split(":")[2].split("/")[0])
+    ports = [int(url.rsplit(":", 1)[1]), blob_port, blob_port + 1]  # app, Azurite blob and queue
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, output
     assert "valet dev: stopped" in output
     assert token not in output and api_key not in output
-    for port in ports:
-        assert not port_in_use(port)
+    for port in ports:  # nothing left listening: no orphan Azurite, no orphan server
+        assert not port_in_use(port), port
 
 
 def test_valet_dev_reports_a_taken_port() -> None:
@@ -136,3 +137,14 @@ def test_valet_dev_reports_a_taken_port() -> None:
                                 cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 2
     assert f"port {port} is already in use" in result.stderr
+
+
+def test_valet_dev_reports_missing_node(tmp_path: Path) -> None:
+    shutil.copy(PROJECT_ROOT / "local.settings.sample.json", tmp_path / "local.settings.sample.json")
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent),  # python only: no node on PATH
+           "VALET_STORAGE_ACCOUNT_URL": f"https://127.0.0.1:{free_port()}/devstoreaccount1"}
+    result = subprocess.run([sys.executable, "-m", "valet", "dev", "--port", str(free_port()),  # noqa: S603
+                             "--root", str(tmp_path)], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 2
+    assert "Node.js is not installed" in result.stderr
