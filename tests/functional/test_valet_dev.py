@@ -143,7 +143,7 @@ def test_valet_dev_reports_missing_node(tmp_path: Path) -> None:
     shutil.copy(PROJECT_ROOT / "local.settings.sample.json", tmp_path / "local.settings.sample.json")
     env = {**os.environ, "PATH": str(Path(sys.executable).parent),  # python only: no node on PATH
            "VALET_STORAGE_ACCOUNT_URL": f"https://127.0.0.1:{free_port()}/devstoreaccount1"}
-    result = subprocess.run([sys.executable, "-m", "valet", "dev", "--port", str(free_port()),  # noqa: S603
+    result = subprocess.run([sys.executable, "-m", "valet", "dev", "--port", str(free_port()),
                              "--root", str(tmp_path)], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
                             timeout=60, check=False)
     assert result.returncode == 2
