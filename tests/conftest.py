@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
+from valet.devidp import DevIssuer
 from valet.emulator import ACCOUNT, Azurite, make_certificate
 from valet.settings import is_loopback_url
 from valet.storage import EmulatorCredential
@@ -136,3 +137,10 @@ def valet_env(
     for name in names.values():
         blob_service.delete_container(name)
 
+
+
+@pytest.fixture(scope="session")
+def issuer() -> Iterator[DevIssuer]:
+    """A development OIDC issuer (discovery + JWKS over real HTTP on loopback) minting real RS256 tokens."""
+    with DevIssuer() as idp:
+        yield idp

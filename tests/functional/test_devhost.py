@@ -12,17 +12,11 @@ import requests
 
 from tests.conftest import StorageEndpoint
 from tests.support.functions import fresh_app
-from tests.support.samples import EICAR, png
+from tests.support.samples import EICAR, malware_event, png
 from valet.devhost import FunctionHost
 from valet.devidp import DevIssuer
 
 pytestmark = pytest.mark.azurite
-
-
-@pytest.fixture(scope="module")
-def issuer() -> Iterator[DevIssuer]:
-    with DevIssuer() as idp:
-        yield idp
 
 
 @pytest.fixture
@@ -74,9 +68,7 @@ def test_event_grid_malware_event_through_the_admin_endpoint(host: FunctionHost,
 
     accepted_uri = grant["blobUri"].replace(f"/{valet_env['VALET_UPLOADS_CONTAINER']}/",
                                             f"/{valet_env['VALET_ACCEPTED_CONTAINER']}/")
-    event = {"id": "1", "eventType": "Microsoft.Security.MalwareScanningResult", "subject": "s", "topic": "t",
-             "dataVersion": "1.0", "data": {"blobUri": accepted_uri, "scanResultType": "Malicious",
-                                            "scanFinishedTimeUtc": "2026-11-22T12:00:00Z"}}
+    event = malware_event(accepted_uri)
     r = requests.post(f"{host.url}/admin/functions/malware_scan_result", json={"input": json.dumps(event)},
                       timeout=30)
     assert r.status_code == 202

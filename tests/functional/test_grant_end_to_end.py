@@ -18,12 +18,6 @@ from valet.devidp import DevIssuer
 pytestmark = pytest.mark.azurite
 
 
-@pytest.fixture(scope="module")
-def issuer() -> Iterator[DevIssuer]:
-    with DevIssuer() as idp:
-        yield idp
-
-
 @pytest.fixture
 def app(monkeypatch: pytest.MonkeyPatch, valet_env: dict[str, str], issuer: DevIssuer) -> Iterator[ModuleType]:
     with fresh_app(monkeypatch, {**valet_env, "VALET_AUTH_ISSUERS": issuer.settings_value()}) as module:

@@ -24,12 +24,6 @@ from valet.upload import main as upload_main
 pytestmark = pytest.mark.azurite
 
 
-@pytest.fixture(scope="module")
-def issuer() -> Iterator[DevIssuer]:
-    with DevIssuer() as idp:
-        yield idp
-
-
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch, valet_env: dict[str, str], issuer: DevIssuer,
           blob_service: BlobServiceClient) -> Iterator[FunctionHost]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.samples import png
+from tests.support.samples import malware_event, png
 from valet.emulator import PROJECT_ROOT, free_port, port_in_use
 
 pytestmark = pytest.mark.azurite
@@ -106,9 +106,7 @@ def test_valet_dev_end_to_end_and_clean_shutdown(dev: tuple[subprocess.Popen[str
 
     # A Defender-style malware event through Core Tools' admin endpoint moves the accepted blob.
     accepted_uri = grant["blobUri"].replace("/uploads/", "/accepted/")
-    event = {"id": "e1", "eventType": "Microsoft.Security.MalwareScanningResult", "subject": "s", "topic": "t",
-             "dataVersion": "1.0", "data": {"blobUri": accepted_uri, "scanResultType": "Malicious",
-                                            "scanFinishedTimeUtc": "2026-11-22T12:00:00Z"}}
+    event = malware_event(accepted_uri)
     admin = requests.post(f"{url}/admin/functions/malware_scan_result", json={"input": json.dumps(event)},
                           timeout=30)
     assert admin.status_code == 202

@@ -50,3 +50,10 @@ def zip_bomb(expanded_mib: int = 32) -> bytes:
             for _ in range(expanded_mib):
                 entry.write(block)
     return out.getvalue()
+
+
+def malware_event(blob_uri: str, verdict: str = "Malicious") -> dict[str, object]:
+    """A Defender for Storage ``Microsoft.Security.MalwareScanningResult`` event for ``blob_uri``."""
+    return {"id": "e1", "eventType": "Microsoft.Security.MalwareScanningResult", "subject": "s", "topic": "t",
+            "dataVersion": "1.0", "data": {"blobUri": blob_uri, "scanResultType": verdict,
+                                           "scanFinishedTimeUtc": "2026-11-22T12:00:00Z"}}
