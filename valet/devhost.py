@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import azure.functions as func
-from waitress import create_server  # type: ignore[import-untyped]
+from waitress import create_server, wasyncore  # type: ignore[import-untyped]
 
 log = logging.getLogger("valet.devhost")
 
@@ -90,18 +90,28 @@ class FunctionHost:
         self._server = create_server(self, host=host, port=port, threads=16, ident="valet-dev",
                                      clear_untrusted_proxy_headers=True)
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     @property
     def url(self) -> str:
         return f"http://{self._host}:{self._server.effective_port}"
 
     def start(self) -> FunctionHost:
-        self._thread = threading.Thread(target=self._server.run, name="valet-devhost", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="valet-devhost", daemon=True)
         self._thread.start()
         return self
 
+    def _serve(self) -> None:
+        # waitress's own run() loops until interrupted; this loop checks a stop flag between short polls,
+        # and closes the sockets in this same thread, so no descriptor is closed under a running poll.
+        server = self._server
+        while not self._stopping.is_set():
+            wasyncore.loop(timeout=0.2, map=server._map, count=1)
+        server.task_dispatcher.shutdown()
+        wasyncore.close_all(server._map)
+
     def stop(self) -> None:
-        self._server.close()
+        self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
 
