@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -86,12 +86,8 @@ class _Facts:
     scan: str = ""
 
     def decision(self, outcome: Outcome, reason: Reason, detail: str, now: datetime) -> Decision:
-        return Decision(
-            outcome=outcome, reason=reason.value, detail=detail, upload_id=self.upload_id, caller=self.caller,
-            decided_at=now, profile=self.profile, declared_type=self.declared_type,
-            detected_type=self.detected_type, size=self.size, sha256=self.sha256, granted_at=self.granted_at,
-            grant_expires=self.grant_expires, created_at=self.created_at, scan=self.scan,
-        )
+        known = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "name"}  # same names as Decision
+        return Decision(outcome=outcome, reason=reason.value, detail=detail, decided_at=now, **known)
 
 
 class _Pinned:
