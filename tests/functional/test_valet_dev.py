@@ -17,40 +17,17 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support.devstack import valet_dev
 from tests.support.samples import malware_event, png
 from valet.emulator import PROJECT_ROOT, free_port, port_in_use
 
 pytestmark = pytest.mark.azurite
 
 
-def read_env(path: Path) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-
-
 @pytest.fixture
 def dev(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str], Path]]:
-    shutil.copy(PROJECT_ROOT / "local.settings.sample.json", tmp_path / "local.settings.sample.json")
-    blob_port, app_port = free_port(), free_port()
-    while port_in_use(blob_port + 1):
-        blob_port = free_port()
-    env = {**os.environ, "VALET_STORAGE_ACCOUNT_URL": f"https://127.0.0.1:{blob_port}/devstoreaccount1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "valet", "dev", "--port", str(app_port), "--root", str(tmp_path)],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    dev_env = tmp_path / ".valet" / "dev.env"
-    deadline = time.monotonic() + 90
-    while not dev_env.exists() or "VALET_URL" not in dev_env.read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"valet dev did not start: {proc.stdout.read() if proc.stdout else ''}")
-        time.sleep(0.2)
-    try:
-        yield proc, read_env(dev_env), tmp_path
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+    with valet_dev(tmp_path) as stack:
+        yield stack.proc, stack.env, stack.root
 
 
 def test_valet_dev_end_to_end_and_clean_shutdown(dev: tuple[subprocess.Popen[str], dict[str, str], Path]) -> None:

@@ -1,0 +1,73 @@
+"""``valet dev`` as a subprocess on free ports, for tests that drive the whole local stack over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from valet.emulator import PROJECT_ROOT, free_port, port_in_use
+
+
+def read_env(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+
+@dataclass
+class DevStack:
+    """A running ``valet dev``: the process, what it wrote to ``.valet/dev.env``, and its root folder."""
+
+    proc: subprocess.Popen[str]
+    env: dict[str, str]
+    root: Path
+
+    @property
+    def url(self) -> str:
+        return self.env["VALET_URL"]
+
+    @property
+    def token(self) -> str:
+        return self.env["VALET_DEV_TOKEN"]
+
+    @property
+    def api_key(self) -> str:
+        return self.env["VALET_DEV_API_KEY"]
+
+    @property
+    def ca(self) -> str:
+        """The emulator's self-signed certificate, for HTTPS calls to storage."""
+        return str(self.root / ".valet" / "azurite" / "tls" / "cert.pem")
+
+
+@contextmanager
+def valet_dev(root: Path, extra_env: dict[str, str] | None = None, startup_timeout: float = 90) -> Iterator[DevStack]:
+    """Start ``valet dev --root root`` on free ports and wait until it has written its ``dev.env``."""
+    shutil.copy(PROJECT_ROOT / "local.settings.sample.json", root / "local.settings.sample.json")
+    blob_port, app_port = free_port(), free_port()
+    while port_in_use(blob_port + 1):
+        blob_port = free_port()
+    env = {**os.environ, "VALET_STORAGE_ACCOUNT_URL": f"https://127.0.0.1:{blob_port}/devstoreaccount1",
+           **(extra_env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "valet", "dev", "--port", str(app_port), "--root", str(root)],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    dev_env = root / ".valet" / "dev.env"
+    deadline = time.monotonic() + startup_timeout
+    while not dev_env.exists() or "VALET_URL" not in dev_env.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"valet dev did not start: {proc.stdout.read() if proc.stdout else ''}")
+        time.sleep(0.2)
+    try:
+        yield DevStack(proc, read_env(dev_env), root)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
