@@ -56,6 +56,18 @@ CREDENTIAL_MODES = ("managedidentity", "default", "emulator")
 TRIGGER_SOURCES = ("EventGrid", "LogsAndContainerScan")
 SCANNER_NAMES = ("defender",)
 
+# The settings without a default: a deployment that leaves one out cannot start (infra/ tests use this).
+REQUIRED_SETTINGS = frozenset({STORAGE_ACCOUNT_URL, GRANT_SIGNING_KEYS})
+
+
+def setting_names() -> frozenset[str]:
+    """Every setting name valet reads (the constants here and in :mod:`valet.auth.settings`), so deployment
+    templates can be checked for names the app would ignore."""
+    from valet.auth import settings as auth_settings
+
+    scopes = (globals(), vars(auth_settings))
+    return frozenset(v for scope in scopes for v in scope.values() if isinstance(v, str) and v.startswith("VALET_"))
+
 
 @dataclass(frozen=True)
 class TriggerSettings:

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from valet.errors import ConfigurationError
-from valet.settings import Settings
+from valet.settings import REQUIRED_SETTINGS, Settings, setting_names
 
 KEY = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
 BASE = {
@@ -72,3 +72,32 @@ def test_secret_values_never_appear_in_errors() -> None:
     with pytest.raises(ConfigurationError) as info:
         Settings.from_env({**BASE, "VALET_GRANT_SIGNING_KEYS": "k1:c2VjcmV0"})
     assert "c2VjcmV0" not in str(info.value)
+
+
+class _RecordingEnv(dict[str, str]):
+    """A settings mapping that remembers every name the loader asked for."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.asked: set[str] = set()
+
+    def __getitem__(self, name: str) -> str:
+        self.asked.add(name)
+        return super().__getitem__(name)
+
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        self.asked.add(name)
+        return super().get(name, default)
+
+
+def test_setting_names_are_exactly_what_the_loader_reads() -> None:
+    env = _RecordingEnv(BASE)
+    Settings.from_env(env)
+    assert setting_names() == {name for name in env.asked if name.startswith("VALET_")}
+
+
+def test_required_settings_are_the_only_ones_without_a_default() -> None:
+    Settings.from_env({name: BASE[name] for name in REQUIRED_SETTINGS})  # nothing else is needed
+    for name in REQUIRED_SETTINGS:
+        with pytest.raises(ConfigurationError, match=name):
+            Settings.from_env({k: v for k, v in BASE.items() if k != name})
