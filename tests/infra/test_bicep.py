@@ -1,0 +1,292 @@
+"""The security-relevant facts of infra/*.bicep, read from the templates as pycep parses them.
+
+No Bicep compiler or Azure subscription is available here, so these tests pin what can be read from the
+source: identity, access, role assignments and scopes, CORS, Event Grid wiring. They do not prove that
+Azure accepts the templates (README, "Deploy to Azure": not deployed by CI).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from tests.infra.bicep import INFRA, ROOT, Template, parse, role_assignments
+from valet import cors
+from valet.validation.malware import EVENT_TYPE as MALWARE_EVENT_TYPE
+
+TEMPLATES = ("main.bicep", "resources.bicep", "malware.bicep", "eventgrid.bicep")
+
+# Built-in role definition ids (the same in every tenant).
+DELEGATOR = "db58b8e5-c6ad-4a2a-8342-4190687cbf4a"
+BLOB_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+BLOB_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
+BLOB_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
+QUEUE_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
+KV_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
+METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
+TAGS_ROLE = "blobTagsRole"
+APP = "identity.properties.principalId"
+
+# (scope, role) for the app's identity: exactly these, nothing broader (README, "Role assignments").
+EXPECTED_APP_ROLES = {
+    ("uploadsAccount", DELEGATOR),
+    ("uploadsContainer", BLOB_CONTRIBUTOR),
+    ("uploadsContainer", TAGS_ROLE),
+    ("acceptedContainer", BLOB_CONTRIBUTOR),
+    ("acceptedContainer", TAGS_ROLE),
+    ("quarantineContainer", BLOB_CONTRIBUTOR),
+    ("quarantineContainer", TAGS_ROLE),
+    ("apiKeysContainer", BLOB_READER),
+    ("poisonQueue", QUEUE_CONTRIBUTOR),
+    ("hostAccount", BLOB_OWNER),
+    ("hostAccount", QUEUE_CONTRIBUTOR),
+    ("grantKeysSecret", KV_SECRETS_USER),
+    ("pepperSecret", KV_SECRETS_USER),
+    ("appInsights", METRICS_PUBLISHER),
+}
+
+
+@pytest.fixture(scope="module")
+def resources() -> Template:
+    return Template("resources.bicep")
+
+
+def test_every_template_parses() -> None:
+    for name in TEMPLATES:
+        assert parse(name)["resources"], name
+
+
+def test_role_assignments_are_exactly_the_expected_set(resources: Template) -> None:
+    found = role_assignments(resources)
+    app = [r for r in found if r["principal"] == APP]
+    assert sorted((r["scope"], r["role"]) for r in app) == sorted(EXPECTED_APP_ROLES)  # no duplicates either
+    assert all(r["principalType"] == "ServicePrincipal" and not r["conditional"] for r in app)
+    others = [r for r in found if r["principal"] != APP]
+    assert [(r["scope"], r["role"], r["principal"], r["conditional"]) for r in others] == [
+        ("apiKeysContainer", BLOB_CONTRIBUTOR, "keysAdminPrincipalId", True)]
+    assert resources.parameters["keysAdminPrincipalId"]["default"] == ""
+
+
+def test_no_role_is_assigned_above_the_resource_it_is_for(resources: Template) -> None:
+    scopes = {r["scope"] for r in role_assignments(resources)}
+    types = {s: resources.resources[s]["type"] for s in scopes}
+    assert "resourceGroup" not in str(scopes) and None not in scopes
+    # The only account-wide data roles: the delegator (Get User Delegation Key is an account operation) and
+    # the host's roles on its own account, which holds no upload.
+    account_wide = sorted((r["scope"], r["role"]) for r in role_assignments(resources)
+                          if types[r["scope"]] == "Microsoft.Storage/storageAccounts")
+    assert account_wide == sorted([("hostAccount", BLOB_OWNER), ("hostAccount", QUEUE_CONTRIBUTOR),
+                                   ("uploadsAccount", DELEGATOR)])
+    assert types["uploadsContainer"] == "Microsoft.Storage/storageAccounts/blobServices/containers"
+    assert types["poisonQueue"] == "Microsoft.Storage/storageAccounts/queueServices/queues"
+    assert types["grantKeysSecret"] == types["pepperSecret"] == "Microsoft.KeyVault/vaults/secrets"
+
+
+def test_containers_are_the_apps_and_live_in_the_uploads_account(resources: Template) -> None:
+    containers = resources.of_type("Microsoft.Storage/storageAccounts/blobServices/containers")
+    names = {s: resources.value(c["name"]) for s, c in containers.items()}
+    assert names == {"uploadsContainer": "uploads", "acceptedContainer": "accepted",
+                     "quarantineContainer": "quarantine", "apiKeysContainer": "valet-apikeys",
+                     "deploymentContainer": "app-package"}
+    for symbol in ("uploadsContainer", "acceptedContainer", "quarantineContainer", "apiKeysContainer"):
+        assert containers[symbol]["parent"] == "uploadsBlobService"
+        assert containers[symbol]["properties"]["publicAccess"] == "None"
+    assert resources.resource("uploadsBlobService")["parent"] == "uploadsAccount"
+    assert containers["deploymentContainer"]["parent"] == "hostBlobService"
+    assert resources.resource("hostBlobService")["parent"] == "hostAccount"
+    assert resources.value(resources.resource("poisonQueue")["name"]) == "webjobs-blobtrigger-poison"
+
+
+def test_custom_tag_role_grants_only_blob_index_tags(resources: Template) -> None:
+    role = resources.resource(TAGS_ROLE)["properties"]
+    [permissions] = role["permissions"]
+    assert permissions["actions"] == [] and permissions["notActions"] == []
+    assert sorted(permissions["dataActions"]) == [
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/filter/action",
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags/read",
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags/write",
+    ]
+    assert role["type"] == "CustomRole"
+    [scope] = role["assignableScopes"]  # resourceGroup().id: assignable in this resource group only
+    operands = scope["operator"]["operands"]
+    assert operands["operand_1"]["function"]["type"] == "resource_group" and operands["operand_2"] == "id"
+    assert operands["operand_1"]["function"]["parameters"] == {"resource_group_name": None, "subscription_id": None}
+
+
+@pytest.mark.parametrize("account", ["uploadsAccount", "hostAccount"])
+def test_storage_accounts_take_no_shared_keys_and_no_anonymous_reads(resources: Template, account: str) -> None:
+    props = resources.resource(account)["properties"]
+    assert props["allowSharedKeyAccess"] is False
+    assert props["allowBlobPublicAccess"] is False
+    assert props["supportsHttpsTrafficOnly"] is True
+    assert props["minimumTlsVersion"] == "TLS1_2"
+    assert props["defaultToOAuthAuthentication"] is True
+    assert props["allowCrossTenantReplication"] is False
+
+
+def test_storage_account_names_fit_azure_rules(resources: Template) -> None:
+    for symbol, prefix in (("uploadsAccount", "stvalet"), ("hostAccount", "stfunc")):
+        name = resources.resource(symbol)["name"]
+        assert name == prefix + "${token}"
+        assert len(prefix) + 13 <= 24 and prefix.islower()  # uniqueString() gives 13 characters
+    token = resources.variables["token"]["value"]["function"]
+    assert token["type"] == "to_lower" and token["parameters"]["string_to_change"]["function"]["type"] == "unique_string"
+
+
+def test_function_app_is_flex_consumption_python_311_https_only(resources: Template) -> None:
+    plan = resources.resource("plan")
+    assert plan["sku"] == {"tier": "FlexConsumption", "name": "FC1"}
+    site = resources.resource("functionApp")
+    props = site["properties"]
+    assert props["httpsOnly"] is True
+    assert props["serverFarmId"] == {"operator": {"type": "property_accessor",
+                                                  "operands": {"operand_1": "plan", "operand_2": "id"}}}
+    assert props["functionAppConfig"]["runtime"] == {"name": "python", "version": "3.11"}
+    deployment = props["functionAppConfig"]["deployment"]["storage"]
+    assert deployment["authentication"]["type"] == "UserAssignedIdentity"
+    assert props["siteConfig"]["minTlsVersion"] == "1.2"
+    assert props["siteConfig"]["ftpsState"] == "Disabled"
+    assert site["identity"]["type"] == "UserAssigned"
+    assert resources.value(site["tags"]["function"]["parameters"]["arg_2"]) == {"azd-service-name": "api"}
+
+
+def test_secrets_live_in_an_rbac_key_vault_with_purge_protection(resources: Template) -> None:
+    vault = resources.resource("vault")["properties"]
+    assert vault["enableRbacAuthorization"] is True
+    assert vault["enablePurgeProtection"] is True and vault["enableSoftDelete"] is True
+    assert resources.resource("grantKeysSecret")["properties"]["value"] == "grantSigningKeys"
+    assert resources.resource("pepperSecret")["properties"]["value"] == "apiKeyPepper"
+    for template in ("main.bicep", "resources.bicep"):
+        params = parse(template)["parameters"]
+        for secret in ("grantSigningKeys", "apiKeyPepper"):
+            assert {"type": "secure"} in params[secret]["decorators"]
+            assert params[secret].get("default") is None
+
+
+def test_application_insights_takes_entra_id_telemetry_only(resources: Template) -> None:
+    assert resources.resource("appInsights")["properties"]["DisableLocalAuth"] is True
+
+
+def test_storage_cors_matches_the_emulator_rule_and_is_off_by_default(resources: Template) -> None:
+    assert resources.parameters["corsOrigins"]["default"] == []
+    assert parse("main.bicep")["parameters"]["corsOrigins"]["default"] == ""
+    assert resources.var("corsRules") == []
+    origins = ["https://app.example.com", "http://localhost:5173"]
+    [rule] = Template("resources.bicep", params={"corsOrigins": origins}).var("corsRules")
+    [expected] = cors.storage_cors_rules(tuple(origins))
+    assert rule["allowedOrigins"] == expected.allowed_origins.split(",")
+    assert rule["allowedMethods"] == expected.allowed_methods.split(",")
+    assert rule["allowedHeaders"] == expected.allowed_headers.split(",")
+    assert rule["exposedHeaders"] == expected.exposed_headers.split(",")
+    assert rule["maxAgeInSeconds"] == expected.max_age_in_seconds
+    cors_config = resources.resource("uploadsBlobService")["properties"]["cors"]
+    assert cors_config == {"corsRules": "corsRules"}
+    site_cors = resources.resource("functionApp")["properties"]["siteConfig"]["cors"]
+    assert site_cors == {"allowedOrigins": "corsOrigins", "supportCredentials": False}
+
+
+def test_no_template_allows_every_origin() -> None:
+    def origin_lists(node: Any) -> list[Any]:
+        if isinstance(node, dict):
+            found = [v for k, v in node.items() if k in ("allowedOrigins",)]
+            return found + [x for v in node.values() for x in origin_lists(v)]
+        if isinstance(node, list):
+            return [x for v in node for x in origin_lists(v)]
+        return []
+
+    for name in TEMPLATES:
+        for origins in origin_lists(parse(name)):
+            assert origins == "corsOrigins", f"{name}: allowedOrigins must come from the corsOrigins parameter"
+        assert not re.search(r"allowedOrigins:\s*\[\s*'\*'", (INFRA / name).read_text())
+
+
+def test_blob_created_events_reach_the_blob_trigger(resources: Template) -> None:
+    topic = resources.resource("uploadsTopic")["properties"]
+    assert topic["topicType"] == "Microsoft.Storage.StorageAccounts"
+    assert topic["source"] == {"operator": {"type": "property_accessor",
+                                            "operands": {"operand_1": "uploadsAccount", "operand_2": "id"}}}
+    events = Template("eventgrid.bicep")
+    sub = events.resource("blobCreated")
+    assert sub["parent"] == "uploadsTopic"
+    assert events.resources["uploadsTopic"]["type"] == "Microsoft.EventGrid/systemTopics"
+    destination = sub["properties"]["destination"]
+    assert destination["endpointType"] == "WebHook"
+    url = destination["properties"]["endpointUrl"]
+    assert url.startswith("https://${functionApp.properties.defaultHostName}/runtime/webhooks/blobs?")
+    assert "functionName=Host.Functions.${blobTriggerFunction}&" in url
+    assert url.endswith("&code=${functionHost.listKeys().systemKeys.blobs_extension}")
+    assert events.var("blobTriggerFunction") == "validate_upload"
+    filters = sub["properties"]["filter"]
+    assert filters["includedEventTypes"] == ["Microsoft.Storage.BlobCreated"]
+    assert events.value(filters["subjectBeginsWith"]) == "/blobServices/default/containers/uploads/blobs/"
+    assert events.value("uploadsContainer") == resources.var("uploadsContainerName")
+
+
+def test_malware_scan_results_reach_the_event_grid_function() -> None:
+    malware = Template("malware.bicep")
+    defender = malware.resource("defender")
+    assert defender["scope"] == "uploadsAccount"
+    scanning = defender["properties"]["malwareScanning"]
+    assert scanning["onUpload"]["isEnabled"] is True
+    assert malware._accessor(scanning["scanResultsEventGridTopicResourceId"]) == "scanResultsTopic.id"
+    assert malware.resource("scanResultsTopic")["properties"]["inputSchema"] == "EventGridSchema"
+    events = Template("eventgrid.bicep")
+    sub = events.resource("scanResults")
+    url = sub["properties"]["destination"]["properties"]["endpointUrl"]
+    assert "/runtime/webhooks/EventGrid?functionName=${malwareFunction}&" in url
+    assert url.endswith("&code=${functionHost.listKeys().systemKeys.eventgrid_extension}")
+    assert events.var("malwareFunction") == "malware_scan_result"
+    assert sub["properties"]["filter"]["includedEventTypes"] == [MALWARE_EVENT_TYPE]
+    assert events.condition("scanResults") is not None  # only with malware scanning on
+
+
+def test_event_grid_targets_are_the_apps_functions(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.support.functions import fresh_app
+
+    # Only the binding settings: without a storage URL the app's runtime stays unconfigured (no network).
+    monkeypatch.delenv("VALET_STORAGE_ACCOUNT_URL", raising=False)
+    env = {"VALET_TRIGGER_SOURCE": "EventGrid", "VALET_TRIGGER_CONNECTION": "ValetStorage",
+           "VALET_UPLOADS_CONTAINER": "uploads"}
+    with fresh_app(monkeypatch, env) as module:
+        functions = {f.get_function_name(): [b.get_dict_repr() for b in f.get_bindings()]
+                     for f in module.app.get_functions()}
+    events = Template("eventgrid.bicep")
+    [blob] = [b for b in functions[events.var("blobTriggerFunction")] if b["type"] == "blobTrigger"]
+    assert (blob["source"], blob["connection"], blob["path"]) == ("EventGrid", "ValetStorage", "uploads/{name}")
+    assert functions[events.var("malwareFunction")][0]["type"] == "eventGridTrigger"
+
+
+def test_tombstone_lifecycle_rule_matches_the_validators_tags(resources: Template) -> None:
+    from valet.validation import records
+
+    [rule] = resources.resource("lifecycle")["properties"]["policy"]["rules"]
+    filters = rule["definition"]["filters"]
+    assert filters["blobIndexMatch"] == [{"name": records.STATE, "op": "==", "value": records.TOMBSTONE}]
+    assert resources.value(filters["prefixMatch"]) == ["uploads/"]
+    # Longer than the longest SAS (60 min) plus the longest grace (24 h) the settings allow.
+    assert rule["definition"]["actions"]["baseBlob"]["delete"]["daysAfterModificationGreaterThan"] * 24 * 60 > 60 + 24 * 60
+
+
+def test_outputs_the_readme_and_hooks_use_exist() -> None:
+    outputs = parse("main.bicep")["outputs"]
+    for name in ("VALET_API_URL", "VALET_STORAGE_ACCOUNT_NAME", "AZURE_FUNCTION_APP_NAME", "AZURE_RESOURCE_GROUP",
+                 "VALET_UPLOADS_TOPIC_NAME", "VALET_MALWARE_TOPIC_NAME", "VALET_UPLOADS_CONTAINER"):
+        assert name in outputs
+    hook = (INFRA / "hooks" / "postdeploy.sh").read_text()
+    used = set(re.findall(r"\$\{?((?:AZURE|VALET)_[A-Z_]+)", hook)) - {"VALET_KEY_WAIT_TRIES", "VALET_KEY_WAIT_SECONDS"}
+    assert used <= set(outputs), used - set(outputs)
+    readme = (ROOT / "README.md").read_text()
+    assert "VALET_API_URL" in readme and "VALET_STORAGE_ACCOUNT_NAME" in readme
+
+
+def test_azd_parameters_cover_the_entry_template() -> None:
+    params = parse("main.bicep")["parameters"]
+    mapped = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert set(mapped) <= set(params)
+    assert {name for name, p in params.items() if p.get("default") is None} <= set(mapped)
+    azure_yaml = (ROOT / "azure.yaml").read_text()
+    assert "host: function" in azure_yaml and "language: python" in azure_yaml
+    assert "infra/hooks/preprovision.sh" in azure_yaml and "infra/hooks/postdeploy.sh" in azure_yaml
