@@ -114,7 +114,7 @@ resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' 
 
 resource uploadsAccount 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_35: Clients upload from the internet with a SAS (the valet-key pattern); a deny-by-default firewall would refuse them.
-  // checkov:skip=CKV_AZURE_59: Same: public network access is the product. Every request still needs Entra ID or a user-delegation SAS.
+  // checkov:skip=CKV_AZURE_59: Public network access is the product (clients PUT from anywhere); every request still needs Entra ID or a user-delegation SAS.
   // checkov:skip=CKV_AZURE_43: checkov cannot evaluate uniqueString(); the name is 'stvalet' + 13 lower-case letters and digits (20 characters), which tests/infra/test_bicep.py checks.
   name: 'stvalet${token}'
   location: location
@@ -266,7 +266,7 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
 
 resource hostAccount 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_35: A Flex Consumption app without virtual network integration reaches its host storage over the public endpoint; access is Entra ID only.
-  // checkov:skip=CKV_AZURE_59: Same reason as CKV_AZURE_35.
+  // checkov:skip=CKV_AZURE_59: The Flex Consumption app (no virtual network) reaches host storage over the public endpoint; access is Entra ID only.
   // checkov:skip=CKV_AZURE_43: checkov cannot evaluate uniqueString(); the name is 'stfunc' + 13 lower-case letters and digits (19 characters).
   // checkov:skip=CKV_AZURE_206: Only the host's own data is here (deployment package, leases, receipts, keys); it is rebuilt by the next deployment, so zone redundancy is enough.
   name: 'stfunc${token}'
@@ -332,7 +332,7 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   // checkov:skip=CKV_AZURE_109: A Flex Consumption app without virtual network integration resolves Key Vault references over the public endpoint; access is Entra ID RBAC only, per secret.
-  // checkov:skip=CKV_AZURE_189: Same reason as CKV_AZURE_109.
+  // checkov:skip=CKV_AZURE_189: The Flex Consumption app (no virtual network) resolves Key Vault references over the public endpoint; access is RBAC per secret.
   name: 'kv-valet-${token}'
   location: location
   tags: tags
