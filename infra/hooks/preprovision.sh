@@ -1,7 +1,7 @@
 #!/bin/sh
 # azd preprovision hook (azure.yaml), before any resource is created:
 #  1. refuses a VALET_CORS_ORIGINS holding "*" (the app refuses it at start-up, but the storage CORS rule
-#     would already exist by then);
+#     would already exist by then) or spaces (Bicep splits the list on commas only);
 #  2. creates the two app secrets once per azd environment, when they are not set yet:
 #     VALET_GRANT_SIGNING_KEYS ("k<yyyymmdd>:<base64url of 32 random bytes>") and VALET_APIKEY_PEPPER
 #     (base64url of 32 random bytes), the formats valet/settings.py reads. azd keeps them in
@@ -16,6 +16,10 @@ new_secret() {
 case "${VALET_CORS_ORIGINS:-}" in
     *'*'*)
         echo "valet: VALET_CORS_ORIGINS must list exact origins (https://app.example.com); '*' is refused" >&2
+        exit 1
+        ;;
+    *' '*)
+        echo "valet: VALET_CORS_ORIGINS is comma separated without spaces (https://a.example.com,https://b.example.com)" >&2
         exit 1
         ;;
 esac

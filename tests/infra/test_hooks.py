@@ -59,6 +59,12 @@ def test_preprovision_refuses_a_wildcard_origin(tmp_path: Path, origins: str) ->
     assert calls(log) == []
 
 
+def test_preprovision_refuses_spaces_in_the_origin_list(tmp_path: Path) -> None:
+    fake_tool(tmp_path, "azd", "exit 0")
+    result = run(PREPROVISION, tmp_path, VALET_CORS_ORIGINS="https://a.example.com, https://b.example.com")
+    assert result.returncode == 1 and "without spaces" in result.stderr
+
+
 AZD_OUTPUTS = {"AZURE_RESOURCE_GROUP": "rg-dev", "AZURE_FUNCTION_APP_NAME": "func-valet-abc",
                "VALET_UPLOADS_TOPIC_NAME": "evgt-valet-uploads-abc", "VALET_UPLOADS_CONTAINER": "uploads",
                "VALET_KEY_WAIT_SECONDS": "0"}
