@@ -56,6 +56,17 @@ def storage_cors_rules(origins: tuple[str, ...]) -> list[CorsRule]:
                      exposed_headers=EXPOSED_HEADERS, max_age_in_seconds=MAX_AGE_SECONDS)]
 
 
+def arm_cors_rules(origins: tuple[str, ...]) -> dict[str, list[dict[str, object]]]:
+    """The same rules in the management-plane shape (``blobServices/default`` ``properties.cors``), as
+    Bicep/ARM and ``az rest`` take them: the form to use when shared key access is disabled."""
+    return {"corsRules": [
+        {"allowedOrigins": rule.allowed_origins.split(","), "allowedMethods": rule.allowed_methods.split(","),
+         "allowedHeaders": rule.allowed_headers.split(","), "exposedHeaders": rule.exposed_headers.split(","),
+         "maxAgeInSeconds": rule.max_age_in_seconds}
+        for rule in storage_cors_rules(origins)
+    ]}
+
+
 def apply_storage_cors(service: BlobServiceClient, origins: tuple[str, ...]) -> None:
     """Replace the account's blob CORS rules with valet's (an empty list removes them)."""
     service.set_service_properties(cors=storage_cors_rules(origins))

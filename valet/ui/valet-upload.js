@@ -63,8 +63,9 @@ export function putToStorage(grant, file, onProgress = () => {}) {
       const code = xhr.getResponseHeader("x-ms-error-code") || "storage_error";
       reject(new ValetError(`Storage refused the upload (${xhr.status} ${code}).`, code, xhr.status));
     };
-    xhr.onerror = () => reject(new ValetError("Could not reach storage: offline, or the storage account's CORS " +
-      "rules do not allow this page's origin.", "network_error"));
+    xhr.onerror = () => reject(new ValetError("Could not reach storage: offline, the storage account's CORS " +
+      "rules do not allow this page's origin, or (local emulator) the browser does not trust its certificate.",
+      "network_error"));
     xhr.send(file);
   });
 }
