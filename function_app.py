@@ -15,15 +15,21 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)  # valet authen
 
 
 @app.function_name("create_upload")
-@app.route(route="uploads", methods=["POST"])
+@app.route(route="uploads", methods=["POST", "OPTIONS"])  # OPTIONS: CORS preflights (VALET_CORS_ORIGINS)
 def create_upload(req: func.HttpRequest) -> func.HttpResponse:
     return api.create_upload(runtime, req)
 
 
 @app.function_name("upload_status")
-@app.route(route="uploads/{uploadId}", methods=["GET"])
+@app.route(route="uploads/{uploadId}", methods=["GET", "OPTIONS"])
 def upload_status(req: func.HttpRequest) -> func.HttpResponse:
     return api.upload_status(runtime, req)
+
+
+@app.function_name("upload_page")
+@app.route(route="ui/{asset?}", methods=["GET"])  # 404 unless VALET_UI_ENABLED
+def upload_page(req: func.HttpRequest) -> func.HttpResponse:
+    return api.upload_page(runtime, req)
 
 
 @app.function_name("validate_upload")

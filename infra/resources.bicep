@@ -22,7 +22,7 @@ param apiKeyPepper string
 @description('VALET_AUTH_ISSUERS: JSON list of trusted token issuers.')
 param authIssuers string = '[]'
 
-@description('Exact browser origins (https://host[:port]) allowed to call the API and PUT uploads to storage. Empty by default: no CORS. Never "*": an upload URL is a credential.')
+@description('Exact browser origins (https://host[:port]) allowed to call the API (VALET_CORS_ORIGINS, answered by valet itself) and PUT uploads to storage (the account\'s CORS rule). Empty by default: no CORS. Never "*": an upload URL is a credential.')
 param corsOrigins array = []
 
 @description('Microsoft Defender for Storage on-upload malware scanning of the uploads account.')
@@ -502,10 +502,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
-      cors: {
-        allowedOrigins: corsOrigins
-        supportCredentials: false
-      }
+      // No platform CORS (siteConfig.cors): valet answers CORS itself for VALET_CORS_ORIGINS, and App Service
+      // CORS, once configured, would answer in its place.
       appSettings: [for setting in items(union(valetSettings, hostSettings)): {
         name: setting.key
         value: setting.value

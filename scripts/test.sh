@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/browser.sh  # Debian's Chromium for the browser tests (skipped, with the reason, without it)
 if [ "$#" -eq 0 ] || [ "${VALET_STATIC_CHECKS:-}" = 1 ]; then  # a full run checks style and types too
   .venv/bin/ruff check valet function_app.py bench tests
   .venv/bin/mypy

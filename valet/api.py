@@ -8,7 +8,8 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
-from valet.errors import PayloadTooLarge, UnsupportedMediaType
+from valet import cors, webui
+from valet.errors import ConfigurationError, PayloadTooLarge, UnsupportedMediaType
 from valet.grants import parse_grant_request
 from valet.http import json_response, problems
 from valet.runtime import Runtime
@@ -33,8 +34,47 @@ def _base_url(req: func.HttpRequest, runtime: Runtime) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+Handler = Callable[[Callable[[], Runtime], func.HttpRequest], func.HttpResponse]
+
+
+def _origins(get_runtime: Callable[[], Runtime]) -> tuple[str, ...]:
+    try:
+        return get_runtime().settings.cors_origins
+    except ConfigurationError:
+        return ()  # misconfigured: no origin is trusted; the handler reports the error itself
+
+
 @problems
+def _options(get_runtime: Callable[[], Runtime], req: func.HttpRequest, methods: tuple[str, ...]) -> func.HttpResponse:
+    origin = req.headers.get("origin")
+    if req.headers.get("access-control-request-method") is None:  # a plain OPTIONS, not a CORS preflight
+        response = func.HttpResponse(status_code=204, headers={"Allow": ", ".join((*methods, "OPTIONS"))})
+        cors.add_cors_headers(response.headers, _origins(get_runtime), origin)
+        return response
+    return func.HttpResponse(status_code=204, headers=cors.preflight(_origins(get_runtime), origin, methods))
+
+
+def _with_cors(get_runtime: Callable[[], Runtime], req: func.HttpRequest, methods: tuple[str, ...],
+               handler: Handler) -> func.HttpResponse:
+    """Answer ``OPTIONS`` (preflights), else run the handler and mark its response, error or not, readable
+    by the calling page when its origin is allowed."""
+    if req.method.upper() == "OPTIONS":
+        return _options(get_runtime, req, methods)
+    response = handler(get_runtime, req)
+    cors.add_cors_headers(response.headers, _origins(get_runtime), req.headers.get("origin"))
+    return response
+
+
 def create_upload(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
+    return _with_cors(get_runtime, req, ("POST",), _create_upload)
+
+
+def upload_status(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
+    return _with_cors(get_runtime, req, ("GET",), _upload_status)
+
+
+@problems
+def _create_upload(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
     runtime = get_runtime()
     caller = runtime.authenticator.admit(req)
     grant_request = parse_grant_request(_body(req, runtime.settings.max_request_bytes))
@@ -44,8 +84,14 @@ def create_upload(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> 
 
 
 @problems
-def upload_status(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
+def _upload_status(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
     runtime = get_runtime()
     caller = runtime.authenticator.authenticate(req)
     upload_id = req.route_params.get("uploadId", "")
     return json_response(200, runtime.validation.status.status(caller.partition, upload_id))
+
+
+@problems
+def upload_page(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
+    """The browser upload page and its two files (``VALET_UI_ENABLED``)."""
+    return webui.serve(get_runtime().settings, req.route_params.get("asset") or "")

@@ -162,6 +162,7 @@ def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event |
         "VALET_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
     })
     env.setdefault("VALET_CORS_ORIGINS", f"http://127.0.0.1:{port},http://localhost:{port}")
+    env.setdefault("VALET_UI_ENABLED", "true")
     service = BlobServiceClient(azurite.blob_url, credential=EmulatorCredential(azurite.blob_url),
                                 connection_verify=str(azurite.cert))
     provision(service, env)
@@ -187,6 +188,8 @@ def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event |
     print('    curl -sS -X POST "$VALET_URL/api/uploads" -H "Authorization: Bearer $VALET_DEV_TOKEN" \\')
     print("         -H 'content-type: application/json' \\")
     print("""         -d '{"filename": "a.png", "contentType": "image/png", "size": 68}'""")
+    if env["VALET_UI_ENABLED"].strip().lower() in ("1", "true", "yes", "on"):
+        print(f"  upload page: {host.url}/api/ui  (paste VALET_DEV_TOKEN or VALET_DEV_API_KEY)")
     print("  Ctrl-C stops everything.", flush=True)
     if ready is not None:
         ready.set()

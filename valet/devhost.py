@@ -54,11 +54,18 @@ class _Timer:
 
 
 def _route_pattern(prefix: str, route: str) -> re.Pattern[str]:
-    parts = []
-    for piece in re.split(r"(\{[A-Za-z_][A-Za-z0-9_]*(?::[^}]*)?\})", route.strip("/")):
+    """A route template as a regex: ``{name}`` and ``{name:constraint}`` match one segment, and an
+    optional last ``{name?}`` may be left out along with the slash before it (``ui/{asset?}``)."""
+    parts: list[str] = []
+    for piece in re.split(r"(\{[A-Za-z_][A-Za-z0-9_]*\??(?::[^}]*)?\})", route.strip("/")):
         if piece.startswith("{") and piece.endswith("}"):
             name = piece[1:-1].split(":", 1)[0]
-            parts.append(f"(?P<{name}>[^/]+)")
+            if name.endswith("?"):
+                if parts and parts[-1].endswith("/"):
+                    parts[-1] = parts[-1][:-1]
+                parts.append(f"(?:/(?P<{name[:-1]}>[^/]+))?")
+            else:
+                parts.append(f"(?P<{name}>[^/]+)")
         else:
             parts.append(re.escape(piece))
     return re.compile(f"^/{re.escape(prefix)}/{''.join(parts)}/?$")
@@ -179,7 +186,7 @@ class FunctionHost:
                 url=f"{self.url}{path}" + (f"?{query}" if query else ""),
                 headers=headers,
                 params=dict(parse_qsl(query)),
-                route_params=match.groupdict(),
+                route_params={k: v for k, v in match.groupdict().items() if v is not None},
                 body=body,
             )
             response = route.function(request)

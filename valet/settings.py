@@ -41,6 +41,7 @@ PROFILES_FILE = "VALET_PROFILES_FILE"
 PUBLIC_BASE_URL = "VALET_PUBLIC_BASE_URL"
 MAX_REQUEST_BYTES = "VALET_MAX_REQUEST_BYTES"
 CORS_ORIGINS = "VALET_CORS_ORIGINS"
+UI_ENABLED = "VALET_UI_ENABLED"
 # Validation of uploads (blob trigger, Defender events, tombstone sweep). The trigger settings are read at
 # import by function_app.py (bindings are fixed at deploy time); the rest at start-up with the others.
 TRIGGER_SOURCE = "VALET_TRIGGER_SOURCE"
@@ -153,6 +154,7 @@ class Settings:
     auth: AuthSettings
     validation: ValidationSettings
     cors_origins: tuple[str, ...] = ()
+    ui_enabled: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -207,6 +209,7 @@ class Settings:
             auth=AuthSettings.from_env(env.environ),
             validation=ValidationSettings.from_env(env.environ),
             cors_origins=parse_origins(env.optional(CORS_ORIGINS), setting=CORS_ORIGINS),
+            ui_enabled=env.flag(UI_ENABLED),
         )
 
 
@@ -276,6 +279,14 @@ class _Env:
         if not low <= value <= high:
             raise ConfigurationError(f"{name} must be between {low:g} and {high:g}")
         return value
+
+    def flag(self, name: str) -> bool:
+        raw = (self.optional(name) or "false").lower()
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        raise ConfigurationError(f"{name} must be true or false")
 
     def existing_file(self, name: str) -> str | None:
         value = self.optional(name)

@@ -58,7 +58,7 @@ def test_the_app_registers_the_grant_route(function_app: ModuleType) -> None:
     grant = functions(function_app)["create_upload"]
     trigger = grant.get_trigger()
     assert trigger.route == "uploads"
-    assert list(trigger.methods) == [func.HttpMethod.POST]
+    assert list(trigger.methods) == [func.HttpMethod.POST, func.HttpMethod.OPTIONS]  # OPTIONS: CORS preflights
     assert trigger.auth_level == func.AuthLevel.ANONYMOUS  # valet authenticates callers itself
 
 

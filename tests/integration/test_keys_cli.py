@@ -52,7 +52,8 @@ def test_key_lifecycle(env: dict[str, str], capsys: pytest.CaptureFixture[str]) 
     assert grant_status(runtime, key, url="http://valet.example/api/uploads") == 401  # plain HTTP refused
 
     code, listing = run(capsys, "list")
-    assert code == 0 and kid in listing and key not in listing and key.split("_")[2] not in listing
+    secret = key[len(f"valet_{kid}_"):key.rindex("_")]  # the secret itself may contain "_"
+    assert secret and code == 0 and kid in listing and key not in listing and secret not in listing
 
     code, out = run(capsys, "rotate", kid, "--overlap-hours", "1")
     assert code == 0

@@ -1,0 +1,198 @@
+"""The upload page in a real headless Chromium (Debian's, driven by Playwright; no browser download),
+against ``valet dev``: a real image ends ``accepted``, a disguised page ends ``quarantined``, and a page on
+an origin that is not allowed is stopped by CORS, both at the app and at the storage account.
+
+A screenshot of the finished page is saved in ``test-artifacts/`` (``VALET_TEST_ARTIFACTS`` to move it).
+Without Chromium the tests are skipped with the reason (``scripts/browser.sh`` installs it).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.support.devstack import DevStack, valet_dev
+from tests.support.samples import png
+from valet.emulator import PROJECT_ROOT
+from valet.webui import ASSETS, UI_DIR
+
+pytestmark = [pytest.mark.azurite, pytest.mark.browser]
+
+CHROMIUM = os.environ.get("VALET_CHROMIUM", "/usr/bin/chromium")
+# The flags this machine's Chromium needs: no sandbox as root, and no background calls to Google's hosts
+# (the closed network refuses them, many at a time).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+ARTIFACTS = Path(os.environ.get("VALET_TEST_ARTIFACTS", PROJECT_ROOT / "test-artifacts"))
+DECISION_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"Chromium is not installed at {CHROMIUM} (scripts/browser.sh installs Debian's package)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install -e '.[test]')")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    with valet_dev(tmp_path_factory.mktemp("browser-dev")) as running:
+        yield running
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    # Azurite's certificate is self-signed for this run; a deployed account has a public one.
+    context = browser.new_context(ignore_https_errors=True, viewport={"width": 900, "height": 900})
+    page = context.new_page()
+    page.console_messages = []  # type: ignore[attr-defined]
+    page.on("console", lambda message: page.console_messages.append(message.text))
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+class _ForeignOrigin(BaseHTTPRequestHandler):
+    """The same page, served from an origin that VALET_CORS_ORIGINS does not list."""
+
+    def do_GET(self) -> None:
+        asset = self.path.split("?", 1)[0].removeprefix("/api/ui").strip("/")
+        if asset not in ASSETS:
+            self.send_error(404)
+            return
+        name, media_type = ASSETS[asset]
+        body = (UI_DIR / name).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", f"{media_type}; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def foreign_origin() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ForeignOrigin)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def upload(page: Any, path: Path, kind: str, secret: str) -> dict[str, str]:
+    page.select_option("#kind", kind)
+    page.fill("#credential", secret)
+    page.set_input_files("#file", str(path))
+    page.click("#upload")
+    page.wait_for_selector("#result:is([data-status=accepted],[data-status=quarantined],[data-status=error],"
+                           "[data-status=expired])", timeout=DECISION_TIMEOUT_MS)
+    result = page.locator("#result")
+    return {"status": result.get_attribute("data-status") or "", "text": result.inner_text(),
+            "progress": page.eval_on_selector("#progress", "p => String(p.value)")}
+
+
+def test_uploads_from_the_page_end_accepted_and_quarantined(stack: DevStack, page: Any, tmp_path: Path) -> None:
+    page.goto(f"{stack.url}/api/ui")
+    assert page.title() == "valet: upload a file"
+
+    image = tmp_path / "holiday.png"
+    image.write_bytes(png())
+    accepted = upload(page, image, "bearer", stack.token)
+    assert accepted["status"] == "accepted", accepted
+    assert accepted["text"] == "accepted: holiday.png"
+    assert accepted["progress"] == "100"
+    steps = page.locator("#steps li").all_inner_texts()
+    assert steps[0].startswith("Granted upload ") and steps[1] == f"Uploaded {image.stat().st_size} bytes."
+
+    disguised = tmp_path / "cute.png"  # the browser declares image/png from the name; the bytes are a page
+    disguised.write_bytes(b"<!DOCTYPE html><html><body><script>alert(document.cookie)</script></body></html>")
+    quarantined = upload(page, disguised, "apikey", stack.api_key)
+    assert quarantined["status"] == "quarantined", quarantined
+    assert quarantined["text"] == "quarantined (content_not_allowed): cute.png"
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "upload-page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000  # a rendered page, not an empty frame
+    assert page.input_value("#credential") == stack.api_key  # in the field...
+    stored = page.evaluate("() => JSON.stringify({...localStorage}) + JSON.stringify({...sessionStorage}) + "
+                           "document.cookie")
+    assert stack.api_key not in stored and stack.token not in stored  # ...and nowhere else
+
+
+def test_the_page_reports_a_refused_grant(stack: DevStack, page: Any, tmp_path: Path) -> None:
+    page.goto(f"{stack.url}/api/ui")
+    image = tmp_path / "a.png"
+    image.write_bytes(png())
+    refused = upload(page, image, "bearer", "not-a-token")
+    assert refused["status"] == "error"
+    assert refused["text"].endswith("[invalid_token]"), refused
+    assert refused["progress"] == "0"
+
+
+def test_a_page_on_another_origin_is_stopped_by_cors(stack: DevStack, page: Any, foreign_origin: str,
+                                                     tmp_path: Path) -> None:
+    # The app: the grant request from the foreign page is refused at the preflight, so the page gets no
+    # response to read (and valet issues no grant).
+    page.goto(f"{foreign_origin}/api/ui")
+    page.click("summary")  # the API base URL field is folded away by default
+    page.fill("#api", f"{stack.url}/api/")
+    image = tmp_path / "a.png"
+    image.write_bytes(png())
+    blocked = upload(page, image, "bearer", stack.token)
+    assert blocked["status"] == "error"
+    assert blocked["text"].endswith("[network_error]"), blocked
+    assert any("CORS policy" in text for text in page.console_messages), page.console_messages
+
+    # Storage: even holding a valid grant, the foreign page cannot PUT, because the account's CORS rules do
+    # not list its origin. Nothing reaches the blob: the upload stays "pending" with nothing uploaded.
+    grant = requests.post(f"{stack.url}/api/uploads", headers={"Authorization": f"Bearer {stack.token}"},
+                          json={"filename": "a.png", "contentType": "image/png", "size": len(png())},
+                          timeout=10).json()
+    page.console_messages.clear()
+    outcome = page.evaluate(
+        """async ([url, headers, body]) => {
+             try {
+               const r = await fetch(url, {method: "PUT", headers, body: new Uint8Array(body)});
+               return "status " + r.status;
+             } catch (e) { return "blocked: " + e.name; }
+           }""",
+        [grant["uploadUrl"], grant["headers"], list(png())],
+    )
+    assert outcome == "blocked: TypeError"
+    assert any("CORS policy" in text for text in page.console_messages), page.console_messages
+    status = requests.get(grant["statusUrl"], headers={"Authorization": f"Bearer {stack.token}"}, timeout=10).json()
+    assert status["status"] == "pending" and "expiresOn" in status  # expiresOn: nothing was uploaded
+
+    # The same grant from the allowed origin (the app's own page) goes through: the refusal above was CORS.
+    page.goto(f"{stack.url}/api/ui")
+    allowed = page.evaluate(
+        """async ([url, headers, body]) => {
+             const r = await fetch(url, {method: "PUT", headers, body: new Uint8Array(body)});
+             return r.status;
+           }""",
+        [grant["uploadUrl"], grant["headers"], list(png())],
+    )
+    assert allowed == 201
