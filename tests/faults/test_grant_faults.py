@@ -46,7 +46,7 @@ def test_cached_key_keeps_grants_working_while_storage_fails(
         assert (storage_proxy.requests, storage_proxy.connections, runtime.storage_requests.count) == before
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", ["down", "reset", "503", "delay"])
 def test_without_a_cached_key_the_grant_is_a_bounded_503(
     monkeypatch: pytest.MonkeyPatch, proxied_env: dict[str, str], storage_proxy: FaultProxy,
     issuer: DevIssuer, mode: str,
@@ -75,8 +75,11 @@ def test_grants_resume_once_storage_recovers(
         refused = call_grant(app, token)
         assert refused.status_code == 503
         storage_proxy.heal()
-        time.sleep(int(refused.headers["Retry-After"]))  # what a client does; longer than the 2 s back-off
-        response = call_grant(app, token)
+        # An impatient client: inside the 2 s back-off after a failed fetch, 503 at once without a storage
+        # request; the first call after it fetches a key (or finds the one the warm-up's retry got).
+        deadline = time.monotonic() + FETCH_BOUND + SLACK
+        while (response := call_grant(app, token)).status_code == 503 and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert response.status_code == 201, response.get_body()
         grant = json.loads(response.get_body())
         assert grant["blobUri"].startswith(storage_proxy.url)  # the SAS names the endpoint the app knows

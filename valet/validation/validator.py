@@ -149,12 +149,12 @@ class Validator:
 
     def _process_once(self, name: str, verdict: ScanResult | None) -> Decision | None:
         source = self.service.get_blob_client(self.uploads, name)
-        props = self._properties(source)
-        if props is None:
-            return self._find_record(name)
-        if records.is_tombstone(props.metadata):
-            return Decision.from_metadata(props.metadata, fallback=Outcome.QUARANTINED)
         try:
+            props = self._properties(source)
+            if props is None:
+                return self._find_record(name)
+            if records.is_tombstone(props.metadata):
+                return Decision.from_metadata(props.metadata, fallback=Outcome.QUARANTINED)
             existing = self._find_record(name)
             if existing is not None:
                 if self._tombstone(source, props, existing, self._until(props, existing)):
