@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 import threading
 import time
@@ -144,6 +145,11 @@ def test_down_refuses_connections_and_up_restores_the_same_port(proxy: FaultProx
         proxy.up()
         assert session.get(f"{proxy.url}/x", timeout=10).status_code == 200
     assert proxy.port == port
+    for _ in range(20):  # refused from the moment down() returns, not after the accept loop notices
+        proxy.down()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        proxy.up()
     proxy.down()
     proxy.heal()  # heal also brings it back up
     assert get(proxy).status_code == 200

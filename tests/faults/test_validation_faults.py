@@ -26,8 +26,8 @@ from azure.storage.blob import BlobClient, BlobServiceClient
 from tests.conftest import StorageEndpoint
 from tests.faults.conftest import apply
 from tests.support import samples
-from tests.support.faultproxy import Fault, FaultProxy, Request
 from tests.support.fakes import FixedCaller
+from tests.support.faultproxy import Fault, FaultProxy, Request
 from tests.support.functions import fresh_app, user_function
 from valet import api
 from valet.runtime import Runtime

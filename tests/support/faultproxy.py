@@ -184,6 +184,10 @@ class FaultProxy:
             self._reserved.bind(("127.0.0.1", self._port))  # hold the port without listening: refused
             listener, self._listener = self._listener, None
             clients = list(self._clients)
+        # shutdown() stops the listening at once, even while the accept thread still polls the socket
+        # (a bare close() would leave it listening until that poll returns).
+        with suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)
         listener.close()
         for client in clients:
             with suppress(OSError):
