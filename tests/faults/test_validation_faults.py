@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -164,6 +165,9 @@ def stage(monkeypatch: pytest.MonkeyPatch, valet_env: dict[str, str], proxied_en
     direct = Runtime.from_settings(Settings.from_env(valet_env), authenticator=FixedCaller())
     caplog.set_level(logging.INFO, logger="valet.audit")
     with fresh_app(monkeypatch, {**proxied_env, "VALET_STORAGE_TIMEOUT_SECONDS": "1"}) as app:
+        cache, deadline = app.runtime().key_cache, time.monotonic() + 30
+        while cache.fetches + cache.failures == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the app's warm-up fetch is done: from now on, every request is the validator's
         yield Stage(app, storage_proxy, direct, blob_service, storage_endpoint.ca_bundle)
     direct.blob_service.close()
 
