@@ -27,3 +27,8 @@ def test_grants_benchmark_runs() -> None:
 def test_validation_benchmark_runs() -> None:
     out = run("bench/validate.py", "--runs", "1", "--gib", "0.01")
     assert "blob bytes read per accepted upload" in out and "ratio to hashlib" in out
+
+
+def test_faults_benchmark_runs() -> None:
+    out = run("bench/faults.py", "--runs", "1", "--timeout", "1", "--modes", "down", "--outages", "3")
+    assert "| down | 503 |" in out and "| 3 | 2 |" in out

@@ -6,8 +6,11 @@ adds what the grant path needs on top:
 
 * at most one network attempt (discovery or JWKS) per ``min_refetch`` seconds, successful or not, so a
   flood of tokens with random ``kid`` values or an outage costs at most one fetch per interval;
-* the last good key set keeps serving while the endpoint is down (up to ``max_stale`` seconds);
-* every fetch is bounded by ``timeout``; failures become :class:`KeysUnavailable` (mapped to 503).
+* the last good key set keeps serving while the endpoint is down (up to ``max_stale`` seconds), and a
+  caller whose key is cached never waits for a fetch another caller started;
+* every fetch is bounded by ``timeout``; failures (connection resets included) become
+  :class:`KeysUnavailable` (mapped to 503), and so does an unknown ``kid`` while the last fetch failed:
+  the keys could not be checked, which says nothing against the token.
 
 The JWKS URL comes only from configuration or from the configured discovery document, never from a
 token (``jku``/``x5u``/``jwk`` headers are refused before any key lookup).
@@ -15,6 +18,7 @@ token (``jku``/``x5u``/``jwk`` headers are refused before any key lookup).
 
 from __future__ import annotations
 
+import http.client
 import logging
 import math
 import threading
@@ -63,7 +67,8 @@ class IssuerKeys:
         self._cache_lifetime = cache_lifetime
         self._max_stale = max_stale
         self._now = monotonic
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # state; never held during a network fetch
+        self._fetch_lock = threading.Lock()  # the one fetch in flight
         self._client: jwt.PyJWKClient | None = None
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at: float | None = None
@@ -71,35 +76,61 @@ class IssuerKeys:
         self._last_failed = False
 
     def get(self, kid: str) -> jwt.PyJWK:
-        """The key for ``kid``; :class:`UnknownKey` or :class:`KeysUnavailable` otherwise."""
+        """The key for ``kid``; :class:`UnknownKey` or :class:`KeysUnavailable` otherwise.
+
+        A caller whose key is cached never waits for a fetch; a caller that needs the keys another caller
+        is fetching waits for that fetch (bounded by its timeout) and answers from its result."""
         with self._lock:
             now = self._now()
-            fresh = self._fetched_at is not None and now - self._fetched_at < self._cache_lifetime
             key = self._keys.get(kid)
-            if key is not None and fresh:
+            if key is not None and self._fresh(now):
                 return key
-            if self._may_fetch(now):
+            claimed = self._may_fetch(now) and self._fetch_lock.acquire(blocking=False)
+            if claimed:
                 self._last_attempt = now
-                try:
-                    self._refresh()
-                except KeysUnavailable:
-                    self._last_failed = True
-                    if key is not None and self._usable_stale(now):
-                        log.warning("jwks refresh failed; serving cached keys issuer=%s", self.issuer)
-                        return key
-                    raise
-                self._last_failed = False
-                key = self._keys.get(kid)
-                if key is None:
-                    raise UnknownKey
+            elif key is not None and self._usable_stale(now):
                 return key
-            # Rate-limited: answer from what we have.
-            if key is not None and (fresh or self._usable_stale(now)):
-                return key
-            if self._fetched_at is None or (self._last_failed and not self._usable_stale(now)):
-                assert self._last_attempt is not None
-                raise KeysUnavailable(self._min_refetch - (now - self._last_attempt))
+        if claimed:
+            try:
+                return self._fetch(kid, key)
+            finally:
+                self._fetch_lock.release()
+        with self._fetch_lock:  # a fetch may be in flight: wait for its outcome
+            pass
+        with self._lock:
+            return self._rate_limited(kid, self._now())
+
+    def _fetch(self, kid: str, stale: jwt.PyJWK | None) -> jwt.PyJWK:
+        # Called with _fetch_lock held, _lock not held: callers with cached keys go on meanwhile.
+        try:
+            keys = self._download()
+        except KeysUnavailable:
+            with self._lock:
+                self._last_failed = True
+                if stale is not None and self._usable_stale(self._now()):
+                    log.warning("jwks refresh failed; serving cached keys issuer=%s", self.issuer)
+                    return stale
+            raise
+        with self._lock:
+            self._keys, self._fetched_at, self._last_failed = keys, self._now(), False
+            key = self._keys.get(kid)
+        if key is None:
             raise UnknownKey
+        return key
+
+    def _rate_limited(self, kid: str, now: float) -> jwt.PyJWK:
+        """Answer without a fetch (called with _lock held). While the last fetch failed, a key we do not
+        have cannot be called unknown: 503 until the next fetch may run."""
+        key = self._keys.get(kid)
+        if key is not None and (self._fresh(now) or self._usable_stale(now)):
+            return key
+        if self._fetched_at is None or self._last_failed:
+            assert self._last_attempt is not None
+            raise KeysUnavailable(self._min_refetch - (now - self._last_attempt))
+        raise UnknownKey
+
+    def _fresh(self, now: float) -> bool:
+        return self._fetched_at is not None and now - self._fetched_at < self._cache_lifetime
 
     def _may_fetch(self, now: float) -> bool:
         return self._last_attempt is None or now - self._last_attempt >= self._min_refetch
@@ -107,16 +138,17 @@ class IssuerKeys:
     def _usable_stale(self, now: float) -> bool:
         return self._fetched_at is not None and now - self._fetched_at < self._cache_lifetime + self._max_stale
 
-    def _refresh(self) -> None:
+    def _download(self) -> dict[str, jwt.PyJWK]:
         client = self._jwks_client()
         try:
             keys = client.get_signing_keys(refresh=True)
-        except (jwt.PyJWKClientError, jwt.PyJWKSetError, ValueError) as exc:
+        except (jwt.PyJWKClientError, jwt.PyJWKSetError, ValueError, OSError, http.client.HTTPException) as exc:
+            # pyjwt wraps most transport errors, not a connection reset while reading the answer (OSError).
             log.warning("jwks fetch failed issuer=%s error=%s", self.issuer, type(exc).__name__)
             raise KeysUnavailable(self._min_refetch) from exc
-        self._keys = {k.key_id: k for k in keys if k.key_id}
-        self._fetched_at = self._now()
-        log.info("jwks fetched issuer=%s keys=%d", self.issuer, len(self._keys))
+        keyed = {k.key_id: k for k in keys if k.key_id}
+        log.info("jwks fetched issuer=%s keys=%d", self.issuer, len(keyed))
+        return keyed
 
     def _jwks_client(self) -> jwt.PyJWKClient:
         if self._client is None:

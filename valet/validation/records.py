@@ -20,6 +20,7 @@ ERROR = "error"
 UNTIL = "valetuntil"
 ATTEMPTS = "valetattempts"
 ERROR_CODE = "valeterror"
+WRITE_ID = "valetwriteid"  # random per tombstone write: tells our own write from another invocation's
 
 _FIELDS = {
     "outcome": "valetoutcome",
@@ -138,7 +139,7 @@ class Decision:
         )
 
 
-def tombstone_metadata(decision: Decision, until: datetime) -> dict[str, str]:
+def tombstone_metadata(decision: Decision, until: datetime, write_id: str = "") -> dict[str, str]:
     meta = {
         STATE: TOMBSTONE,
         UNTIL: timestamp(until),
@@ -147,6 +148,8 @@ def tombstone_metadata(decision: Decision, until: datetime) -> dict[str, str]:
         _FIELDS["upload_id"]: ascii_value(decision.upload_id),
         _FIELDS["decided_at"]: timestamp(decision.decided_at),
     }
+    if write_id:
+        meta[WRITE_ID] = write_id
     return meta
 
 

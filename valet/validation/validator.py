@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
@@ -148,21 +149,21 @@ class Validator:
 
     def _process_once(self, name: str, verdict: ScanResult | None) -> Decision | None:
         source = self.service.get_blob_client(self.uploads, name)
-        props = self._properties(source)
-        if props is None:
-            return self._find_record(name)
-        if records.is_tombstone(props.metadata):
-            return Decision.from_metadata(props.metadata, fallback=Outcome.QUARANTINED)
         try:
+            props = self._properties(source)
+            if props is None:
+                return self._find_record(name)
+            if records.is_tombstone(props.metadata):
+                return Decision.from_metadata(props.metadata, fallback=Outcome.QUARANTINED)
             existing = self._find_record(name)
             if existing is not None:
-                self._tombstone(source, props, existing, self._until(props, existing))
+                if self._tombstone(source, props, existing, self._until(props, existing)):
+                    self._audit(existing, name)
                 return existing
             decision = self._decide(source, props, verdict)
-            created = self._copy(source, props, decision)
-            if created:
+            self._copy(source, props, decision)
+            if self._tombstone(source, props, decision, self._until(props, decision)):
                 self._audit(decision, name)
-            self._tombstone(source, props, decision, self._until(props, decision))
             return decision
         except SourceChanged:
             raise
@@ -324,27 +325,35 @@ class Validator:
             return decision.grant_expires + self._grace
         return created + self._sas_ttl + self._grace
 
-    def _tombstone(self, source: BlobClient, props: BlobProperties, decision: Decision, until: datetime) -> None:
+    def _tombstone(self, source: BlobClient, props: BlobProperties, decision: Decision, until: datetime) -> bool:
+        """Replace the upload with its tombstone. True if this call did: the decision is final then, so the
+        audit record is written once, also when a response was lost and the storage client sent the write
+        again (the retry finds a tombstone; its write id says whose)."""
+        write_id = uuid.uuid4().hex
+        metadata = records.tombstone_metadata(decision, until, write_id)
         try:
             source.upload_blob(
                 b"",
                 overwrite=True,
-                metadata=records.tombstone_metadata(decision, until),
+                metadata=metadata,
                 tags=records.tombstone_tags(until),
                 content_settings=ContentSettings(content_type="application/octet-stream"),
                 etag=props.etag,
                 match_condition=MatchConditions.IfNotModified,
             )
+            return True
         except ResourceModifiedError:
             now = self._properties(source)
             if now is None or not records.is_tombstone(now.metadata):
                 raise
+            return now.metadata.get(records.WRITE_ID) == write_id
         except ResourceNotFoundError:  # the name was freed: occupy it again, create-only
             try:
-                source.upload_blob(b"", metadata=records.tombstone_metadata(decision, until),
-                                   tags=records.tombstone_tags(until))
+                source.upload_blob(b"", metadata=metadata, tags=records.tombstone_tags(until))
+                return True
             except ResourceExistsError:
-                pass
+                now = self._properties(source)
+                return now is not None and now.metadata.get(records.WRITE_ID) == write_id
 
     def _record_error(self, source: BlobClient, exc: BaseException) -> None:
         """Best effort: the failure is also visible in the host's retry and poison handling."""
