@@ -8,10 +8,11 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
+from valet import openapi
 from valet.errors import PayloadTooLarge, UnsupportedMediaType
 from valet.grants import parse_grant_request
 from valet.http import json_response, problems
-from valet.runtime import Runtime
+from valet.runtime import Runtime, RuntimeHolder
 
 ROUTE_PREFIX = "/api"
 
@@ -49,3 +50,27 @@ def upload_status(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> 
     caller = runtime.authenticator.authenticate(req)
     upload_id = req.route_params.get("uploadId", "")
     return json_response(200, runtime.validation.status.status(caller.partition, upload_id))
+
+
+@problems
+def health(holder: RuntimeHolder, req: func.HttpRequest) -> func.HttpResponse:
+    """Anonymous and cheap (no storage or identity-provider call), for load balancers: 200 when this
+    instance can serve, 503 when its configuration did not load. Shared outages (storage, issuer) are
+    reported per request instead, so they never take every instance out of rotation at once."""
+    runtime = holder.loaded
+    if runtime is None:
+        return json_response(503, {"status": "unavailable", "configuration": "error"}, headers={"Retry-After": "30"})
+    key = "ready" if runtime.key_cache.ready else "pending"
+    return json_response(200, {"status": "ok", "configuration": "loaded", "delegationKey": key})
+
+
+@problems
+def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
+    """The OpenAPI 3.1 document of this API, as kept in the repository (``valet/openapi.json``)."""
+    return func.HttpResponse(
+        openapi.document_bytes(),
+        status_code=200,
+        mimetype="application/json",
+        charset="utf-8",
+        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
+    )
