@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up everything valet needs on a fresh machine with Python 3.11 and Node/npm: a virtualenv in .venv
-# with the package and its test tools, and the pinned npm tools (Azurite) in node_modules.
+# with the package, its test tools and the load tool (locust), and the pinned npm tools (Azurite) in node_modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3.11}"
@@ -10,5 +10,5 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 command -v node >/dev/null 2>&1 || { echo "valet needs Node.js 20+ and npm on PATH (for Azurite)" >&2; exit 1; }
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,test]'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,test,bench]'
 npm ci --no-audit --no-fund --loglevel=error

@@ -71,3 +71,5 @@ def valet_dev(root: Path, extra_env: dict[str, str] | None = None, startup_timeo
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
