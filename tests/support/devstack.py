@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -73,8 +74,12 @@ def valet_dev(root: Path, extra_env: dict[str, str] | None = None, startup_timeo
     try:
         yield DevStack(proc, read_env(dev_env), root)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        if proc.poll() is None:  # SIGINT first: valet dev then stops Azurite, which SIGKILL would orphan
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()
