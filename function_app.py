@@ -32,6 +32,18 @@ def upload_page(req: func.HttpRequest) -> func.HttpResponse:
     return api.upload_page(runtime, req)
 
 
+@app.function_name("health")
+@app.route(route="health", methods=["GET"])
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    return api.health(runtime, req)
+
+
+@app.function_name("openapi")
+@app.route(route="openapi.json", methods=["GET"])
+def openapi(req: func.HttpRequest) -> func.HttpResponse:
+    return api.openapi_document(req)
+
+
 @app.function_name("validate_upload")
 @app.blob_trigger(
     arg_name="client",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything valet needs on a fresh machine with Python 3.11 and Node/npm: a virtualenv in .venv
-# with the package and its test tools, checkov (the IaC analyzer for infra/) in its own .venv-checkov, and the
-# pinned npm tools (Azurite) in node_modules.
+# with the package, its test tools and the load tool (locust), checkov (the IaC analyzer for infra/) in its own
+# .venv-checkov, and the pinned npm tools (Azurite) in node_modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3.11}"
@@ -11,7 +11,7 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 command -v node >/dev/null 2>&1 || { echo "valet needs Node.js 20+ and npm on PATH (for Azurite)" >&2; exit 1; }
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,test]'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,test,bench]'
 # checkov pins packaging<24, which pytest 9 cannot use, so it cannot share .venv (see the requirements file).
 [ -x .venv-checkov/bin/python ] || "$PYTHON" -m venv .venv-checkov
 .venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/checkov-requirements.txt

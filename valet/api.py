@@ -8,11 +8,11 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
-from valet import cors, webui
+from valet import cors, openapi, webui
 from valet.errors import ConfigurationError, PayloadTooLarge, UnsupportedMediaType
 from valet.grants import parse_grant_request
 from valet.http import json_response, problems
-from valet.runtime import Runtime
+from valet.runtime import Runtime, RuntimeHolder
 
 ROUTE_PREFIX = "/api"
 
@@ -95,3 +95,27 @@ def _upload_status(get_runtime: Callable[[], Runtime], req: func.HttpRequest) ->
 def upload_page(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
     """The browser upload page and its two files (``VALET_UI_ENABLED``)."""
     return webui.serve(get_runtime().settings, req.route_params.get("asset") or "")
+
+
+@problems
+def health(holder: RuntimeHolder, req: func.HttpRequest) -> func.HttpResponse:
+    """Anonymous and cheap (no storage or identity-provider call), for load balancers: 200 when this
+    instance can serve, 503 when its configuration did not load. Shared outages (storage, issuer) are
+    reported per request instead, so they never take every instance out of rotation at once."""
+    runtime = holder.loaded
+    if runtime is None:
+        return json_response(503, {"status": "unavailable", "configuration": "error"}, headers={"Retry-After": "30"})
+    key = "ready" if runtime.key_cache.ready else "pending"
+    return json_response(200, {"status": "ok", "configuration": "loaded", "delegationKey": key})
+
+
+@problems
+def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
+    """The OpenAPI 3.1 document of this API, as kept in the repository (``valet/openapi.json``)."""
+    return func.HttpResponse(
+        openapi.document_bytes(),
+        status_code=200,
+        mimetype="application/json",
+        charset="utf-8",
+        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
+    )

@@ -104,6 +104,11 @@ class UserDelegationKeyCache:
                 raise self._unavailable()
         return self._fetch_blocking(valid_until)
 
+    @property
+    def ready(self) -> bool:
+        """Whether a key that is still valid is cached (no storage call; for the health route)."""
+        return self._key is not None and self._expiry > self._clock()
+
     def prefetch(self) -> bool:
         """Best-effort warm-up at start-up; returns whether a key is now cached."""
         try:

@@ -195,8 +195,9 @@ class FunctionHost:
                 charset = f"; charset={response.charset}" if response.charset else ""
                 out.setdefault("Content-Type", f"{response.mimetype}{charset}")
             return response.status_code, out, response.get_body() or b""
-        if allowed:
-            return _problem(405, "method_not_allowed", "Method not allowed.")
+        if allowed:  # RFC 9110: a 405 lists the methods the path serves
+            status, out, problem = _problem(405, "method_not_allowed", "Method not allowed.")
+            return status, {**out, "Allow": ", ".join(sorted(allowed))}, problem
         return _problem(404, "not_found", "No function serves this path.")
 
     def _admin(self, name: str, body: bytes) -> tuple[int, dict[str, str], bytes]:

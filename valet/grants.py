@@ -46,7 +46,7 @@ def parse_grant_request(body: bytes) -> GrantRequest:
     """The JSON body of ``POST /api/uploads``, or :class:`BadRequest` naming what is wrong."""
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deeply nested arrays/objects
         raise BadRequest("The request body must be a JSON object.", code="invalid_json") from None
     if not isinstance(doc, dict):
         raise BadRequest("The request body must be a JSON object.", code="invalid_json")

@@ -46,7 +46,10 @@ def parse_upload_id(value: str) -> datetime:
     if not isinstance(value, str) or not _UPLOAD_ID.fullmatch(value):
         raise BadRequest("'uploadId' is not a valid upload id.", code="invalid_upload_id")
     ms = uuid.UUID(value).int >> 80
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    try:  # 48 bits of milliseconds reach the year 10889; datetime (and valet) stop at 9999
+        return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        raise BadRequest("'uploadId' is not a valid upload id.", code="invalid_upload_id") from None
 
 
 def blob_name(partition: str, upload_id: str, extension: str) -> str:

@@ -164,7 +164,7 @@ def _is_int(value: object) -> TypeGuard[int]:
 
 def normalize_content_type(value: str) -> str:
     """``Image/PNG; charset=x`` -> ``image/png``; raises :class:`BadRequest` for anything else."""
-    base = value.split(";", 1)[0].strip().lower()
-    if not _MIME.fullmatch(base):
+    base = value.split(";", 1)[0].strip(" \t")  # HTTP's optional whitespace only, as the OpenAPI document says
+    if not base.isascii() or not _MIME.fullmatch(base := base.lower()):  # ASCII first: "\u212a".lower() == "k"
         raise BadRequest("'contentType' must be a media type such as 'image/png'.", code="invalid_content_type")
     return base

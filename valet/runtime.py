@@ -88,6 +88,11 @@ class RuntimeHolder:
         else:
             self._runtime.warm_up()
 
+    @property
+    def loaded(self) -> Runtime | None:
+        """The runtime if the configuration loaded, else ``None``; never raises (for the health route)."""
+        return self._runtime
+
     def __call__(self) -> Runtime:
         if self._runtime is None:
             raise ConfigurationError("The service is misconfigured; see the application log.")

@@ -22,7 +22,7 @@ def bindings_of(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, list[d
 def test_every_function_and_binding(monkeypatch: pytest.MonkeyPatch) -> None:
     functions = bindings_of(monkeypatch, VALET_TRIGGER_SOURCE="EventGrid", VALET_UPLOADS_CONTAINER="incoming",
                             VALET_TRIGGER_CONNECTION="Uploads")
-    assert set(functions) == {"create_upload", "upload_status", "upload_page", "validate_upload",
+    assert set(functions) == {"create_upload", "upload_status", "upload_page", "health", "openapi", "validate_upload",
                               "malware_scan_result", "sweep_tombstones"}
     [blob] = [b for b in functions["validate_upload"] if b["type"] == "blobTrigger"]
     assert (blob["path"], blob["source"], blob["connection"]) == ("incoming/{name}", "EventGrid", "Uploads")

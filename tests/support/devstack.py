@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from valet.emulator import PROJECT_ROOT, free_port, port_in_use
 
@@ -46,8 +48,12 @@ class DevStack:
 
 
 @contextmanager
-def valet_dev(root: Path, extra_env: dict[str, str] | None = None, startup_timeout: float = 90) -> Iterator[DevStack]:
-    """Start ``valet dev --root root`` on free ports and wait until it has written its ``dev.env``."""
+def valet_dev(root: Path, extra_env: dict[str, str] | None = None, startup_timeout: float = 90,
+              output: IO[str] | None = None) -> Iterator[DevStack]:
+    """Start ``valet dev --root root`` on free ports and wait until it has written its ``dev.env``.
+
+    Its output goes to a pipe (read it after stopping the process), or to ``output`` (a file) when the
+    run is long or busy enough to fill a pipe nobody reads."""
     shutil.copy(PROJECT_ROOT / "local.settings.sample.json", root / "local.settings.sample.json")
     blob_port, app_port = free_port(), free_port()
     while port_in_use(blob_port + 1):
@@ -56,7 +62,7 @@ def valet_dev(root: Path, extra_env: dict[str, str] | None = None, startup_timeo
            **(extra_env or {})}
     proc = subprocess.Popen(
         [sys.executable, "-m", "valet", "dev", "--port", str(app_port), "--root", str(root)],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=PROJECT_ROOT, env=env, stdout=output or subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     dev_env = root / ".valet" / "dev.env"
     deadline = time.monotonic() + startup_timeout
@@ -68,8 +74,12 @@ def valet_dev(root: Path, extra_env: dict[str, str] | None = None, startup_timeo
     try:
         yield DevStack(proc, read_env(dev_env), root)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        if proc.poll() is None:  # SIGINT first: valet dev then stops Azurite, which SIGKILL would orphan
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()

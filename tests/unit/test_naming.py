@@ -34,6 +34,14 @@ def test_foreign_upload_ids_are_rejected(value: str) -> None:
     assert info.value.code == "invalid_upload_id"
 
 
+@pytest.mark.parametrize("value", ["ea01d3ac-36be-7017-b9d0-65add90aa1dd", "ffffffff-ffff-7fff-bfff-ffffffffffff"])
+def test_a_well_formed_id_dated_after_the_year_9999_is_rejected_not_a_server_error(value: str) -> None:
+    # Found by the API fuzzer: a UUIDv7 whose 48-bit timestamp is past datetime's range raised ValueError (500).
+    with pytest.raises(BadRequest) as info:
+        parse_upload_id(value)
+    assert info.value.code == "invalid_upload_id"
+
+
 def test_blob_name_is_partition_date_id_and_extension() -> None:
     upload_id = new_upload_id(NOW, lambda n: b"\x01" * n)
     assert blob_name("tenant/u-alice", upload_id, "png") == f"tenant/u-alice/2026/11/22/{upload_id}.png"
