@@ -59,12 +59,11 @@ def storage_cors_rules(origins: tuple[str, ...]) -> list[CorsRule]:
 def arm_cors_rules(origins: tuple[str, ...]) -> dict[str, list[dict[str, object]]]:
     """The same rules in the management-plane shape (``blobServices/default`` ``properties.cors``), as
     Bicep/ARM and ``az rest`` take them: the form to use when shared key access is disabled."""
-    return {"corsRules": [
-        {"allowedOrigins": rule.allowed_origins.split(","), "allowedMethods": rule.allowed_methods.split(","),
-         "allowedHeaders": rule.allowed_headers.split(","), "exposedHeaders": rule.exposed_headers.split(","),
-         "maxAgeInSeconds": rule.max_age_in_seconds}
-        for rule in storage_cors_rules(origins)
-    ]}
+    if not origins:
+        return {"corsRules": []}
+    return {"corsRules": [{"allowedOrigins": list(origins), "allowedMethods": ALLOWED_METHODS,
+                           "allowedHeaders": ALLOWED_HEADERS, "exposedHeaders": EXPOSED_HEADERS,
+                           "maxAgeInSeconds": MAX_AGE_SECONDS}]}
 
 
 def apply_storage_cors(service: BlobServiceClient, origins: tuple[str, ...]) -> None:

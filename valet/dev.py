@@ -171,8 +171,8 @@ def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event |
     os.environ.update(env)
     sys.modules.pop("function_app", None)
     sys.path.insert(0, str(PROJECT_ROOT))
-    app = importlib.import_module("function_app").app
-    host = FunctionHost(app, port=port).start()
+    function_app = importlib.import_module("function_app")
+    host = FunctionHost(function_app.app, port=port).start()
     watcher = BlobWatcher(service, env.get("VALET_UPLOADS_CONTAINER", "uploads"), host, "validate_upload").start()
     timers = threading.Thread(target=_timers, args=(host, stop), daemon=True)
     timers.start()
@@ -188,7 +188,7 @@ def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event |
     print('    curl -sS -X POST "$VALET_URL/api/uploads" -H "Authorization: Bearer $VALET_DEV_TOKEN" \\')
     print("         -H 'content-type: application/json' \\")
     print("""         -d '{"filename": "a.png", "contentType": "image/png", "size": 68}'""")
-    if env["VALET_UI_ENABLED"].strip().lower() in ("1", "true", "yes", "on"):
+    if function_app.runtime.loaded is not None and function_app.runtime.loaded.settings.ui_enabled:
         print(f"  upload page: {host.url}/api/ui  (paste VALET_DEV_TOKEN or VALET_DEV_API_KEY)")
     print("  Ctrl-C stops everything.", flush=True)
     if ready is not None:

@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from valet.auth.settings import AuthSettings
+from valet.auth.settings import AuthSettings, flag
 from valet.cors import parse_origins
 from valet.errors import ConfigurationError
 from valet.grant_token import GrantKeyRing
@@ -209,7 +209,7 @@ class Settings:
             auth=AuthSettings.from_env(env.environ),
             validation=ValidationSettings.from_env(env.environ),
             cors_origins=parse_origins(env.optional(CORS_ORIGINS), setting=CORS_ORIGINS),
-            ui_enabled=env.flag(UI_ENABLED),
+            ui_enabled=flag(env.environ, UI_ENABLED),
         )
 
 
@@ -279,14 +279,6 @@ class _Env:
         if not low <= value <= high:
             raise ConfigurationError(f"{name} must be between {low:g} and {high:g}")
         return value
-
-    def flag(self, name: str) -> bool:
-        raw = (self.optional(name) or "false").lower()
-        if raw in ("1", "true", "yes", "on"):
-            return True
-        if raw in ("0", "false", "no", "off"):
-            return False
-        raise ConfigurationError(f"{name} must be true or false")
 
     def existing_file(self, name: str) -> str | None:
         value = self.optional(name)

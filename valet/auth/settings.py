@@ -132,10 +132,10 @@ class AuthSettings:
             jwks_max_stale_seconds=_number(environ, AUTH_JWKS_MAX_STALE_SECONDS, 86400, 0, 7 * 86400),
             token_cache_seconds=_number(environ, AUTH_TOKEN_CACHE_SECONDS, 300, 0, 900),
             apikey_pepper=_pepper(environ.get(APIKEY_PEPPER, "").strip()),
-            apikey_allow_query=_flag(environ, APIKEY_ALLOW_QUERY),
+            apikey_allow_query=flag(environ, APIKEY_ALLOW_QUERY),
             apikey_cache_seconds=_number(environ, APIKEY_CACHE_SECONDS, 60, 0, 600),
             apikey_container=_container(environ.get(APIKEY_CONTAINER, "valet-apikeys").strip()),
-            allow_insecure_http=_flag(environ, ALLOW_INSECURE_HTTP),
+            allow_insecure_http=flag(environ, ALLOW_INSECURE_HTTP),
             trusted_proxies=_proxies(environ.get(TRUSTED_PROXIES, "")),
             rate_limit_per_minute=int(
                 _number(environ, RATE_LIMIT_PER_MINUTE, 120, 0, 1_000_000, integer=True)
@@ -144,7 +144,8 @@ class AuthSettings:
         )
 
 
-def _flag(environ: Mapping[str, str], name: str) -> bool:
+def flag(environ: Mapping[str, str], name: str) -> bool:
+    """A true/false setting (1/0, true/false, yes/no, on/off; unset is false)."""
     raw = environ.get(name, "").strip().lower()
     if raw in {"", "0", "false", "no", "off"}:
         return False
