@@ -66,3 +66,9 @@ def malware_scan_result(event: func.EventGridEvent) -> None:
 @app.timer_trigger(arg_name="timer", schedule=bindings.sweep_schedule, run_on_startup=False)
 def sweep_tombstones(timer: func.TimerRequest) -> None:
     runtime().validation.sweep()
+
+
+@app.function_name("reconcile_uploads")
+@app.timer_trigger(arg_name="timer", schedule=bindings.reconcile_schedule, run_on_startup=False)
+def reconcile_uploads(timer: func.TimerRequest) -> None:
+    runtime().validation.reconcile()  # uploads no trigger decided: missed events, exhausted retries

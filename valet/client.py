@@ -27,6 +27,7 @@ from urllib.parse import quote
 import requests
 
 EXIT_ACCEPTED, EXIT_REJECTED, EXIT_USAGE, EXIT_AUTH, EXIT_TRANSIENT = 0, 1, 2, 3, 4
+UNDECIDED = ("pending", "retrying")  # statuses that a later poll can change
 PUT_BLOB_LIMIT = 5000 * 1024 * 1024
 BLOCK_BYTES = 8 * 1024 * 1024
 BLOCK_VERSION = "2026-10-06"  # create-only (sp=c) Put Block needs service version 2026-04-06 or later
@@ -52,6 +53,8 @@ class UploadResult:
 
     @property
     def exit_code(self) -> int:
+        if self.status == "needs_operator":  # not rejected: decided later, once an operator fixed the cause
+            return EXIT_TRANSIENT
         return EXIT_ACCEPTED if self.status == "accepted" else EXIT_REJECTED
 
 
@@ -130,7 +133,7 @@ class ValetClient:
         deadline = time.monotonic() + timeout
         while True:
             doc = self.status(status_url)
-            if doc.get("status") != "pending":
+            if doc.get("status") not in UNDECIDED:  # "retrying": a decision attempt failed; the app tries again
                 return doc
             if time.monotonic() >= deadline:
                 raise UploadError("No decision yet; try the status URL later.", EXIT_TRANSIENT, "pending")

@@ -41,15 +41,22 @@ DEV_ISSUER_PORT = 7072
 TOKEN_HOURS = 12
 
 
+HOST_TRIES = 5  # the Functions host's tries of a blob trigger before its message goes to the poison queue
+
+
 class BlobWatcher:
-    """Feeds the blob trigger: every new or changed blob (name and ETag) in the uploads container, once."""
+    """Feeds the blob trigger: every new or changed blob (name and ETag) in the uploads container, once;
+    a failed invocation is tried again, up to the host's five tries, then given up on (the host's poison
+    queue; the reconciler timer picks such uploads up)."""
 
     def __init__(self, service: BlobServiceClient, container: str, host: FunctionHost, function: str,
-                 interval: float = 1.0) -> None:
+                 interval: float = 1.0, tries: int = HOST_TRIES) -> None:
         self._container = service.get_container_client(container)
         self._name = container
         self._host, self._function, self._interval = host, function, interval
+        self._tries = tries
         self._seen: dict[str, str] = {}
+        self._failures: dict[tuple[str, str], int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="valet-blob-watcher", daemon=True)
 
@@ -70,8 +77,14 @@ class BlobWatcher:
             try:
                 self._host.invoke(self._function, f"{self._name}/{blob.name}")
             except Exception as exc:  # noqa: BLE001 - the host retries later, as the real trigger does
-                print(f"  validate_upload failed ({type(exc).__name__}); will retry", flush=True)
-                self._seen.pop(blob.name, None)
+                key = (blob.name, str(blob.etag))
+                self._failures[key] = failures = self._failures.get(key, 0) + 1
+                if failures < self._tries:
+                    print(f"  validate_upload failed ({type(exc).__name__}); will retry", flush=True)
+                    self._seen.pop(blob.name, None)
+                else:
+                    print(f"  validate_upload failed {failures} times ({type(exc).__name__}); given up, as the "
+                          "host's poison queue would (the reconcile_uploads timer tries again later)", flush=True)
             fired += 1
         return fired
 
@@ -136,8 +149,10 @@ def provision(service: BlobServiceClient, env: dict[str, str]) -> None:
 
 
 def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event | None = None,
-        stop: threading.Event | None = None) -> int:
-    """Run until ``stop`` is set. ``root`` holds local.settings(.sample).json and the ``.valet`` state."""
+        stop: threading.Event | None = None, blob_trigger: bool = True) -> int:
+    """Run until ``stop`` is set. ``root`` holds local.settings(.sample).json and the ``.valet`` state.
+    ``blob_trigger=False`` feeds no blob to ``validate_upload``, as when Event Grid deliveries are lost:
+    then only the ``reconcile_uploads`` timer decides uploads."""
     stop = stop or threading.Event()
     state = root / ".valet"
     if port_in_use(port):
@@ -173,7 +188,11 @@ def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event |
     sys.path.insert(0, str(PROJECT_ROOT))
     function_app = importlib.import_module("function_app")
     host = FunctionHost(function_app.app, port=port).start()
-    watcher = BlobWatcher(service, env.get("VALET_UPLOADS_CONTAINER", "uploads"), host, "validate_upload").start()
+    watcher = BlobWatcher(service, env.get("VALET_UPLOADS_CONTAINER", "uploads"), host, "validate_upload")
+    if blob_trigger:
+        watcher.start()
+    else:
+        print("valet dev: the blob trigger is off (--no-blob-trigger); reconcile_uploads decides uploads")
     timers = threading.Thread(target=_timers, args=(host, stop), daemon=True)
     timers.start()
 
@@ -197,7 +216,8 @@ def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event |
         while not stop.wait(0.5):
             pass
     finally:
-        watcher.stop()
+        if blob_trigger:
+            watcher.stop()
         host.stop()
         issuer.stop()
         azurite.stop()
@@ -210,8 +230,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=7071)
     parser.add_argument("--root", type=Path, default=PROJECT_ROOT,
                         help="folder with local.settings.json; state goes to <root>/.valet")
+    parser.add_argument("--no-blob-trigger", action="store_true",
+                        help="do not feed new uploads to validate_upload (as if every event were lost); "
+                             "the reconcile_uploads timer still decides them")
     args = parser.parse_args(argv)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    return run(args.port, root=args.root, stop=stop)
+    return run(args.port, root=args.root, stop=stop, blob_trigger=not args.no_blob_trigger)

@@ -52,6 +52,10 @@ TOMBSTONE_GRACE_MINUTES = "VALET_TOMBSTONE_GRACE_MINUTES"
 SWEEP_LIMIT = "VALET_TOMBSTONE_SWEEP_LIMIT"
 COPY_WAIT_SECONDS = "VALET_COPY_WAIT_SECONDS"
 SCANNERS = "VALET_SCANNERS"
+RECONCILE_SCHEDULE = "VALET_RECONCILE_SCHEDULE"
+RECONCILE_AFTER_SECONDS = "VALET_RECONCILE_AFTER_SECONDS"
+RECONCILE_LIMIT = "VALET_RECONCILE_LIMIT"
+MAX_DECISION_ATTEMPTS = "VALET_MAX_DECISION_ATTEMPTS"
 
 CREDENTIAL_MODES = ("managedidentity", "default", "emulator")
 TRIGGER_SOURCES = ("EventGrid", "LogsAndContainerScan")
@@ -79,6 +83,7 @@ class TriggerSettings:
     connection: str
     uploads_container: str
     sweep_schedule: str
+    reconcile_schedule: str = "30 */5 * * * *"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TriggerSettings:
@@ -90,10 +95,13 @@ class TriggerSettings:
         connection = env.optional(TRIGGER_CONNECTION) or "ValetStorage"
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", connection):
             raise ConfigurationError(f"{TRIGGER_CONNECTION} must be a connection name prefix ([A-Za-z][A-Za-z0-9_]*)")
-        schedule = env.optional(SWEEP_SCHEDULE) or "0 */5 * * * *"
-        if len(schedule.split()) != 6:
-            raise ConfigurationError(f"{SWEEP_SCHEDULE} must be a six-field NCRONTAB expression")
-        return cls(source, connection, env.container(UPLOADS_CONTAINER, "uploads"), schedule)
+        schedules = {name: env.optional(name) or default
+                     for name, default in ((SWEEP_SCHEDULE, "0 */5 * * * *"), (RECONCILE_SCHEDULE, "30 */5 * * * *"))}
+        for name, schedule in schedules.items():
+            if len(schedule.split()) != 6:
+                raise ConfigurationError(f"{name} must be a six-field NCRONTAB expression")
+        return cls(source, connection, env.container(UPLOADS_CONTAINER, "uploads"), schedules[SWEEP_SCHEDULE],
+                   schedules[RECONCILE_SCHEDULE])
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,9 @@ class ValidationSettings:
     sweep_limit: int
     copy_wait_seconds: float
     scanners: tuple[str, ...]
+    reconcile_after: timedelta = timedelta(minutes=10)
+    reconcile_limit: int = 100
+    max_attempts: int = 8
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ValidationSettings:
@@ -121,6 +132,9 @@ class ValidationSettings:
             sweep_limit=int(env.number(SWEEP_LIMIT, 500, 1, 100_000)),
             copy_wait_seconds=env.number(COPY_WAIT_SECONDS, 60, 1, 600),
             scanners=scanners,
+            reconcile_after=timedelta(seconds=env.number(RECONCILE_AFTER_SECONDS, 600, 0, 7 * 24 * 3600)),
+            reconcile_limit=int(env.number(RECONCILE_LIMIT, 100, 1, 10_000)),
+            max_attempts=int(env.number(MAX_DECISION_ATTEMPTS, 8, 1, 1000)),
         )
 
 

@@ -23,7 +23,7 @@ def test_every_function_and_binding(monkeypatch: pytest.MonkeyPatch) -> None:
     functions = bindings_of(monkeypatch, VALET_TRIGGER_SOURCE="EventGrid", VALET_UPLOADS_CONTAINER="incoming",
                             VALET_TRIGGER_CONNECTION="Uploads")
     assert set(functions) == {"create_upload", "upload_status", "upload_page", "health", "openapi", "validate_upload",
-                              "malware_scan_result", "sweep_tombstones"}
+                              "malware_scan_result", "sweep_tombstones", "reconcile_uploads"}
     [blob] = [b for b in functions["validate_upload"] if b["type"] == "blobTrigger"]
     assert (blob["path"], blob["source"], blob["connection"]) == ("incoming/{name}", "EventGrid", "Uploads")
     [route] = [b for b in functions["upload_status"] if b["type"] == "httpTrigger"]
@@ -34,6 +34,7 @@ def test_every_function_and_binding(monkeypatch: pytest.MonkeyPatch) -> None:
     assert page["route"] == "ui/{asset?}" and [str(m.value) for m in page["methods"]] == ["GET"]
     assert functions["malware_scan_result"][0]["type"] == "eventGridTrigger"
     assert functions["sweep_tombstones"][0]["schedule"] == "0 */5 * * * *"
+    assert functions["reconcile_uploads"][0]["schedule"] == "30 */5 * * * *"
 
 
 def test_polling_is_the_default_source(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,7 +45,8 @@ def test_polling_is_the_default_source(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(("name", "value"), [("VALET_TRIGGER_SOURCE", "Queue"),
                                              ("VALET_TRIGGER_CONNECTION", "bad name"),
-                                             ("VALET_TOMBSTONE_SWEEP_SCHEDULE", "*/5 * * * *")])
+                                             ("VALET_TOMBSTONE_SWEEP_SCHEDULE", "*/5 * * * *"),
+                                             ("VALET_RECONCILE_SCHEDULE", "0 */5 * * *")])
 def test_invalid_trigger_settings_name_the_setting(name: str, value: str) -> None:
     with pytest.raises(ConfigurationError, match=name):
         TriggerSettings.from_env({name: value})

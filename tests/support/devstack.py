@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +49,7 @@ class DevStack:
 
 @contextmanager
 def valet_dev(root: Path, extra_env: dict[str, str] | None = None, startup_timeout: float = 90,
-              output: IO[str] | None = None) -> Iterator[DevStack]:
+              output: IO[str] | None = None, args: Sequence[str] = ()) -> Iterator[DevStack]:
     """Start ``valet dev --root root`` on free ports and wait until it has written its ``dev.env``.
 
     Its output goes to a pipe (read it after stopping the process), or to ``output`` (a file) when the
@@ -61,7 +61,7 @@ def valet_dev(root: Path, extra_env: dict[str, str] | None = None, startup_timeo
     env = {**os.environ, "VALET_STORAGE_ACCOUNT_URL": f"https://127.0.0.1:{blob_port}/devstoreaccount1",
            **(extra_env or {})}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "valet", "dev", "--port", str(app_port), "--root", str(root)],
+        [sys.executable, "-m", "valet", "dev", "--port", str(app_port), "--root", str(root), *args],
         cwd=PROJECT_ROOT, env=env, stdout=output or subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     dev_env = root / ".valet" / "dev.env"

@@ -83,7 +83,7 @@ export async function waitForDecision(statusUrl, auth, { timeoutMs = 300_000, on
       status = { status: "pending" };
     }
     onUpdate(status);
-    if (status.status !== "pending") return status;
+    if (!["pending", "retrying"].includes(status.status)) return status;  // retrying: the app tries again
     if (Date.now() > deadline) throw new ValetError("No decision yet; ask again later.", "timeout");
     await new Promise((done) => setTimeout(done, delay));
     delay = Math.min(delay * 2, 5000);

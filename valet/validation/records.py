@@ -158,5 +158,10 @@ def tombstone_tags(until: datetime) -> dict[str, str]:
     return {STATE: TOMBSTONE, UNTIL: timestamp(until)}
 
 
+def tag(tags: Mapping[str, str] | None, name: str) -> str:
+    """The value of one of valet's index tags, or ``""``."""
+    return (tags or {}).get(name, "")
+
+
 def is_tombstone(metadata: Mapping[str, str] | None) -> bool:
     return bool(metadata) and metadata.get(STATE) == TOMBSTONE  # type: ignore[union-attr]

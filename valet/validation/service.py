@@ -10,6 +10,7 @@ from azure.storage.blob import BlobServiceClient
 
 from valet.settings import Settings
 from valet.validation.malware import MalwareEvents
+from valet.validation.reconcile import Reconciler, RunReport
 from valet.validation.records import Decision
 from valet.validation.scanners import SCANNERS
 from valet.validation.status import StatusReader
@@ -23,6 +24,7 @@ class Validation:
     status: StatusReader
     malware: MalwareEvents
     sweep_limit: int
+    reconciler: Reconciler
 
     @classmethod
     def from_settings(cls, settings: Settings, blob_service: BlobServiceClient) -> Validation:
@@ -44,8 +46,13 @@ class Validation:
             scanners=[SCANNERS[name]() for name in options.scanners],
         )
         status = StatusReader(blob_service=blob_service, uploads=uploads, accepted=accepted,
-                              quarantine=quarantine, keys=settings.grant_keys, sas_ttl=settings.sas_ttl)
-        return cls(validator, status, MalwareEvents(validator, storage.account_url), options.sweep_limit)
+                              quarantine=quarantine, keys=settings.grant_keys, sas_ttl=settings.sas_ttl,
+                              max_attempts=options.max_attempts)
+        reconciler = Reconciler(blob_service=blob_service, uploads=uploads, decide=validator.process,
+                                min_age=options.reconcile_after, max_attempts=options.max_attempts,
+                                limit=options.reconcile_limit)
+        return cls(validator, status, MalwareEvents(validator, storage.account_url), options.sweep_limit,
+                   reconciler)
 
     def on_blob(self, container: str, name: str) -> Decision | None:
         """The blob trigger's entry: only uploads-container blobs are decided."""
@@ -55,6 +62,10 @@ class Validation:
 
     def on_event(self, event_type: str, data: Mapping[str, Any]) -> Decision | None:
         return self.malware.handle(event_type, data)
+
+    def reconcile(self) -> RunReport:
+        """The reconciler's timer: decide uploads that no trigger decided (bounded work per run)."""
+        return self.reconciler.run()
 
     def sweep(self) -> int:
         return sweep_tombstones(self.validator.service, self.validator.uploads, limit=self.sweep_limit)

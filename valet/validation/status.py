@@ -22,6 +22,7 @@ from valet.grant_token import GrantKeyRing
 from valet.naming import parse_upload_id, upload_id_belongs_to
 from valet.validation import records
 from valet.validation.reasons import Outcome, public_reason
+from valet.validation.reconcile import attempts, attention
 from valet.validation.records import Decision
 
 CLOCK_SKEW = timedelta(minutes=1)
@@ -38,12 +39,14 @@ class StatusReader:
         quarantine: str,
         keys: GrantKeyRing,
         sas_ttl: timedelta,
+        max_attempts: int = 8,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._service = blob_service
         self._uploads, self._accepted, self._quarantine = uploads, accepted, quarantine
         self._keys = keys
         self._ttl = sas_ttl
+        self._max_attempts = max_attempts
         self._clock = clock
 
     def status(self, partition: str, upload_id: str) -> dict[str, Any]:
@@ -60,7 +63,10 @@ class StatusReader:
         except AzureError as exc:
             raise ServiceUnavailable("Upload status is unavailable right now.", code="storage_unavailable") from exc
         if source is not None:
-            return {"uploadId": upload_id, "status": "pending"}
+            state = attention(source.tags, self._max_attempts)
+            if state is None:
+                return {"uploadId": upload_id, "status": "pending"}
+            return {"uploadId": upload_id, "status": state, "attempts": attempts(source.tags)}
         owned = any(upload_id_belongs_to(upload_id, key, partition) for key in self._keys.all_keys())
         if not owned or issued > self._clock() + CLOCK_SKEW:
             raise NotFound("No such upload.", code="upload_not_found")
@@ -70,8 +76,9 @@ class StatusReader:
         return {"uploadId": upload_id, "status": "expired", "expiresOn": records.timestamp(expires)}
 
     def _first(self, container: str, prefix: str) -> BlobProperties | None:
+        include = ["metadata", "tags"] if container == self._uploads else ["metadata"]  # tags: failed attempts
         blobs = self._service.get_container_client(container).list_blobs(
-            name_starts_with=prefix, include=["metadata"], results_per_page=2
+            name_starts_with=prefix, include=include, results_per_page=2
         )
         return next(iter(blobs), None)
 

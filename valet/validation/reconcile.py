@@ -1,0 +1,143 @@
+"""The reconciler: decides uploads whose blob trigger never fired, or fired and gave up.
+
+Blob triggers miss events (an Event Grid delivery dead-lettered, the polling source lagging or skipping,
+a host down while uploads arrived), and an invocation that failed five times goes to the poison queue.
+Either way an upload stays in the uploads container with no decision. A timer function runs
+:meth:`Reconciler.run`: it lists the uploads container (with metadata and index tags, so a listing page
+is all it reads for blobs that need nothing), and for each blob that is
+
+* not a tombstone (already decided),
+* older than ``min_age`` (the trigger had its chance; an upload in progress does not exist as a blob
+  until its last byte is committed, so age counts from the blob's last write), and
+* below ``max_attempts`` recorded failed decision attempts (the validator counts them in index tags),
+
+it calls the validator, which is idempotent: a blob decided meanwhile by a late trigger costs one
+properties read. Work per run is bounded (``limit`` decisions, ``max_pages`` listing pages); the listing
+resumes where the previous run stopped, so a container with many tombstones is covered over several
+runs, and an empty one costs one listing request.
+
+An upload whose attempts reached ``max_attempts`` is left for an operator; the status route reports it as
+``needs_operator`` (see :func:`attention`), and resetting its ``valetattempts`` tag hands it back to the
+reconciler.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from azure.core.exceptions import AzureError
+from azure.storage.blob import BlobProperties, BlobServiceClient
+
+from valet.clock import utcnow
+from valet.errors import ValetError
+from valet.validation import records
+
+log = logging.getLogger("valet.validation")
+
+PAGE_SIZE = 1000
+
+
+def attempts(tags: Mapping[str, str] | None) -> int:
+    """Failed decision attempts recorded on an upload (0 when none are)."""
+    value = records.tag(tags, records.ATTEMPTS)
+    return int(value) if value.isdigit() else 0
+
+
+def attention(tags: Mapping[str, str] | None, max_attempts: int) -> str | None:
+    """What the status route says of an undecided upload with these tags: ``retrying`` after a failed
+    attempt, ``needs_operator`` once the attempts reached the limit, ``None`` when nothing failed yet."""
+    if records.tag(tags, records.STATE) != records.ERROR:
+        return None
+    return "needs_operator" if attempts(tags) >= max_attempts else "retrying"
+
+
+@dataclass
+class RunReport:
+    listed: int = 0
+    decided: int = 0
+    failed: int = 0
+    needs_operator: int = 0
+    pages: int = 0
+    complete: bool = False  # the listing reached the end of the container in this run
+    names: list[str] = field(default_factory=list)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        blob_service: BlobServiceClient,
+        uploads: str,
+        decide: Callable[[str], object],
+        min_age: timedelta,
+        max_attempts: int,
+        limit: int,
+        max_pages: int = 5,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._container = blob_service.get_container_client(uploads)
+        self._decide = decide
+        self._min_age = min_age
+        self._max_attempts = max_attempts
+        self._limit = limit
+        self._max_pages = max_pages
+        self._clock = clock
+        self._marker: str | None = None  # where the last run's listing stopped (per process)
+
+    def candidate(self, blob: BlobProperties, now: datetime) -> bool:
+        if records.is_tombstone(blob.metadata):
+            return False
+        written = blob.last_modified or blob.creation_time
+        if written is not None and now - written < self._min_age:
+            return False
+        return attempts(blob.tags) < self._max_attempts
+
+    def run(self) -> RunReport:
+        """One bounded pass; storage failures end the pass early (the next run resumes)."""
+        report = RunReport()
+        now = self._clock()
+        pages: Any = self._container.list_blobs(include=["metadata", "tags"], results_per_page=PAGE_SIZE).by_page(
+            continuation_token=self._marker
+        )  # an ItemPaged page iterator: its continuation_token is where the next page starts
+        try:
+            for page in pages:
+                report.pages += 1
+                for blob in page:
+                    report.listed += 1
+                    if report.decided + report.failed >= self._limit:
+                        break
+                    if not records.is_tombstone(blob.metadata) and attempts(blob.tags) >= self._max_attempts:
+                        report.needs_operator += 1
+                    if not self.candidate(blob, now):
+                        continue
+                    self._one(blob.name, report)
+                if report.decided + report.failed >= self._limit:
+                    break  # resume at this page next time: it may hold more candidates
+                self._marker = pages.continuation_token
+                if self._marker is None:
+                    report.complete = True
+                    break
+                if report.pages >= self._max_pages:
+                    break
+        except AzureError as exc:
+            log.warning("reconciler: listing failed (%s); the next run resumes", type(exc).__name__)
+        if report.complete:
+            self._marker = None
+        if report.decided or report.failed or report.needs_operator:
+            log.info("reconciler: %d decided, %d failed, %d need an operator (%d listed)",
+                     report.decided, report.failed, report.needs_operator, report.listed)
+        return report
+
+    def _one(self, name: str, report: RunReport) -> None:
+        try:
+            self._decide(name)
+        except (ValetError, AzureError) as exc:  # recorded on the blob by the validator; next run retries
+            report.failed += 1
+            log.warning("reconciler: deciding %s failed (%s)", name, type(exc).__name__)
+            return
+        report.decided += 1
+        report.names.append(name)
