@@ -26,6 +26,12 @@ def upload_status(req: func.HttpRequest) -> func.HttpResponse:
     return api.upload_status(runtime, req)
 
 
+@app.function_name("upload_download")
+@app.route(route="uploads/{uploadId}/download", methods=["GET", "OPTIONS"])
+def upload_download(req: func.HttpRequest) -> func.HttpResponse:
+    return api.upload_download(runtime, req)
+
+
 @app.function_name("upload_page")
 @app.route(route="ui/{asset?}", methods=["GET"])  # 404 unless VALET_UI_ENABLED
 def upload_page(req: func.HttpRequest) -> func.HttpResponse:

@@ -35,6 +35,7 @@ class StorageEndpoint:
     blob_url: str
     ca_bundle: str | None
     how: str
+    queue_url: str = ""  # empty: derived from blob_url as the app derives it (VALET_QUEUE_SERVICE_URL)
 
     @property
     def credential_mode(self) -> str:
@@ -75,14 +76,15 @@ def _azurite_in_docker(workdir: Path) -> Iterator[StorageEndpoint]:
 def storage_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageEndpoint]:
     given = os.environ.get("VALET_TEST_STORAGE_URL")
     if given:
-        yield StorageEndpoint(given.rstrip("/"), os.environ.get("VALET_TEST_STORAGE_CA_BUNDLE"), "environment")
+        yield StorageEndpoint(given.rstrip("/"), os.environ.get("VALET_TEST_STORAGE_CA_BUNDLE"), "environment",
+                              os.environ.get("VALET_TEST_QUEUE_URL", ""))
         return
     workdir = tmp_path_factory.mktemp("azurite")
     if _docker_answers():
         yield from _azurite_in_docker(workdir)
         return
     with Azurite(workdir) as azurite:
-        yield StorageEndpoint(azurite.blob_url, str(azurite.cert), "npm")
+        yield StorageEndpoint(azurite.blob_url, str(azurite.cert), "npm", azurite.queue_url)
 
 
 @pytest.fixture(scope="session")
@@ -131,6 +133,8 @@ def valet_env(
         "VALET_QUARANTINE_CONTAINER": names["quarantine"],
         "VALET_GRANT_SIGNING_KEYS": f"k1:{signing_key}",
     }
+    if storage_endpoint.queue_url:
+        env["VALET_QUEUE_SERVICE_URL"] = storage_endpoint.queue_url
     if storage_endpoint.ca_bundle:
         env["VALET_STORAGE_CA_BUNDLE"] = storage_endpoint.ca_bundle
     yield env

@@ -91,6 +91,18 @@ def _upload_status(get_runtime: Callable[[], Runtime], req: func.HttpRequest) ->
     return json_response(200, runtime.validation.status.status(caller.partition, upload_id))
 
 
+def upload_download(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
+    return _with_cors(get_runtime, req, ("GET",), _upload_download)
+
+
+@problems
+def _upload_download(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
+    runtime = get_runtime()
+    caller = runtime.authenticator.admit(req)  # rate-limited like a grant: it signs a SAS
+    download = runtime.downloads.issue(caller, req.route_params.get("uploadId", ""))
+    return json_response(200, download.to_json(), headers={"Cache-Control": "no-store"})
+
+
 @problems
 def upload_page(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
     """The browser upload page and its two files (``VALET_UI_ENABLED``)."""

@@ -69,6 +69,12 @@ class NotFound(ValetError):
     title = "Not found"
 
 
+class Conflict(ValetError):
+    status = 409
+    code = "conflict"
+    title = "Not possible in the resource's current state"
+
+
 class MethodNotAllowed(ValetError):
     status = 405
     code = "method_not_allowed"

@@ -15,6 +15,7 @@ from valet.auth import Authenticator as CallerAuthenticator
 from valet.auth import BlobKeyStore
 from valet.caller import Authenticator
 from valet.delegation import UserDelegationKeyCache
+from valet.downloads import DownloadIssuer
 from valet.errors import ConfigurationError
 from valet.grants import GrantIssuer
 from valet.settings import Settings
@@ -33,6 +34,7 @@ class Runtime:
     authenticator: Authenticator
     storage_requests: RequestCounter
     validation: Validation
+    downloads: DownloadIssuer
 
     @classmethod
     def from_settings(
@@ -67,7 +69,17 @@ class Runtime:
                 keystore = BlobKeyStore(blob_service.get_container_client(settings.auth.apikey_container))
             authenticator = CallerAuthenticator(settings.auth, keystore)
         validation = Validation.from_settings(settings, blob_service)
-        return cls(settings, blob_service, key_cache, grants, authenticator, counter, validation)
+        downloads = DownloadIssuer(
+            blob_service=blob_service,
+            account_url=storage.account_url,
+            account_name=blob_service.account_name or "",
+            accepted=storage.accepted_container,
+            keys=key_cache,
+            status=validation.status,
+            ttl=settings.download_ttl,
+            start_skew=settings.sas_start_skew,
+        )
+        return cls(settings, blob_service, key_cache, grants, authenticator, counter, validation, downloads)
 
     def warm_up(self) -> None:
         """Fetch the first user delegation key in the background, so the first grant need not wait."""

@@ -33,6 +33,7 @@ ACCEPTED_CONTAINER = "VALET_ACCEPTED_CONTAINER"
 QUARANTINE_CONTAINER = "VALET_QUARANTINE_CONTAINER"
 SAS_TTL_MINUTES = "VALET_SAS_TTL_MINUTES"
 SAS_START_SKEW_MINUTES = "VALET_SAS_START_SKEW_MINUTES"
+DOWNLOAD_TTL_MINUTES = "VALET_DOWNLOAD_TTL_MINUTES"
 DELEGATION_KEY_LIFETIME_HOURS = "VALET_DELEGATION_KEY_LIFETIME_HOURS"
 DELEGATION_KEY_REFRESH_MINUTES = "VALET_DELEGATION_KEY_REFRESH_MINUTES"
 GRANT_SIGNING_KEYS = "VALET_GRANT_SIGNING_KEYS"
@@ -56,6 +57,8 @@ RECONCILE_SCHEDULE = "VALET_RECONCILE_SCHEDULE"
 RECONCILE_AFTER_SECONDS = "VALET_RECONCILE_AFTER_SECONDS"
 RECONCILE_LIMIT = "VALET_RECONCILE_LIMIT"
 MAX_DECISION_ATTEMPTS = "VALET_MAX_DECISION_ATTEMPTS"
+DECISION_QUEUE = "VALET_DECISION_QUEUE"
+QUEUE_SERVICE_URL = "VALET_QUEUE_SERVICE_URL"
 
 CREDENTIAL_MODES = ("managedidentity", "default", "emulator")
 TRIGGER_SOURCES = ("EventGrid", "LogsAndContainerScan")
@@ -148,6 +151,8 @@ class StorageSettings:
     uploads_container: str
     accepted_container: str
     quarantine_container: str
+    queue_url: str = ""
+    decision_queue: str = "valet-decisions"
 
     @property
     def is_loopback(self) -> bool:
@@ -169,6 +174,7 @@ class Settings:
     validation: ValidationSettings
     cors_origins: tuple[str, ...] = ()
     ui_enabled: bool = False
+    download_ttl: timedelta = timedelta(minutes=5)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -182,6 +188,8 @@ class Settings:
             uploads_container=env.container(UPLOADS_CONTAINER, "uploads"),
             accepted_container=env.container(ACCEPTED_CONTAINER, "accepted"),
             quarantine_container=env.container(QUARANTINE_CONTAINER, "quarantine"),
+            queue_url=env.optional_url(QUEUE_SERVICE_URL) or queue_url_for(env.url(STORAGE_ACCOUNT_URL)),
+            decision_queue=env.queue(DECISION_QUEUE, "valet-decisions"),
         )
         if len({storage.uploads_container, storage.accepted_container, storage.quarantine_container}) != 3:
             raise ConfigurationError(
@@ -193,6 +201,10 @@ class Settings:
             )
         if storage.credential != "emulator" and urlsplit(storage.account_url).scheme != "https":
             raise ConfigurationError(f"{STORAGE_ACCOUNT_URL} must use https")
+        if storage.credential == "emulator" and not is_loopback_url(storage.queue_url):
+            raise ConfigurationError(f"{STORAGE_CREDENTIAL}=emulator is only allowed with a loopback {QUEUE_SERVICE_URL}")
+        if storage.credential != "emulator" and urlsplit(storage.queue_url).scheme != "https":
+            raise ConfigurationError(f"{QUEUE_SERVICE_URL} must use https")
 
         sas_ttl = timedelta(minutes=env.number(SAS_TTL_MINUTES, 3, 1, 60))
         skew = env.number(SAS_START_SKEW_MINUTES, 15, 0, 60)
@@ -224,6 +236,7 @@ class Settings:
             validation=ValidationSettings.from_env(env.environ),
             cors_origins=parse_origins(env.optional(CORS_ORIGINS), setting=CORS_ORIGINS),
             ui_enabled=flag(env.environ, UI_ENABLED),
+            download_ttl=timedelta(minutes=env.number(DOWNLOAD_TTL_MINUTES, 5, 1, 60)),
         )
 
 
@@ -238,6 +251,18 @@ def _policy(env: _Env) -> Policy:
         assert file is not None
         return Policy.from_json(Path(file).read_text("utf-8"), setting=PROFILES_FILE)
     return Policy.builtin()
+
+
+def queue_url_for(blob_url: str) -> str:
+    """The queue endpoint of the account behind ``blob_url``: ``<account>.queue.<suffix>`` for Azure's
+    host names, the next port for a path-style emulator URL (Azurite's 10000/10001 convention)."""
+    parts = urlsplit(blob_url)
+    host = parts.hostname or ""
+    if ".blob." in host:
+        return blob_url.replace(".blob.", ".queue.", 1)
+    if parts.port is not None:
+        return blob_url.replace(f":{parts.port}", f":{parts.port + 1}", 1)
+    return blob_url
 
 
 def is_loopback_url(url: str) -> bool:
@@ -298,6 +323,12 @@ class _Env:
         value = self.optional(name)
         if value is not None and not Path(value).is_file():
             raise ConfigurationError(f"{name} must name an existing file")
+        return value
+
+    def queue(self, name: str, default: str) -> str:
+        value = self.optional(name) or default
+        if not re.fullmatch(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}", value):
+            raise ConfigurationError(f"{name} must be a valid queue name (3-63 lower-case letters, digits, -)")
         return value
 
     def container(self, name: str, default: str) -> str:

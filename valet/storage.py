@@ -20,6 +20,7 @@ import jwt
 from azure.core.credentials import AccessToken, TokenCredential
 from azure.core.pipeline import PipelineRequest
 from azure.storage.blob import BlobServiceClient, LinearRetry
+from azure.storage.queue import QueueClient
 
 from valet.errors import ConfigurationError
 from valet.settings import StorageSettings, is_loopback_url
@@ -98,6 +99,23 @@ def make_blob_service(
     timeout = storage.timeout_seconds
     return BlobServiceClient(
         storage.account_url,
+        credential=credential,
+        connection_verify=storage.ca_bundle or True,
+        retry_policy=LinearRetry(backoff=1, random_jitter_range=1, retry_total=2),
+        connection_timeout=min(timeout, 3.0),
+        read_timeout=timeout,
+        raw_request_hook=counter,
+    )
+
+
+def make_decision_queue(
+    storage: StorageSettings, credential: TokenCredential, counter: RequestCounter | None = None
+) -> QueueClient:
+    """The decision-event queue, with the same identity, timeouts and retries as the blob client."""
+    timeout = storage.timeout_seconds
+    return QueueClient(
+        storage.queue_url,
+        storage.decision_queue,
         credential=credential,
         connection_verify=storage.ca_bundle or True,
         retry_policy=LinearRetry(backoff=1, random_jitter_range=1, retry_total=2),

@@ -92,5 +92,6 @@ def test_the_host_refuses_non_loopback_addresses(monkeypatch: pytest.MonkeyPatch
 def test_timer_functions_are_listed_with_their_schedules(host: FunctionHost) -> None:
     from valet.ncrontab import Schedule
 
-    assert host.schedules == {"sweep_tombstones": "0 */5 * * * *"}
-    Schedule(host.schedules["sweep_tombstones"])  # the runner can schedule it locally
+    assert host.schedules == {"sweep_tombstones": "0 */5 * * * *", "reconcile_uploads": "30 */5 * * * *"}
+    for expression in host.schedules.values():
+        Schedule(expression)  # the runner can schedule it locally

@@ -39,6 +39,7 @@ _FIELDS = {
     "decided_at": "valetdecidedat",
     "scan": "valetscan",
     "previous": "valetprevious",
+    "filename": "valetfilename",
 }
 _MAX_VALUE = 512
 _SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%") + " "
@@ -79,6 +80,7 @@ class Decision:
     created_at: datetime | None = None
     scan: str = ""
     previous: str = ""  # set when a later verdict moved an accepted upload to quarantine
+    filename: str = ""  # the sanitized original filename from the grant (for downloads), when known
 
     def metadata(self) -> dict[str, str]:
         values = {
@@ -98,6 +100,7 @@ class Decision:
             "decided_at": timestamp(self.decided_at),
             "scan": self.scan,
             "previous": self.previous,
+            "filename": self.filename,
         }
         return {_FIELDS[k]: ascii_value(v) for k, v in values.items() if v}
 
@@ -136,6 +139,7 @@ class Decision:
             created_at=parse_timestamp(get("created_at")),
             scan=get("scan"),
             previous=get("previous"),
+            filename=get("filename"),
         )
 
 

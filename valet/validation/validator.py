@@ -85,6 +85,7 @@ class _Facts:
     grant_expires: datetime | None = None
     created_at: datetime | None = None
     scan: str = ""
+    filename: str = ""
 
     def decision(self, outcome: Outcome, reason: Reason, detail: str, now: datetime) -> Decision:
         known = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "name"}  # same names as Decision
@@ -198,7 +199,7 @@ class Validator:
             claims = self._keys.verify((props.metadata or {}).get(GRANT_METADATA_KEY))
         except GrantTokenError as exc:
             raise Rejection(Reason(exc.reason), exc.detail) from None
-        facts.caller, facts.profile = claims.caller, claims.profile
+        facts.caller, facts.profile, facts.filename = claims.caller, claims.profile, claims.filename
         facts.declared_type = claims.content_type
         facts.granted_at, facts.grant_expires = claims.issued_at, claims.expires_at
         if claims.container != self.uploads or claims.blob != props.name:
