@@ -202,7 +202,9 @@ class Settings:
         if storage.credential != "emulator" and urlsplit(storage.account_url).scheme != "https":
             raise ConfigurationError(f"{STORAGE_ACCOUNT_URL} must use https")
         if storage.credential == "emulator" and not is_loopback_url(storage.queue_url):
-            raise ConfigurationError(f"{STORAGE_CREDENTIAL}=emulator is only allowed with a loopback {QUEUE_SERVICE_URL}")
+            raise ConfigurationError(
+                f"{STORAGE_CREDENTIAL}=emulator is only allowed with a loopback {QUEUE_SERVICE_URL}"
+            )
         if storage.credential != "emulator" and urlsplit(storage.queue_url).scheme != "https":
             raise ConfigurationError(f"{QUEUE_SERVICE_URL} must use https")
 
