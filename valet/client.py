@@ -50,6 +50,7 @@ class UploadResult:
     reason: str | None = None
     mode: str = "single"
     grants: int = 1
+    status_url: str = ""
 
     @property
     def exit_code(self) -> int:
@@ -129,6 +130,15 @@ class ValetClient:
         code = EXIT_AUTH if response.status_code in (401, 403) else EXIT_TRANSIENT
         raise UploadError(f"Status unavailable: {problem['detail']}", code, problem["code"])
 
+    def download(self, status_url: str) -> dict[str, Any]:
+        """A short-lived read URL for an accepted upload: ``{"downloadUrl", "expiresOn", ...}``."""
+        response = self._call("GET", f"{status_url}/download", headers=self._auth())
+        if response.status_code == 200:
+            return response.json()  # type: ignore[no-any-return]
+        problem = _problem(response)
+        code = {401: EXIT_AUTH, 403: EXIT_AUTH, 409: EXIT_REJECTED}.get(response.status_code, EXIT_TRANSIENT)
+        raise UploadError(f"No download URL: {problem['detail']}", code, problem["code"])
+
     def wait(self, status_url: str, *, timeout: float = 120.0, interval: float = 1.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
@@ -153,7 +163,8 @@ class ValetClient:
                 used = self._put(grant, path, size, mode, progress)
             except _GrantExpired:
                 continue  # the SAS ran out mid-upload: ask for a fresh one
-            result = UploadResult(grant["uploadId"], "pending", mode=used, grants=grants)
+            result = UploadResult(grant["uploadId"], "pending", mode=used, grants=grants,
+                                  status_url=grant["statusUrl"])
             if wait:
                 doc = self.wait(grant["statusUrl"], timeout=wait_timeout)
                 result.status, result.reason = str(doc.get("status")), doc.get("reason")

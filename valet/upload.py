@@ -55,6 +55,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, enviro
     parser.add_argument("--storage-ca", default=env.get("VALET_STORAGE_CA_BUNDLE"),
                         help="CA file for a local emulator's certificate (default: .valet's when present)")
     parser.add_argument("--no-wait", action="store_true", help="do not wait for the validator's decision")
+    parser.add_argument("--download-url", action="store_true",
+                        help="once accepted, print a short-lived read URL for the file (a credential: keep it private)")
     parser.add_argument("--quiet", action="store_true")
     try:
         args = parser.parse_args(argv)
@@ -81,4 +83,11 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, enviro
         return exc.exit_code
     reason = f" ({result.reason})" if result.reason else ""
     print(f"{args.file.name}: {result.status}{reason}  upload {result.upload_id}, {result.mode} upload", file=out)
+    if args.download_url and result.status == "accepted":
+        try:
+            link = client.download(result.status_url)
+        except UploadError as exc:
+            print(f"valet upload: {exc}" + (f" ({exc.code})" if exc.code else ""), file=sys.stderr)
+            return exc.exit_code
+        print(f"download: {link['downloadUrl']}  (until {link['expiresOn']})", file=out)
     return result.exit_code

@@ -125,6 +125,11 @@ def test_uploads_from_the_page_end_accepted_and_quarantined(stack: DevStack, pag
     assert accepted["progress"] == "100"
     steps = page.locator("#steps li").all_inner_texts()
     assert steps[0].startswith("Granted upload ") and steps[1] == f"Uploaded {image.stat().st_size} bytes."
+    page.wait_for_selector("#download", timeout=DECISION_TIMEOUT_MS)  # the read link for the accepted file
+    link = page.get_attribute("#download", "href") or ""
+    got = requests.get(link, verify=stack.ca, timeout=30)
+    assert got.status_code == 200 and got.content == png()
+    assert got.headers["Content-Disposition"].startswith('attachment; filename="holiday.png"')
 
     disguised = tmp_path / "cute.png"  # the browser declares image/png from the name; the bytes are a page
     disguised.write_bytes(b"<!DOCTYPE html><html><body><script>alert(document.cookie)</script></body></html>")

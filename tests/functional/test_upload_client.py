@@ -52,6 +52,19 @@ def cli_env(host: FunctionHost, issuer: DevIssuer, storage_endpoint: StorageEndp
             "VALET_STORAGE_CA_BUNDLE": storage_endpoint.ca_bundle or ""}
 
 
+def test_download_url_reads_back_the_accepted_file(stack: FunctionHost, issuer: DevIssuer,
+                                                   storage_endpoint: StorageEndpoint, tmp_path: Path) -> None:
+    import requests
+
+    code, out = run([str(write(tmp_path, "cat.png", png())), "--download-url"], cli_env(stack, issuer, storage_endpoint))
+    assert code == EXIT_ACCEPTED, out
+    [line] = [line for line in out.splitlines() if line.startswith("download: ")]
+    url = line.split()[1]
+    got = requests.get(url, verify=storage_endpoint.ca_bundle or True, timeout=30)
+    assert got.status_code == 200 and got.content == png()
+    assert got.headers["Content-Disposition"].startswith('attachment; filename="cat.png"')
+
+
 def test_good_png_is_accepted(stack: FunctionHost, issuer: DevIssuer, storage_endpoint: StorageEndpoint,
                               tmp_path: Path) -> None:
     code, out = run([str(write(tmp_path, "cat.png", png()))], cli_env(stack, issuer, storage_endpoint))

@@ -4,6 +4,7 @@
 //   const grant = await requestGrant(apiBase, auth, file);          // fetch: POST /api/uploads
 //   await putToStorage(grant, file, (sent, total) => ...);          // XMLHttpRequest: PUT straight to storage
 //   const status = await waitForDecision(grant.statusUrl, auth);    // fetch: GET /api/uploads/{id} until decided
+//   const { downloadUrl } = await requestDownload(grant.statusUrl, auth);  // once accepted: a short read URL
 // where auth is {kind: "bearer" | "apikey", secret: "..."}. Keep the secret in memory: never write it to
 // localStorage, a cookie or a URL. Your page's origin must be listed in VALET_CORS_ORIGINS, which the app
 // uses for its own responses and (through `valet dev` or the deployment templates) for the storage account.
@@ -90,6 +91,13 @@ export async function waitForDecision(statusUrl, auth, { timeoutMs = 300_000, on
   }
 }
 
+/** A short-lived, read-only URL for an accepted upload: {downloadUrl, expiresOn}. Storage serves it as an
+ * attachment of the verified type, so a browser saves it instead of rendering it. 409 unless accepted. */
+export async function requestDownload(statusUrl, auth) {
+  const { body } = await callApi(`${statusUrl}/download`, { headers: authHeaders(auth) });
+  return body;
+}
+
 // ---- The page served at /api/ui (only runs when that page's form is present) ----------------------------
 
 function wirePage(form) {
@@ -122,6 +130,14 @@ function wirePage(form) {
       const why = decision.reason ? ` (${decision.reason})` : "";
       show(decision.status, `${decision.status}${why}: ${file.name}`);
       step(`Decision: ${decision.status}${why}.`);
+      if (decision.status === "accepted") {
+        const { downloadUrl } = await requestDownload(grant.statusUrl, auth);
+        const link = Object.assign(document.createElement("a"), { id: "download", href: downloadUrl,
+          rel: "noreferrer", textContent: "Download it (a read link, valid for a few minutes)" });
+        const li = document.createElement("li");
+        li.append(link);
+        steps.append(li);
+      }
     } catch (error) {
       show("error", `${error.message}${error.code ? ` [${error.code}]` : ""}`);
     } finally {
