@@ -109,7 +109,7 @@ class DownloadIssuer:
             expiry=expires,
             start=now - self._skew if self._skew else None,
             protocol="https",
-            content_disposition=content_disposition(record.filename or name.rsplit("/", 1)[-1]),
+            content_disposition=content_disposition(record.filename or f"{upload_id}.{name.rsplit('.', 1)[-1]}"),
             content_type=record.detected_type or "application/octet-stream",
         )
         audit.info("download issued", extra={
