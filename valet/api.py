@@ -86,7 +86,7 @@ def _create_upload(get_runtime: Callable[[], Runtime], req: func.HttpRequest) ->
 @problems
 def _upload_status(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
     runtime = get_runtime()
-    caller = runtime.authenticator.authenticate(req)
+    caller = runtime.authenticator.admit_read(req)  # its own per-caller budget: clients poll
     upload_id = req.route_params.get("uploadId", "")
     return json_response(200, runtime.validation.status.status(caller.partition, upload_id))
 

@@ -24,3 +24,6 @@ class FixedCaller:
 
     def admit(self, request: object) -> Caller:
         return self.caller
+
+    def admit_read(self, request: object) -> Caller:
+        return self.caller
