@@ -77,7 +77,7 @@ def test_sha256_is_declared_and_checked(stack: FunctionHost, issuer: DevIssuer, 
 def test_blocks_fall_back_to_put_blob_where_create_only_blocks_are_refused(
         stack: FunctionHost, issuer: DevIssuer, storage_endpoint: StorageEndpoint, tmp_path: Path) -> None:
     big = write(tmp_path, "big.bin", png() + os.urandom(40 * 1024 * 1024))
-    client = ValetClient(stack.url, token=issuer.mint("big"), storage_verify=storage_endpoint.ca_bundle or True)
+    client = ValetClient(stack.url, token=issuer.mint("big", roles=("Uploads.Write", "Uploads.Large")), storage_verify=storage_endpoint.ca_bundle or True)
     seen: list[int] = []
     result = client.upload(big, content_type="application/octet-stream", profile="large",
                            progress=lambda sent, total: seen.append(sent))
