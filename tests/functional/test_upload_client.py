@@ -86,6 +86,14 @@ def test_blocks_fall_back_to_put_blob_where_create_only_blocks_are_refused(
     assert result.status in ("accepted", "quarantined")
 
 
+def test_no_wait_exits_0_after_a_successful_upload_and_says_pending(
+        stack: FunctionHost, issuer: DevIssuer, storage_endpoint: StorageEndpoint, tmp_path: Path) -> None:
+    code, out = run([str(write(tmp_path, "later.png", png())), "--no-wait", "--quiet"],
+                    cli_env(stack, issuer, storage_endpoint))
+    assert code == EXIT_ACCEPTED, out
+    assert out.startswith("later.png: pending  upload "), out
+
+
 def test_bad_token_is_an_auth_failure(stack: FunctionHost, tmp_path: Path) -> None:
     code, _ = run([str(write(tmp_path, "a.png", png()))], {"VALET_URL": stack.url, "VALET_TOKEN": "not.a.jwt"})
     assert code == EXIT_AUTH
