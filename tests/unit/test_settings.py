@@ -101,4 +101,3 @@ def test_required_settings_are_the_only_ones_without_a_default() -> None:
     for name in REQUIRED_SETTINGS:
         with pytest.raises(ConfigurationError, match=name):
             Settings.from_env({k: v for k, v in BASE.items() if k != name})
-
