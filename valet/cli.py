@@ -6,7 +6,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-
 DEV_EXTRA_MODULES = frozenset({"waitress"})  # what the "dev" extra of pyproject.toml installs
 
 
