@@ -289,3 +289,15 @@ def test_the_new_settings_are_validated_by_name() -> None:
     assert (settings.auth_global_failures_per_minute, settings.auth_global_failures_burst) == (600, 100)
     assert (settings.status_rate_limit_per_minute, settings.status_rate_limit_burst) == (600, 60)
     assert settings.apikey_negative_cache_seconds == 10
+
+
+def test_an_exhausted_address_is_logged_once_not_per_request(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    auth = make_auth(InMemoryKeyStore(), clock, VALET_AUTH_FAILURES_BURST="3")
+    with caplog.at_level("INFO", logger="valet.auth"):
+        for _ in range(50):
+            with pytest.raises((Unauthenticated, TooManyRequests)):
+                auth.authenticate(from_address(forged(), "203.0.113.9"))
+    budget = [r for r in caplog.records if "failure budget" in r.getMessage()]
+    assert len(budget) == 1 and "203.0.113.9" in budget[0].getMessage()
+    assert len(caplog.records) < 10  # three failures and one warning, not fifty lines

@@ -91,15 +91,12 @@ class Authenticator:
     def authenticate(self, req: func.HttpRequest) -> Caller:
         """The authenticated caller holding the required roles/scopes (401/403/429/503 otherwise)."""
         address = client_address(req.headers, self._settings.trusted_proxies)
-        try:
-            self._failures.check_address(address)
-        except TooManyRequests:
-            log.info("authentication throttled: too many failures address=%s", address)
-            raise
+        self._failures.check_address(address)  # 429, logged once below when the budget ran out
         try:
             caller = self._credentials(req)
         except Unauthenticated:
-            self._failures.failed(address)
+            if self._failures.failed(address):
+                log.warning("address over its failure budget: throttled until it refills address=%s", address)
             raise
         self.authorize(caller)
         return caller

@@ -147,12 +147,14 @@ class FailureThrottle:
         if wait:
             raise _too_many("Too many failed authentications from this address; retry later", wait)
 
-    def failed(self, address: str) -> None:
-        """One failed authentication from ``address``."""
+    def failed(self, address: str) -> bool:
+        """One failed authentication from ``address``; true when that spent its last token (log it once)."""
         if self._addresses.rate <= 0:
-            return
+            return False
         with self._lock:
+            before = self._addresses.tokens(address)
             self._addresses.add(address, -1.0)
+            return before >= 1.0 > self._addresses.tokens(address)
 
     def take_lookup(self) -> None:
         """Take a token of the global budget before a key-store read, or 429."""
