@@ -23,7 +23,13 @@ from valet.clock import utcnow
 from valet.delegation import UserDelegationKeyCache, key_expiry
 from valet.errors import BadRequest, ServiceUnavailable
 from valet.grant_token import GRANT_HEADER, GrantClaims, GrantKeyRing
-from valet.naming import MAX_FILENAME_CHARS, bind_upload_id, blob_name, new_upload_id, sanitize_filename
+from valet.naming import (
+    MAX_FILENAME_CHARS,
+    bind_upload_id,
+    granted_blob_name,
+    new_upload_id,
+    sanitize_filename,
+)
 from valet.policy import Policy, normalize_content_type
 
 audit = logging.getLogger("valet.audit")
@@ -167,10 +173,23 @@ class GrantIssuer:
         if expires <= now:
             raise ServiceUnavailable("No valid signing key is available.", code="storage_unavailable")
 
+        signing_key = self._signer.key(self._signer.active) or b""
         upload_id = bind_upload_id(  # so the status endpoint can tell this caller's ids from others'
-            new_upload_id(now, self._random), self._signer.key(self._signer.active) or b"", caller.partition
+            new_upload_id(now, self._random), signing_key, caller.partition
         )
-        name = blob_name(caller.partition, upload_id, profile.extension_for(request.content_type))
+        name = granted_blob_name(  # the grant itself, for clients that send nothing but the URL
+            partition=caller.partition,
+            upload_id=upload_id,
+            profile=profile.name,
+            size=request.size,
+            deadline=expires,
+            sha256_declared=request.sha256 is not None,
+            content_type=request.content_type,
+            extension=profile.extension_for(request.content_type),
+            container=self._container,
+            kid=self._signer.active,
+            key=signing_key,
+        )
         signature = generate_blob_sas(
             account_name=self._account_name,
             container_name=self._container,

@@ -33,6 +33,7 @@ ACCEPTED_CONTAINER = "VALET_ACCEPTED_CONTAINER"
 QUARANTINE_CONTAINER = "VALET_QUARANTINE_CONTAINER"
 SAS_TTL_MINUTES = "VALET_SAS_TTL_MINUTES"
 SAS_START_SKEW_MINUTES = "VALET_SAS_START_SKEW_MINUTES"
+CLOCK_SKEW_SECONDS = "VALET_CLOCK_SKEW_SECONDS"
 DELEGATION_KEY_LIFETIME_HOURS = "VALET_DELEGATION_KEY_LIFETIME_HOURS"
 DELEGATION_KEY_REFRESH_MINUTES = "VALET_DELEGATION_KEY_REFRESH_MINUTES"
 GRANT_SIGNING_KEYS = "VALET_GRANT_SIGNING_KEYS"
@@ -155,6 +156,7 @@ class Settings:
     validation: ValidationSettings
     cors_origins: tuple[str, ...] = ()
     ui_enabled: bool = False
+    clock_skew: timedelta = timedelta(seconds=300)  # grant token iat, "created before the grant expired"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -210,6 +212,7 @@ class Settings:
             validation=ValidationSettings.from_env(env.environ),
             cors_origins=parse_origins(env.optional(CORS_ORIGINS), setting=CORS_ORIGINS),
             ui_enabled=flag(env.environ, UI_ENABLED),
+            clock_skew=timedelta(seconds=env.number(CLOCK_SKEW_SECONDS, 300, 0, 900)),
         )
 
 

@@ -204,13 +204,56 @@ def test_wrong_sha256(grant: Callable[..., Upload], blob_service: BlobServiceCli
     assert decision.sha256 == hashlib.sha256(samples.png()).hexdigest()
 
 
-def test_missing_grant_header(grant: Callable[..., Upload], blob_service: BlobServiceClient) -> None:
+def test_an_upload_with_only_the_grant_url_is_decided_from_the_name(grant: Callable[..., Upload],
+                                                                    blob_service: BlobServiceClient) -> None:
     data = samples.png()
     up = grant(size=len(data))
-    headers = {k: v for k, v in up.headers.items() if k != GRANT_HEADER}
-    assert up.put(data, headers).status_code == 201
+    assert up.put(data, {"x-ms-blob-type": "BlockBlob"}).status_code == 201  # what a plain SDK upload sends
+    decision = up.decide()
+    assert (decision.outcome, decision.reason, decision.declared_type) == (Outcome.ACCEPTED, "ok", "image/png")
+    assert decision.upload_id == up.upload_id and decision.caller == ALICE.partition
+
+
+def test_a_url_only_upload_of_the_wrong_size_or_html_is_quarantined(grant: Callable[..., Upload],
+                                                                   blob_service: BlobServiceClient) -> None:
+    data = samples.png()
+    up = grant(size=len(data) + 1)
+    assert up.put(data, {"x-ms-blob-type": "BlockBlob"}).status_code == 201
+    assert_quarantined(up, blob_service, "size_mismatch")
+    html = samples.html()
+    up = grant(size=len(html))
+    assert up.put(html, {"x-ms-blob-type": "BlockBlob", "x-ms-blob-content-type": "application/octet-stream"}
+                  ).status_code == 201
+    assert_quarantined(up, blob_service, "active_content")
+
+
+def test_a_url_only_upload_of_a_grant_with_sha256_needs_the_header(grant: Callable[..., Upload],
+                                                                   blob_service: BlobServiceClient) -> None:
+    data = samples.png()
+    up = grant(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    assert up.put(data, {"x-ms-blob-type": "BlockBlob"}).status_code == 201
     decision = assert_quarantined(up, blob_service, "missing_grant")
     assert decision.upload_id == up.upload_id  # taken from the blob name for the record
+
+
+@pytest.mark.parametrize("style", [str.lower, str.title, str.upper])
+def test_grant_header_names_in_any_case(grant: Callable[..., Upload], style: Callable[[str], str]) -> None:
+    data = samples.png()
+    up = grant(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    assert up.put(data, {style(k): v for k, v in up.headers.items()}).status_code == 201
+    decision = up.decide()
+    assert (decision.outcome, decision.sha256) == (Outcome.ACCEPTED, hashlib.sha256(data).hexdigest())
+
+
+def test_octet_stream_is_not_declared_but_another_type_is_a_mismatch(grant: Callable[..., Upload],
+                                                                      blob_service: BlobServiceClient) -> None:
+    data = samples.png()
+    up = grant(size=len(data))
+    assert up.put(data, {**up.headers, "x-ms-blob-content-type": "application/octet-stream"}).status_code == 201
+    assert up.decide().outcome is Outcome.ACCEPTED
+    up = grant(size=len(data))
+    assert up.put(data, {**up.headers, "x-ms-blob-content-type": "text/html"}).status_code == 201
+    assert_quarantined(up, blob_service, "content_type_mismatch")
 
 
 def test_forged_grant_header(grant: Callable[..., Upload], blob_service: BlobServiceClient) -> None:
