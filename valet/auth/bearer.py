@@ -207,7 +207,7 @@ class BearerValidator:
             if isinstance(roles_claim, list)
             else frozenset()
         )
-        scopes = frozenset()  # Entra's "scp" and RFC 9068's "scope": space-separated strings, same meaning
+        scopes: frozenset[str] = frozenset()  # Entra's "scp" and RFC 9068's "scope": space-separated strings, same meaning
         for name in ("scp", "scope"):
             value = claims.get(name, "")
             if isinstance(value, str):

@@ -45,8 +45,8 @@ from valet.naming import parse_upload_id
 from valet.policy import ArchiveLimits, Policy, Profile
 from valet.validation import grantcheck, records
 from valet.validation.archive import check_zip, directory_budget
-from valet.validation.grantcheck import DEFAULT_CLOCK_SKEW, GrantFacts
 from valet.validation.blobio import RangeReader, read_range, sha256_of
+from valet.validation.grantcheck import DEFAULT_CLOCK_SKEW, GrantFacts
 from valet.validation.reasons import Outcome, Reason, Rejection
 from valet.validation.records import Decision
 from valet.validation.scanners import Scanner, ScanResult, ScanSubject, Verdict
