@@ -207,7 +207,8 @@ class BearerValidator:
             if isinstance(roles_claim, list)
             else frozenset()
         )
-        scopes: frozenset[str] = frozenset()  # Entra's "scp" and RFC 9068's "scope": space-separated strings, same meaning
+        # Entra's "scp" and RFC 9068's "scope": space-separated strings with the same meaning.
+        scopes: frozenset[str] = frozenset()
         for name in ("scp", "scope"):
             value = claims.get(name, "")
             if isinstance(value, str):
