@@ -26,6 +26,12 @@ def upload_status(req: func.HttpRequest) -> func.HttpResponse:
     return api.upload_status(runtime, req)
 
 
+@app.function_name("renew_upload")
+@app.route(route="uploads/{uploadId}/renew", methods=["POST", "OPTIONS"])
+def renew_upload(req: func.HttpRequest) -> func.HttpResponse:
+    return api.renew_upload(runtime, req)
+
+
 @app.function_name("upload_page")
 @app.route(route="ui/{asset?}", methods=["GET"])  # 404 unless VALET_UI_ENABLED
 def upload_page(req: func.HttpRequest) -> func.HttpResponse:

@@ -16,7 +16,7 @@ import hmac
 import re
 import unicodedata
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -210,3 +210,10 @@ def parse_granted_name(name: str) -> NameFacts | None:
 
 def name_mac_matches(facts: NameFacts, key: bytes, container: str, content_type: str) -> bool:
     return hmac.compare_digest(_name_mac(key, container, facts.unsigned, content_type), facts.mac)
+
+
+def granted_type(facts: NameFacts, key: bytes, container: str, types: Mapping[str, Sequence[str]]) -> str | None:
+    """The declared content type a granted name was made for: the one among ``types`` (a profile's types
+    and their extensions) whose canonical extension is the name's and whose MAC matches; else ``None``."""
+    candidates = [t for t, extensions in types.items() if extensions and extensions[0] == facts.extension]
+    return next((t for t in candidates if name_mac_matches(facts, key, container, t)), None)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from valet.grant_token import GRANT_METADATA_KEY, GrantKeyRing, GrantTokenError
-from valet.naming import NameFacts, name_mac_matches, parse_granted_name, parse_upload_id
+from valet.naming import NameFacts, granted_type, name_mac_matches, parse_granted_name, parse_upload_id
 from valet.policy import Policy
 from valet.validation.reasons import Reason, Rejection
 from valet.validation.sniff import OCTET_STREAM, canonical
@@ -105,8 +105,7 @@ def _from_name(facts: NameFacts, container: str, keys: GrantKeyRing, policy: Pol
     profile = policy.profiles.get(facts.profile)
     if profile is None:
         raise Rejection(Reason.UNKNOWN_PROFILE, "the grant's profile is no longer configured")
-    candidates = [t for t, extensions in profile.types.items() if extensions and extensions[0] == facts.extension]
-    content_type = next((t for t in candidates if name_mac_matches(facts, key, container, t)), None)
+    content_type = granted_type(facts, key, container, profile.types)
     if content_type is None:
         raise Rejection(Reason.BAD_GRANT, "the blob name was not issued by this app")
     if facts.sha256_declared:

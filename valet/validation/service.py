@@ -45,7 +45,8 @@ class Validation:
             clock_skew=settings.clock_skew,
         )
         status = StatusReader(blob_service=blob_service, uploads=uploads, accepted=accepted,
-                              quarantine=quarantine, keys=settings.grant_keys, sas_ttl=settings.sas_ttl)
+                              quarantine=quarantine, keys=settings.grant_keys,
+                              sas_ttl=settings.upload_window)  # renewals keep an upload pending this long
         return cls(validator, status, MalwareEvents(validator, storage.account_url), options.sweep_limit)
 
     def on_blob(self, container: str, name: str) -> Decision | None:
