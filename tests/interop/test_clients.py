@@ -224,3 +224,22 @@ def test_a_client_declaring_another_type_gets_content_type_mismatch(
     blob.upload_blob(REAL_PNG, content_settings=ContentSettings(content_type="image/jpeg"))
     status = decided(grant, token)
     assert (status["status"], status.get("reason")) == ("quarantined", "content_type_mismatch")
+
+
+def test_the_page_script_renews_a_grant_and_the_renewed_url_uploads(stack: FunctionHost, token: str,
+                                                                    storage_endpoint: StorageEndpoint,
+                                                                    tmp_path: Path) -> None:
+    """valet/ui/valet-upload.js's own API calls (requestGrant, renewGrant, waitForDecision), run in Node."""
+    if NODE is None:
+        pytest.skip("node is not installed")
+    file = tmp_path / "cat.png"
+    file.write_bytes(REAL_PNG)
+    env = {**os.environ, "NODE_EXTRA_CA_CERTS": storage_endpoint.ca_bundle or ""}
+    done = subprocess.run([NODE, str(Path(__file__).parent / "js" / "page_api.mjs"), f"{stack.url}/api/", token,
+                           str(file)], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["renewed"]["uploadUrl"].split("?")[0] == out["before"]["uploadUrl"].split("?")[0]  # same blob
+    assert "x-ms-meta-valetgrant" in out["headers"]  # the original grant's headers are kept
+    assert out["put"] == 201 and out["decision"]["status"] == "accepted"
