@@ -26,6 +26,7 @@ from tests.support.fakes import ALICE, FixedCaller
 from valet import api
 from valet.caller import Caller
 from valet.grant_token import GRANT_HEADER, GRANT_METADATA_KEY, GrantKeyRing
+from valet.naming import parse_upload_id
 from valet.runtime import Runtime
 from valet.settings import Settings
 from valet.storage import EmulatorCredential
@@ -476,8 +477,11 @@ def get_status(runtime: Runtime, upload_id: str, caller: Caller = ALICE) -> tupl
 def test_status_follows_the_upload(grant: Callable[..., Upload], runtime: Runtime) -> None:
     data = samples.png()
     up = grant(size=len(data))
-    assert get_status(runtime, up.upload_id) == (200, {"uploadId": up.upload_id, "status": "pending",
-                                                       "expiresOn": up.grant["expiresOn"]})
+    code, body = get_status(runtime, up.upload_id)
+    # Pending until the upload window closes (renewals can bring the upload until then), not the first SAS.
+    window_end = parse_upload_id(up.upload_id) + runtime.settings.upload_window
+    assert (code, body["status"]) == (200, "pending")
+    assert body["expiresOn"] == records.timestamp(window_end) and body["expiresOn"] >= str(up.grant["expiresOn"])
     up.put(data)
     assert get_status(runtime, up.upload_id)[1]["status"] == "pending"
     up.decide()
@@ -525,7 +529,8 @@ def test_sweep_removes_only_expired_tombstones_and_is_bounded(grant: Callable[..
     pending = upload(grant, samples.png())  # not decided: never swept
     uploads, accepted, _ = containers(runtime)
     assert sweep_tombstones(blob_service, uploads, limit=10) == 0  # not expired yet
-    future = lambda: datetime.now(UTC) + timedelta(hours=2)  # noqa: E731
+    # Tombstones hold the name until the upload window closes (a renewed SAS could recreate it until then).
+    future = lambda: datetime.now(UTC) + runtime.settings.upload_window + timedelta(hours=1)  # noqa: E731
     assert sweep_tombstones(blob_service, uploads, limit=2, clock=future) == 2
     assert sweep_tombstones(blob_service, uploads, limit=10, clock=future) == 1
     assert names_in(blob_service, uploads) == [pending.name]
