@@ -193,7 +193,7 @@ class GrantIssuer:
         self._random = random_bytes
 
     def issue(self, caller: Caller, request: GrantRequest) -> Grant:
-        profile = self._policy.profile(request.profile)
+        profile = self._policy.profile_for(request.profile, caller.roles | caller.scopes)  # 403 without its roles
         profile.check(request.content_type, request.size, request.sha256)
 
         now = self._clock().replace(microsecond=0)
@@ -298,6 +298,7 @@ class GrantIssuer:
                         if signing_key is not None and profile is not None else None)
         if profile is None or content_type is None:
             raise NotFound("No such upload.", code="upload_not_found")
+        profile = self._policy.profile_for(profile.name, caller.roles | caller.scopes)  # 403 without its roles
         profile.check(content_type, facts.size, "declared" if facts.sha256_declared else None)
 
         now = self._clock().replace(microsecond=0)
