@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs
 
@@ -133,3 +134,13 @@ def test_the_window_closes(valet_env: dict[str, str], storage_endpoint: StorageE
         assert problem(renew(rt, str(g["uploadId"]), g["blobUri"])) == (409, "upload_window_closed")
     finally:
         rt.blob_service.close()
+
+
+def test_renewal_needs_the_roles_the_profile_requires(runtime: Runtime, caller: FixedCaller) -> None:
+    response = call(api.create_upload, runtime, "https://valet.example/api/uploads",
+                    {"filename": "big.bin", "contentType": "application/octet-stream", "size": 10, "profile": "large"})
+    assert response.status_code == 201
+    g = json.loads(response.get_body())
+    assert renew(runtime, g["uploadId"], g["blobUri"]).status_code == 200
+    caller.caller = replace(caller.caller, roles=frozenset({"Uploads.Write"}))  # same caller, Uploads.Large revoked
+    assert problem(renew(runtime, g["uploadId"], g["blobUri"])) == (403, "insufficient_scope")
