@@ -154,8 +154,11 @@ def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event |
     except EmulatorError as exc:
         print(f"valet dev: {exc}", file=sys.stderr)
         return 2
-    issuer = DevIssuer(port=0 if port_in_use(DEV_ISSUER_PORT) else DEV_ISSUER_PORT,
-                       key_file=state / "dev-issuer-key.pem").start()
+    try:
+        issuer = DevIssuer(port=0 if port_in_use(DEV_ISSUER_PORT) else DEV_ISSUER_PORT,
+                           key_file=state / "dev-issuer-key.pem").start()
+    except OSError:  # the port was taken between the check and the bind (another valet dev starting)
+        issuer = DevIssuer(port=0, key_file=state / "dev-issuer-key.pem").start()
     try:
         issuers = with_dev_issuer(env.get("VALET_AUTH_ISSUERS"), issuer.settings_value())
     except ValueError as exc:
