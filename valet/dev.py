@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import io
+import json
 import os
 import signal
 import sys
@@ -168,11 +169,21 @@ def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event |
     except EmulatorError as exc:
         print(f"valet dev: {exc}", file=sys.stderr)
         return 2
-    issuer = DevIssuer(port=0 if port_in_use(DEV_ISSUER_PORT) else DEV_ISSUER_PORT,
-                       key_file=state / "dev-issuer-key.pem").start()
+    try:
+        issuer = DevIssuer(port=0 if port_in_use(DEV_ISSUER_PORT) else DEV_ISSUER_PORT,
+                           key_file=state / "dev-issuer-key.pem").start()
+    except OSError:  # the port was taken between the check and the bind (another valet dev starting)
+        issuer = DevIssuer(port=0, key_file=state / "dev-issuer-key.pem").start()
+    try:
+        issuers = with_dev_issuer(env.get("VALET_AUTH_ISSUERS"), issuer.settings_value())
+    except ValueError as exc:
+        print(f"valet dev: {exc}", file=sys.stderr)
+        issuer.stop()
+        azurite.stop()
+        return 2
     env.update({
         "VALET_STORAGE_CA_BUNDLE": str(azurite.cert),
-        "VALET_AUTH_ISSUERS": issuer.settings_value(),
+        "VALET_AUTH_ISSUERS": issuers,
         "VALET_ALLOW_INSECURE_HTTP": env.get("VALET_ALLOW_INSECURE_HTTP", "true"),  # http://127.0.0.1 locally
         "VALET_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
     })
@@ -223,6 +234,20 @@ def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event |
         azurite.stop()
         print("valet dev: stopped", flush=True)
     return 0
+
+
+def with_dev_issuer(configured: str | None, dev_entry: str) -> str:
+    """``VALET_AUTH_ISSUERS`` with the dev issuer added to what the environment or local.settings.json
+    configures (never replacing it), so a developer can try a real provider next to the dev one."""
+    dev = json.loads(dev_entry)
+    try:
+        current = json.loads(configured) if configured and configured.strip() else []
+    except ValueError:
+        raise ValueError("VALET_AUTH_ISSUERS must be a JSON list") from None
+    if not isinstance(current, list) or not all(isinstance(e, dict) for e in current):
+        raise ValueError("VALET_AUTH_ISSUERS must be a JSON list of objects")
+    ours = {e["issuer"] for e in dev}
+    return json.dumps([*(e for e in current if e.get("issuer") not in ours), *dev])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -69,16 +69,16 @@ class NotFound(ValetError):
     title = "Not found"
 
 
-class Conflict(ValetError):
-    status = 409
-    code = "conflict"
-    title = "Not possible in the resource's current state"
-
-
 class MethodNotAllowed(ValetError):
     status = 405
     code = "method_not_allowed"
     title = "Method not allowed"
+
+
+class Conflict(ValetError):
+    status = 409
+    code = "conflict"
+    title = "The resource is not in a state that allows this"
 
 
 class PayloadTooLarge(ValetError):

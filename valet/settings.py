@@ -34,6 +34,8 @@ QUARANTINE_CONTAINER = "VALET_QUARANTINE_CONTAINER"
 SAS_TTL_MINUTES = "VALET_SAS_TTL_MINUTES"
 SAS_START_SKEW_MINUTES = "VALET_SAS_START_SKEW_MINUTES"
 DOWNLOAD_TTL_MINUTES = "VALET_DOWNLOAD_TTL_MINUTES"
+CLOCK_SKEW_SECONDS = "VALET_CLOCK_SKEW_SECONDS"
+UPLOAD_WINDOW_MINUTES = "VALET_UPLOAD_WINDOW_MINUTES"
 DELEGATION_KEY_LIFETIME_HOURS = "VALET_DELEGATION_KEY_LIFETIME_HOURS"
 DELEGATION_KEY_REFRESH_MINUTES = "VALET_DELEGATION_KEY_REFRESH_MINUTES"
 GRANT_SIGNING_KEYS = "VALET_GRANT_SIGNING_KEYS"
@@ -175,6 +177,8 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     ui_enabled: bool = False
     download_ttl: timedelta = timedelta(minutes=5)
+    clock_skew: timedelta = timedelta(seconds=300)  # grant token iat, "created before the grant expired"
+    upload_window: timedelta = timedelta(hours=4)  # how long an upload's SAS may be renewed
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -239,6 +243,8 @@ class Settings:
             cors_origins=parse_origins(env.optional(CORS_ORIGINS), setting=CORS_ORIGINS),
             ui_enabled=flag(env.environ, UI_ENABLED),
             download_ttl=timedelta(minutes=env.number(DOWNLOAD_TTL_MINUTES, 5, 1, 60)),
+            clock_skew=timedelta(seconds=env.number(CLOCK_SKEW_SECONDS, 300, 0, 900)),
+            upload_window=max(sas_ttl, timedelta(minutes=env.number(UPLOAD_WINDOW_MINUTES, 240, 0, 7 * 24 * 60))),
         )
 
 

@@ -44,9 +44,11 @@ class Validation:
             sniff_bytes=options.sniff_bytes,
             copy_wait_seconds=options.copy_wait_seconds,
             scanners=[SCANNERS[name]() for name in options.scanners],
+            clock_skew=settings.clock_skew,
         )
         status = StatusReader(blob_service=blob_service, uploads=uploads, accepted=accepted,
-                              quarantine=quarantine, keys=settings.grant_keys, sas_ttl=settings.sas_ttl,
+                              quarantine=quarantine, keys=settings.grant_keys,
+                              sas_ttl=settings.upload_window,  # renewals keep an upload pending this long
                               max_attempts=options.max_attempts)
         reconciler = Reconciler(blob_service=blob_service, uploads=uploads, decide=validator.process,
                                 min_age=options.reconcile_after, max_attempts=options.max_attempts,
