@@ -20,7 +20,10 @@ LABEL=valet.tests=azurite
 
 log() { echo "container engine: $*" >&2; }
 
-engine_answers() { timeout 10 docker info >/dev/null 2>&1; }
+engine_answers() {
+  command -v docker >/dev/null 2>&1 || return 1
+  if command -v timeout >/dev/null 2>&1; then timeout 10 docker info >/dev/null 2>&1; else docker info >/dev/null 2>&1; fi
+}
 
 network_snapshot() {  # what must be the same before and after
   echo "ip_forward=$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || echo unknown)"
