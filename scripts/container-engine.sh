@@ -6,8 +6,9 @@
 #                                             exits 3, with the reason on stderr, when it cannot
 #                                             (no root, no apt-get, the daemon does not come up).
 #   bash scripts/container-engine.sh stop [STATE]
-#                                          -> removes the containers the test sessions made (label
-#                                             valet.tests), stops the daemon recorded in STATE by its PID,
+#                                          -> removes the containers the test sessions left (label
+#                                             valet.tests, session gone), waits (up to 15 min) for those
+#                                             of a test run still going, stops the daemon in STATE by PID,
 #                                             and fails if the machine's forwarding or firewall settings
 #                                             differ from what they were before the start.
 #
@@ -69,10 +70,25 @@ start() {
   echo "$state"
 }
 
+remove_leftovers() {  # removes test containers whose pytest session is gone; prints those still in use
+  local id pid
+  for id in $(docker ps -aq --filter "label=$LABEL"); do
+    pid="$(docker inspect -f '{{index .Config.Labels "valet.tests.pid"}}' "$id" 2>/dev/null || true)"
+    if [ -n "$pid" ] && [ -d "/proc/$pid" ]; then echo "$id"; else docker rm -f "$id" >/dev/null; fi
+  done
+}
+
 stop() {
   local state="${1:-}"
-  if engine_answers; then  # whatever our sessions left (they remove their own; this is for crashes)
-    docker ps -aq --filter "label=$LABEL" | xargs -r docker rm -f >/dev/null
+  if engine_answers; then
+    remove_leftovers >/dev/null
+    # Another test run on this machine may be using the engine this run started: let it finish first.
+    local waited=0
+    while [ -n "$state" ] && [ -n "$(remove_leftovers)" ] && [ $waited -lt 900 ]; do
+      [ $waited -eq 0 ] && log "waiting for another test run's Azurite container before stopping dockerd..."
+      sleep 5; waited=$((waited + 5))
+    done
+    [ $waited -lt 900 ] || docker ps -aq --filter "label=$LABEL" | xargs -r docker rm -f >/dev/null
   fi
   [ -n "$state" ] && [ -f "$state/pid" ] || return 0
   local pid

@@ -28,6 +28,7 @@ MODES = ("auto", "container", "process")
 MICROSOFT_IMAGE = "mcr.microsoft.com/azure-storage/azurite"
 LOCAL_IMAGE = "valet-local/azurite"  # scripts/azurite-image.sh
 LABEL = {"valet.tests": "azurite"}  # scripts/container-engine.sh stop removes leftovers by this label
+SESSION_PID_LABEL = "valet.tests.pid"  # the pytest process: its container is a leftover once it is gone
 LOCAL_BUILD_MARK = "valet: built locally"  # the import message scripts/azurite-image.sh sets
 
 
@@ -138,7 +139,7 @@ def run_in_container(image: str, workdir: Path, timeout: int = 90) -> Iterator[t
     command = ["azurite", *azurite_arguments(
         host="127.0.0.1", blob_port=0, queue_port=0, table_port=0, location="/tmp/azurite",
         cert="/tls/cert.pem", key="/tls/key.pem")]
-    kwargs: dict[str, Any] = {"network_mode": "host", "labels": LABEL}
+    kwargs: dict[str, Any] = {"network_mode": "host", "labels": {**LABEL, SESSION_PID_LABEL: str(os.getpid())}}
     container = (
         DockerContainer(image, **kwargs)
         .with_volume_mapping(str(cert.parent), "/tls", "ro")
