@@ -1,7 +1,8 @@
 """``valet dev``: the whole app on this machine, until Ctrl-C.
 
 * Azurite (HTTPS, OAuth, pinned in package.json) with its data in ``.valet/azurite`` (ignored by git),
-  on the ports ``local.settings.sample.json`` names (10000 blob, 10001 queue);
+  on the ports ``local.settings.sample.json`` names (10000 blob, 10001 queue), or on ports Azurite binds
+  itself when ``VALET_STORAGE_ACCOUNT_URL`` names port 0 (tests and the demo: no port race);
 * settings from ``local.settings.json`` (created with fresh secrets by ``valet init`` when missing), real
   environment variables first, as Core Tools loads them;
 * a development OIDC issuer on loopback, trusted only because this runner adds it to
@@ -150,10 +151,12 @@ def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event |
     env = effective_environment(root)
     blob_port = int(env["VALET_STORAGE_ACCOUNT_URL"].split(":")[2].split("/")[0])
     try:
-        azurite = Azurite(state / "azurite", blob_port=blob_port, queue_port=blob_port + 1).start()
+        azurite = Azurite(state / "azurite", blob_port=blob_port, queue_port=blob_port + 1 if blob_port else 0).start()
     except EmulatorError as exc:
         print(f"valet dev: {exc}", file=sys.stderr)
         return 2
+    if blob_port == 0:
+        env["VALET_STORAGE_ACCOUNT_URL"] = azurite.blob_url
     try:
         issuer = DevIssuer(port=0 if port_in_use(DEV_ISSUER_PORT) else DEV_ISSUER_PORT,
                            key_file=state / "dev-issuer-key.pem").start()
