@@ -121,7 +121,8 @@ def main() -> int:
             "VALET_STORAGE_TIMEOUT_SECONDS": f"{args.timeout:g}",
         }
         provision(BlobServiceClient(azurite.blob_url, credential=EmulatorCredential(azurite.blob_url),
-                                    connection_verify=str(azurite.cert)), direct_env)
+                                    connection_verify=str(azurite.cert)), direct_env, azurite.queue_url,
+                  str(azurite.cert))
         assert proxy.ca_bundle is not None
         env = {**direct_env, "VALET_STORAGE_ACCOUNT_URL": proxy.url, "VALET_STORAGE_CA_BUNDLE": proxy.ca_bundle}
         token = issuer.mint("bench-user")

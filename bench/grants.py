@@ -81,7 +81,7 @@ def main() -> None:
             "VALET_RATE_LIMIT_PER_MINUTE": "0",  # measure the grant path, not the limiter
         }
         provision(BlobServiceClient(azurite.blob_url, credential=EmulatorCredential(azurite.blob_url),
-                                    connection_verify=str(azurite.cert)), env)
+                                    connection_verify=str(azurite.cert)), env, azurite.queue_url, str(azurite.cert))
         os.environ.update(env)
         app = importlib.import_module("function_app")
         grant = {f.get_function_name(): f for f in app.app.get_functions()}["create_upload"].get_user_function()

@@ -1,7 +1,8 @@
 """``valet dev``: the whole app on this machine, until Ctrl-C.
 
 * Azurite (HTTPS, OAuth, pinned in package.json) with its data in ``.valet/azurite`` (ignored by git),
-  on the ports ``local.settings.sample.json`` names (10000 blob, 10001 queue);
+  on the ports ``local.settings.sample.json`` names (10000 blob, 10001 queue), or on ports Azurite binds
+  itself when ``VALET_STORAGE_ACCOUNT_URL`` names port 0 (tests and the demo: no port race);
 * settings from ``local.settings.json`` (created with fresh secrets by ``valet init`` when missing), real
   environment variables first, as Core Tools loads them;
 * a development OIDC issuer on loopback, trusted only because this runner adds it to
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueClient
 
 from valet.cors import apply_storage_cors, parse_origins
 from valet.devhost import FunctionHost
@@ -139,7 +141,8 @@ def _dev_api_key(env: dict[str, str]) -> str:
     raise EmulatorError("the key tool printed no key")
 
 
-def provision(service: BlobServiceClient, env: dict[str, str]) -> None:
+def provision(service: BlobServiceClient, env: dict[str, str], queue_url: str, ca: str) -> None:
+    """The containers and the decision-event queue, as the deployment templates create them in Azure."""
     names = [env.get("VALET_UPLOADS_CONTAINER", "uploads"), env.get("VALET_ACCEPTED_CONTAINER", "accepted"),
              env.get("VALET_QUARANTINE_CONTAINER", "quarantine"), env.get("VALET_APIKEY_CONTAINER", "valet-apikeys")]
     for name in names:
@@ -147,6 +150,14 @@ def provision(service: BlobServiceClient, env: dict[str, str]) -> None:
             service.create_container(name)
         except ResourceExistsError:
             pass
+    queue = QueueClient(queue_url, env.get("VALET_DECISION_QUEUE", "valet-decisions"),
+                        credential=EmulatorCredential(queue_url), connection_verify=ca)
+    try:
+        queue.create_queue()
+    except ResourceExistsError:
+        pass
+    finally:
+        queue.close()
 
 
 def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event | None = None,
@@ -165,10 +176,12 @@ def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event |
     env = effective_environment(root)
     blob_port = int(env["VALET_STORAGE_ACCOUNT_URL"].split(":")[2].split("/")[0])
     try:
-        azurite = Azurite(state / "azurite", blob_port=blob_port, queue_port=blob_port + 1).start()
+        azurite = Azurite(state / "azurite", blob_port=blob_port, queue_port=blob_port + 1 if blob_port else 0).start()
     except EmulatorError as exc:
         print(f"valet dev: {exc}", file=sys.stderr)
         return 2
+    if blob_port == 0:
+        env["VALET_STORAGE_ACCOUNT_URL"] = azurite.blob_url
     try:
         issuer = DevIssuer(port=0 if port_in_use(DEV_ISSUER_PORT) else DEV_ISSUER_PORT,
                            key_file=state / "dev-issuer-key.pem").start()
@@ -182,6 +195,7 @@ def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event |
         azurite.stop()
         return 2
     env.update({
+        "VALET_QUEUE_SERVICE_URL": azurite.queue_url,  # this runner's Azurite; its ports may be its own choice
         "VALET_STORAGE_CA_BUNDLE": str(azurite.cert),
         "VALET_AUTH_ISSUERS": issuers,
         "VALET_ALLOW_INSECURE_HTTP": env.get("VALET_ALLOW_INSECURE_HTTP", "true"),  # http://127.0.0.1 locally
@@ -191,7 +205,7 @@ def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event |
     env.setdefault("VALET_UI_ENABLED", "true")
     service = BlobServiceClient(azurite.blob_url, credential=EmulatorCredential(azurite.blob_url),
                                 connection_verify=str(azurite.cert))
-    provision(service, env)
+    provision(service, env, azurite.queue_url, str(azurite.cert))
     apply_storage_cors(service, parse_origins(env["VALET_CORS_ORIGINS"], setting="VALET_CORS_ORIGINS"))
     api_key = _dev_api_key(env) if env.get("VALET_APIKEY_PEPPER") else ""
     os.environ.update(env)
