@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, unquote
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
@@ -26,6 +26,7 @@ from valet.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 from valet.grant_token import GRANT_HEADER, GrantClaims, GrantKeyRing
 from valet.naming import (
     MAX_FILENAME_CHARS,
+    NameFacts,
     bind_upload_id,
     granted_blob_name,
     granted_type,
@@ -34,7 +35,7 @@ from valet.naming import (
     parse_upload_id,
     sanitize_filename,
 )
-from valet.policy import Policy, normalize_content_type
+from valet.policy import Policy, Profile, normalize_content_type
 from valet.validation.records import is_tombstone
 
 audit = logging.getLogger("valet.audit")
@@ -125,6 +126,13 @@ def parse_renew_request(body: bytes) -> str:
 # What storage holds at an upload's name, as far as renewing its SAS goes (see GrantIssuer.renew).
 ABSENT, UPLOADED, DECIDED = "absent", "uploaded", "decided"
 UploadState = Callable[[str], str]
+
+
+class GrantedName(NamedTuple):
+    name: str
+    facts: NameFacts
+    profile: Profile
+    content_type: str
 
 
 @dataclass(frozen=True)
@@ -280,16 +288,14 @@ class GrantIssuer:
             protocol="https",
         )
 
-    def renew(self, caller: Caller, upload_id: str, blob_uri: str, state: UploadState) -> Grant:
-        """A fresh create-only SAS for the same blob of a grant made to ``caller``, while the upload is not
-        complete and its window (the deadline bound into the name) is open. Same checks as a grant (the
-        caller was admitted; the profile must still allow the granted type and size). ``state`` tells
-        what storage holds at the name: the one storage request a renewal makes."""
+    def granted_name(self, caller: Caller, upload_id: str, blob_uri: str) -> GrantedName:
+        """The blob name of a grant this app made to ``caller`` for ``upload_id``, checked: its MAC, its
+        profile (still configured, still allowing the granted type and size, and the caller's roles).
+        ``404`` for a name that is not ours, not this id's or another caller's: all look the same."""
         parse_upload_id(upload_id)  # 400 for anything that is not one of our ids, as the status route
         prefix = f"{self._account_url}/{self._container}/"
         name = unquote(blob_uri[len(prefix):]) if blob_uri.startswith(prefix) else ""
         facts = parse_granted_name(name)
-        # Not one of ours, not this id, or another caller's: all look the same (no probing other callers).
         if facts is None or facts.upload_id != upload_id or facts.partition != caller.partition:
             raise NotFound("No such upload.", code="upload_not_found")
         signing_key = self._signer.key(facts.kid)
@@ -300,7 +306,14 @@ class GrantIssuer:
             raise NotFound("No such upload.", code="upload_not_found")
         profile = self._policy.profile_for(profile.name, caller.roles | caller.scopes)  # 403 without its roles
         profile.check(content_type, facts.size, "declared" if facts.sha256_declared else None)
+        return GrantedName(name, facts, profile, content_type)
 
+    def renew(self, caller: Caller, upload_id: str, blob_uri: str, state: UploadState) -> Grant:
+        """A fresh create-only SAS for the same blob of a grant made to ``caller``, while the upload is not
+        complete and its window (the deadline bound into the name) is open. Same checks as a grant (the
+        caller was admitted; the profile must still allow the granted type and size). ``state`` tells
+        what storage holds at the name: the one storage request a renewal makes."""
+        name, facts, profile, content_type = self.granted_name(caller, upload_id, blob_uri)
         now = self._clock().replace(microsecond=0)
         if now >= facts.deadline:
             raise Conflict("The upload's window has closed; request a new grant.", code="upload_window_closed")
