@@ -465,6 +465,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_17: Clients are browsers, phones and services holding bearer tokens or API keys, not client certificates.
   // checkov:skip=CKV_AZURE_222: The API is public by design (clients on the internet ask it for upload grants).
   // checkov:skip=CKV_AZURE_212: Flex Consumption has no fixed worker count (numberOfWorkers); it adds instances per demand.
+  // checkov:skip=CKV_AZURE_78: Flex Consumption has no FTP or FTPS at all, and Microsoft lists siteConfig.ftpsState among the properties a Flex Consumption app must not set (tests/infra/test_flex.py).
   // checkov:skip=CKV_AZURE_213: valet has no health endpoint that would prove more than the host already reports; Flex Consumption replaces instances itself.
   name: 'func-valet-${token}'
   location: location
@@ -528,6 +529,14 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
 // identity's client id and the secrets' URIs, and a `for` expression must be computable when the deployment
 // starts, BCP178; tests/infra/test_bicep.py checks every `for` expression for that.)
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  // checkov reads every sites/config child as the site's web configuration; this one ('appsettings') holds app settings only:
+  // checkov:skip=CKV_AZURE_13: valet authenticates every request itself (bearer tokens or API keys, README "Authentication"); App Service authentication would stand in front of the public upload page and health route.
+  // checkov:skip=CKV_AZURE_63: HTTP logs are an App Service file-system feature; the app logs to Application Insights with Entra ID (the APPLICATIONINSIGHTS_* settings below).
+  // checkov:skip=CKV_AZURE_65: Detailed error pages are an App Service file-system feature; valet answers every error as problem+json and logs to Application Insights.
+  // checkov:skip=CKV_AZURE_66: Failed request tracing is an App Service file-system feature; requests are traced in Application Insights.
+  // checkov:skip=CKV_AZURE_80: A Python 3.11 app (functionAppConfig.runtime); there is no .NET Framework version to keep current.
+  // checkov:skip=CKV_AZURE_88: Flex Consumption runs the package from a blob container (functionAppConfig.deployment) and mounts no Azure Files share.
+  // checkov:skip=CKV_AZURE_222: The API is public by design (clients on the internet ask it for upload grants); this resource sets no network property.
   parent: functionApp
   name: 'appsettings'
   properties: union(valetSettings, hostSettings)

@@ -148,3 +148,14 @@ def test_host_and_trigger_connections_are_identity_based() -> None:
     assert not {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION"} & set(settings)
     others = {k for k in settings if not k.startswith("VALET_")}
     assert all(k.startswith(("AzureWebJobsStorage__", f"{connection}__", "APPLICATIONINSIGHTS_")) for k in others)
+
+
+def test_azure_needs_no_python_init_indexing_setting() -> None:
+    """PYTHON_ENABLE_INIT_INDEXING (set in local.settings.sample.json) only moves function indexing from the
+    metadata request to the worker's init request, and gates HTTP streaming (azurefunctions-extensions-http-*);
+    the SDK-type blob bindings are loaded either way (azure-functions-python-worker, dispatcher.py and
+    bindings/meta.py). valet uses no HTTP streaming, so Azure gets no such setting."""
+    requirements = (INFRA.parent / "requirements.txt").read_text()
+    assert "azurefunctions-extensions-bindings-blob" in requirements
+    assert "azurefunctions-extensions-http" not in requirements
+    assert "PYTHON_ENABLE_INIT_INDEXING" not in app_settings()
