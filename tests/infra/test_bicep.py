@@ -364,7 +364,7 @@ def test_custom_role_name_is_unique_per_subscription_and_resource_group(resource
     name = resources.resource(TAGS_ROLE)["properties"]["roleName"]
     assert "${subscription().subscriptionId}" in name and "${resourceGroup().name}" in name
     assert len(name.replace("${subscription().subscriptionId}", "s" * 36)
-               .replace("${resourceGroup().name}", "r" * 90)) <= 256  # a GUID and the longest group name
+               .replace("${resourceGroup().name}", "r" * 90)) <= 512  # a GUID, the longest group name; RBAC's limit
     definition = resources.resource(TAGS_ROLE)["name"]["function"]
     assert definition["type"] == "guid"  # the definition's id: resourceGroup().id, which names the subscription too
 
