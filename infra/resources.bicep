@@ -466,7 +466,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_222: The API is public by design (clients on the internet ask it for upload grants).
   // checkov:skip=CKV_AZURE_212: Flex Consumption has no fixed worker count (numberOfWorkers); it adds instances per demand.
   // checkov:skip=CKV_AZURE_78: Flex Consumption has no FTP or FTPS at all, and Microsoft lists siteConfig.ftpsState among the properties a Flex Consumption app must not set (tests/infra/test_flex.py).
-  // checkov:skip=CKV_AZURE_213: valet has no health endpoint that would prove more than the host already reports; Flex Consumption replaces instances itself.
+  // checkov:skip=CKV_AZURE_213: Flex Consumption replaces unhealthy instances itself; valet's GET /api/health serves callers and probes and is not wired as an App Service health check.
   name: 'func-valet-${token}'
   location: location
   tags: union(tags, {
@@ -524,8 +524,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   ]
 }
 
-// The app settings, as Microsoft's Flex Consumption quickstart sets them: one `appsettings` config child with the
-// merged objects. (A `for` loop over these variables would not compile: they read runtime values, such as the
+// The app settings: one `appsettings` config child with the merged objects (the pattern of azd's template module
+// core/host/appservice.bicep). Azure replaces the app's settings with exactly this set. (A `for` loop over these variables would not compile: they read runtime values, such as the
 // identity's client id and the secrets' URIs, and a `for` expression must be computable when the deployment
 // starts, BCP178; tests/infra/test_bicep.py checks every `for` expression for that.)
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
