@@ -62,6 +62,7 @@ var quarantineContainerName = 'quarantine'
 var apiKeysContainerName = 'valet-apikeys'
 // The blob trigger writes a message here after its last retry (on the account its connection names).
 var poisonQueueName = 'webjobs-blobtrigger-poison'
+var decisionQueueName = 'valet-decisions'
 var deploymentContainerName = 'app-package'
 // The connection name prefix of the blob trigger (VALET_TRIGGER_CONNECTION).
 var triggerConnection = 'ValetStorage'
@@ -99,6 +100,7 @@ var roles = {
   storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  storageQueueDataMessageSender: 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
 }
@@ -217,6 +219,12 @@ resource uploadsQueueService 'Microsoft.Storage/storageAccounts/queueServices@20
 resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
   parent: uploadsQueueService
   name: poisonQueueName
+}
+
+// One message per decision for the owner's backend (valet/validation/events.py); the app only adds messages.
+resource decisionQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: uploadsQueueService
+  name: decisionQueueName
 }
 
 // Backstop for expired tombstones. The timer function `sweep_tombstones` removes them minutes after they
@@ -437,6 +445,8 @@ var valetSettings = {
   VALET_ACCEPTED_CONTAINER: acceptedContainerName
   VALET_QUARANTINE_CONTAINER: quarantineContainerName
   VALET_APIKEY_CONTAINER: apiKeysContainerName
+  VALET_QUEUE_SERVICE_URL: 'https://${uploadsAccount.name}.queue.${storageSuffix}'
+  VALET_DECISION_QUEUE: decisionQueueName
   VALET_GRANT_SIGNING_KEYS: '@Microsoft.KeyVault(SecretUri=${grantKeysSecret.properties.secretUri})'
   VALET_APIKEY_PEPPER: '@Microsoft.KeyVault(SecretUri=${pepperSecret.properties.secretUri})'
   VALET_AUTH_ISSUERS: string(authIssuers)
@@ -701,6 +711,17 @@ resource poisonQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04
   scope: poisonQueue
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Decision events: add messages to the one decision queue, nothing else (no reading, no other queue).
+resource decisionQueueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(decisionQueue.id, identity.id, roles.storageQueueDataMessageSender)
+  scope: decisionQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataMessageSender)
     principalId: identity.properties.principalId
     principalType: 'ServicePrincipal'
   }

@@ -28,6 +28,7 @@ BLOB_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 BLOB_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
 QUEUE_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
 KV_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
+QUEUE_SENDER = "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a"  # Storage Queue Data Message Sender: add messages only
 METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 TAGS_ROLE = "blobTagsRole"
 APP = "identity.properties.principalId"
@@ -43,6 +44,7 @@ EXPECTED_APP_ROLES = {
     ("quarantineContainer", TAGS_ROLE),
     ("apiKeysContainer", BLOB_READER),
     ("poisonQueue", QUEUE_CONTRIBUTOR),
+    ("decisionQueue", QUEUE_SENDER),
     ("hostAccount", BLOB_OWNER),
     ("hostAccount", QUEUE_CONTRIBUTOR),
     ("grantKeysSecret", KV_SECRETS_USER),
@@ -100,6 +102,8 @@ def test_containers_are_the_apps_and_live_in_the_uploads_account(resources: Temp
     assert containers["deploymentContainer"]["parent"] == "hostBlobService"
     assert resources.resource("hostBlobService")["parent"] == "hostAccount"
     assert resources.value(resources.resource("poisonQueue")["name"]) == "webjobs-blobtrigger-poison"
+    assert resources.value(resources.resource("decisionQueue")["name"]) == "valet-decisions"
+    assert resources.resource("decisionQueue")["parent"] == "uploadsQueueService"
 
 
 def test_custom_tag_role_grants_only_blob_index_tags(resources: Template) -> None:
