@@ -52,6 +52,9 @@ TOMBSTONE_GRACE_MINUTES = "VALET_TOMBSTONE_GRACE_MINUTES"
 SWEEP_LIMIT = "VALET_TOMBSTONE_SWEEP_LIMIT"
 COPY_WAIT_SECONDS = "VALET_COPY_WAIT_SECONDS"
 SCANNERS = "VALET_SCANNERS"
+IMAGE_MAX_PIXELS = "VALET_IMAGE_MAX_PIXELS"
+IMAGE_MAX_DIMENSION = "VALET_IMAGE_MAX_DIMENSION"
+STRUCTURE_READ_BYTES = "VALET_STRUCTURE_READ_BYTES"
 
 CREDENTIAL_MODES = ("managedidentity", "default", "emulator")
 TRIGGER_SOURCES = ("EventGrid", "LogsAndContainerScan")
@@ -104,6 +107,9 @@ class ValidationSettings:
     sweep_limit: int
     copy_wait_seconds: float
     scanners: tuple[str, ...]
+    image_max_pixels: int = 64_000_000
+    image_max_dimension: int = 16_384
+    structure_read_bytes: int = 8 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ValidationSettings:
@@ -121,6 +127,9 @@ class ValidationSettings:
             sweep_limit=int(env.number(SWEEP_LIMIT, 500, 1, 100_000)),
             copy_wait_seconds=env.number(COPY_WAIT_SECONDS, 60, 1, 600),
             scanners=scanners,
+            image_max_pixels=int(env.number(IMAGE_MAX_PIXELS, 64_000_000, 1, 1_000_000_000)),
+            image_max_dimension=int(env.number(IMAGE_MAX_DIMENSION, 16_384, 1, 1_000_000)),
+            structure_read_bytes=int(env.number(STRUCTURE_READ_BYTES, 8 * 1024 * 1024, 64 * 1024, 256 * 1024 * 1024)),
         )
 
 

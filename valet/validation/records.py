@@ -39,6 +39,7 @@ _FIELDS = {
     "decided_at": "valetdecidedat",
     "scan": "valetscan",
     "previous": "valetprevious",
+    "evidence": "valetevidence",
 }
 _MAX_VALUE = 512
 _SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%") + " "
@@ -79,6 +80,7 @@ class Decision:
     created_at: datetime | None = None
     scan: str = ""
     previous: str = ""  # set when a later verdict moved an accepted upload to quarantine
+    evidence: str = ""  # set when quarantine keeps bounded evidence instead of the whole upload
 
     def metadata(self) -> dict[str, str]:
         values = {
@@ -98,6 +100,7 @@ class Decision:
             "decided_at": timestamp(self.decided_at),
             "scan": self.scan,
             "previous": self.previous,
+            "evidence": self.evidence,
         }
         return {_FIELDS[k]: ascii_value(v) for k, v in values.items() if v}
 
@@ -136,6 +139,7 @@ class Decision:
             created_at=parse_timestamp(get("created_at")),
             scan=get("scan"),
             previous=get("previous"),
+            evidence=get("evidence"),
         )
 
 
@@ -159,4 +163,6 @@ def tombstone_tags(until: datetime) -> dict[str, str]:
 
 
 def is_tombstone(metadata: Mapping[str, str] | None) -> bool:
+    """Whether the metadata *says* tombstone. A client can write that too: decisions trust a tombstone only
+    once :meth:`valet.validation.trusted.Sealer.verify` accepts its seal."""
     return bool(metadata) and metadata.get(STATE) == TOMBSTONE  # type: ignore[union-attr]

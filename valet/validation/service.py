@@ -13,6 +13,7 @@ from valet.validation.malware import MalwareEvents
 from valet.validation.records import Decision
 from valet.validation.scanners import SCANNERS
 from valet.validation.status import StatusReader
+from valet.validation.structure import ImageLimits
 from valet.validation.tombstones import sweep_tombstones
 from valet.validation.validator import Validator
 
@@ -42,6 +43,8 @@ class Validation:
             sniff_bytes=options.sniff_bytes,
             copy_wait_seconds=options.copy_wait_seconds,
             scanners=[SCANNERS[name]() for name in options.scanners],
+            image_limits=ImageLimits(options.image_max_pixels, options.image_max_dimension),
+            structure_read_bytes=options.structure_read_bytes,
         )
         status = StatusReader(blob_service=blob_service, uploads=uploads, accepted=accepted,
                               quarantine=quarantine, keys=settings.grant_keys, sas_ttl=settings.sas_ttl)
@@ -57,4 +60,5 @@ class Validation:
         return self.malware.handle(event_type, data)
 
     def sweep(self) -> int:
-        return sweep_tombstones(self.validator.service, self.validator.uploads, limit=self.sweep_limit)
+        return sweep_tombstones(self.validator.service, self.validator.uploads, limit=self.sweep_limit,
+                                sealer=self.validator.sealer)
