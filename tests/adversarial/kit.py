@@ -52,9 +52,10 @@ class OnRequest:
             self.action()
 
 
-def hooked_validation(runtime: Runtime, endpoint: StorageEndpoint, hook: Callable[..., None]) -> Validation:
+def hooked_validation(runtime: Runtime, endpoint: StorageEndpoint, hook: Callable[..., None],
+                      **client: Any) -> Validation:
     service = BlobServiceClient(endpoint.blob_url, credential=EmulatorCredential(endpoint.blob_url),
-                                connection_verify=endpoint.ca_bundle or True, raw_request_hook=hook)
+                                connection_verify=endpoint.ca_bundle or True, raw_request_hook=hook, **client)
     return Validation.from_settings(runtime.settings, service)
 
 
