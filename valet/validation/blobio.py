@@ -17,6 +17,7 @@ from typing import IO, Protocol, cast
 CHUNK_BYTES = 2 * 1024 * 1024  # the SDK allocates ~9x a range while reading it: 2 MiB x 3 keeps the peak < 64 MiB
 CONCURRENCY = 3
 READ_AHEAD = 64 * 1024
+MAX_FETCH = 1024 * 1024  # a larger read is served by several ranges: the SDK's per-range overhead stays small
 
 
 class RangeSource(Protocol):
@@ -95,10 +96,12 @@ class RangeReader(io.RawIOBase):
             if self.bytes_fetched + fetch > self._budget:
                 self.exceeded = True
                 raise ReadBudgetExceeded(f"reading {fetch} more bytes would exceed {self._budget}")
-            self._buffer = read_range(self._blob, self._pos, fetch)
+            parts = [read_range(self._blob, at, min(MAX_FETCH, self._pos + fetch - at))
+                     for at in range(self._pos, self._pos + fetch, MAX_FETCH)]
+            self._buffer = parts[0] if len(parts) == 1 else b"".join(parts)
             self._buffer_at = self._pos
             self.bytes_fetched += len(self._buffer)
-            self.requests += 1
+            self.requests += len(parts)
         at = self._pos - self._buffer_at
         chunk = self._buffer[at : at + wanted]
         target[: len(chunk)] = chunk
