@@ -26,6 +26,12 @@ def upload_status(req: func.HttpRequest) -> func.HttpResponse:
     return api.upload_status(runtime, req)
 
 
+@app.function_name("list_profiles")
+@app.route(route="profiles", methods=["GET", "OPTIONS"])  # the profiles this caller may use
+def list_profiles(req: func.HttpRequest) -> func.HttpResponse:
+    return api.list_profiles(runtime, req)
+
+
 @app.function_name("upload_page")
 @app.route(route="ui/{asset?}", methods=["GET"])  # 404 unless VALET_UI_ENABLED
 def upload_page(req: func.HttpRequest) -> func.HttpResponse:

@@ -73,6 +73,10 @@ def upload_status(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> 
     return _with_cors(get_runtime, req, ("GET",), _upload_status)
 
 
+def list_profiles(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
+    return _with_cors(get_runtime, req, ("GET",), _list_profiles)
+
+
 @problems
 def _create_upload(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
     runtime = get_runtime()
@@ -86,9 +90,17 @@ def _create_upload(get_runtime: Callable[[], Runtime], req: func.HttpRequest) ->
 @problems
 def _upload_status(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
     runtime = get_runtime()
-    caller = runtime.authenticator.authenticate(req)
+    caller = runtime.authenticator.admit_read(req)  # its own per-caller budget: clients poll
     upload_id = req.route_params.get("uploadId", "")
     return json_response(200, runtime.validation.status.status(caller.partition, upload_id))
+
+
+@problems
+def _list_profiles(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
+    """The upload profiles this caller may use (its roles/scopes against each profile's ``requiredRoles``)."""
+    runtime = get_runtime()
+    caller = runtime.authenticator.admit_read(req)
+    return json_response(200, runtime.settings.policy.usable(caller.roles | caller.scopes))
 
 
 @problems

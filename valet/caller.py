@@ -67,9 +67,12 @@ class Authenticator(Protocol):
     """Turns a request into a :class:`Caller` or raises a 401/403/429/503 :class:`~valet.errors.ValetError`.
 
     ``authenticate`` checks credentials and required roles; ``admit`` also applies the per-caller rate
-    limit (the grant path uses it). :class:`valet.auth.Authenticator` is the implementation.
+    limit (the grant path uses it); ``admit_read`` applies the read budget instead (status and profiles).
+    :class:`valet.auth.Authenticator` is the implementation.
     """
 
     def authenticate(self, request: HttpRequest) -> Caller: ...
 
     def admit(self, request: HttpRequest) -> Caller: ...
+
+    def admit_read(self, request: HttpRequest) -> Caller: ...

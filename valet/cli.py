@@ -6,6 +6,18 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+DEV_EXTRA_MODULES = frozenset({"waitress"})  # what the "dev" extra of pyproject.toml installs
+
+
+def _without_dev_extra(command: str, exc: ModuleNotFoundError) -> int:
+    """``valet dev``/``valet demo`` without the development extra: say what to install, no traceback."""
+    if (exc.name or "").split(".")[0] not in DEV_EXTRA_MODULES:
+        raise exc
+    print(f"valet {command}: this command needs the development extra (missing module '{exc.name}').\n"
+          "  Install it with:  pip install -e '.[dev]'   (in a checkout; or pip install 'valet[dev]')",
+          file=sys.stderr)
+    return 2
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
@@ -15,12 +27,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.parse_args(args)  # prints usage / error and exits
     command, rest = args[0], args[1:]
     if command == "demo":
-        from valet.demo import main as demo
-
+        try:
+            from valet.demo import main as demo
+        except ModuleNotFoundError as exc:
+            return _without_dev_extra(command, exc)
         return demo()
     if command == "dev":
-        from valet.dev import main as dev
-
+        try:
+            from valet.dev import main as dev
+        except ModuleNotFoundError as exc:
+            return _without_dev_extra(command, exc)
         return dev(rest)
     if command == "upload":
         from valet.upload import main as upload

@@ -6,8 +6,9 @@ until the validator decided. Transient failures are retried with exponential bac
 outlives its SAS gets a fresh grant; large files go up as parallel blocks where the service allows
 create-only blocks (Azure, service version 2026-04-06 and later), else as one Put Blob (up to 5,000 MiB).
 
-Exit codes of ``valet upload``: 0 accepted, 1 rejected (quarantined, or the grant was refused), 2 usage,
-3 authentication/authorization failure, 4 transient failure (gave up after retries).
+Exit codes of ``valet upload``: 0 accepted (with ``--no-wait``: uploaded, decision ``pending``), 1 rejected
+(quarantined, or the grant was refused), 2 usage, 3 authentication/authorization failure, 4 transient
+failure (gave up after retries).
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ class UploadResult:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_ACCEPTED if self.status == "accepted" else EXIT_REJECTED
+        """0 accepted, or uploaded without waiting for the decision (``pending``); 1 otherwise."""
+        return EXIT_ACCEPTED if self.status in ("accepted", "pending") else EXIT_REJECTED
 
 
 ProgressFn = Callable[[int, int], None]

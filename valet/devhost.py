@@ -7,7 +7,13 @@ It reads the ``FunctionApp`` object (``app.get_functions()``), never a second co
   templates such as ``uploads/{uploadId}`` and their declared methods;
 * other functions are invoked through Core Tools' admin endpoint, ``POST /admin/functions/{name}`` with
   ``{"input": "..."}``, so documented Core Tools recipes work unchanged: an Event Grid trigger takes the
-  event JSON as input, a blob trigger the blob path ``container/name``, a timer trigger anything.
+  event JSON as input, a blob trigger the blob path ``container/name``, a timer trigger anything. The
+  body must be ``application/json`` and a request with an ``Origin`` other than the host's own is refused
+  (403), so a web page the developer opens cannot drive it (a cross-site page can send a ``text/plain``
+  POST without a preflight, never an ``application/json`` one, and its ``Origin`` is never the host's).
+
+Like the platform's front end, the host records the TCP peer in ``X-Forwarded-For`` (waitress drops any
+forwarding headers a client sent), which is where the app reads the client address from.
 
 Loopback only; development only. Not a replacement for the Functions host in Azure.
 """
@@ -168,11 +174,14 @@ class FunctionHost:
         body = environ["wsgi.input"].read(length) if length else b""
         admin = re.fullmatch(r"/admin/functions/([A-Za-z0-9_-]+)", path)
         if admin and method == "POST":
-            return self._admin(admin.group(1), body)
+            refused = self._admin_refusal(environ)
+            return refused if refused is not None else self._admin(admin.group(1), body)
         headers = {key[5:].replace("_", "-").lower(): str(value) for key, value in environ.items()
                    if key.startswith("HTTP_")}
         if environ.get("CONTENT_TYPE"):
             headers["content-type"] = str(environ["CONTENT_TYPE"])
+        if environ.get("REMOTE_ADDR"):
+            headers["x-forwarded-for"] = str(environ["REMOTE_ADDR"])
         allowed: set[str] = set()
         for route in self.routes:
             match = route.pattern.match(path)
@@ -199,6 +208,22 @@ class FunctionHost:
             status, out, problem = _problem(405, "method_not_allowed", "Method not allowed.")
             return status, {**out, "Allow": ", ".join(sorted(allowed))}, problem
         return _problem(404, "not_found", "No function serves this path.")
+
+    @property
+    def origins(self) -> frozenset[str]:
+        """The host's own origins (its loopback names on its port): the only ``Origin`` the admin accepts."""
+        port = self._server.effective_port
+        return frozenset(f"http://{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]"))
+
+    def _admin_refusal(self, environ: dict[str, Any]) -> tuple[int, dict[str, str], bytes] | None:
+        origin = environ.get("HTTP_ORIGIN")
+        if origin is not None and str(origin).lower() not in self.origins:
+            log.warning("admin request refused: foreign origin")
+            return _problem(403, "origin_not_allowed", "The admin endpoint does not answer other origins.")
+        media_type = str(environ.get("CONTENT_TYPE") or "").split(";", 1)[0].strip().lower()
+        if media_type != "application/json":
+            return _problem(415, "unsupported_request_type", 'Send {"input": "..."} as application/json.')
+        return None
 
     def _admin(self, name: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
         if name not in self.others:

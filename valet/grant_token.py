@@ -22,6 +22,7 @@ from typing import Any
 
 import jwt
 
+from valet.auth.compact import is_compact_jws
 from valet.errors import ConfigurationError
 
 GRANT_METADATA_KEY = "valetgrant"
@@ -128,6 +129,8 @@ class GrantKeyRing:
         decides with the blob's creation time, which may be well after the grant expired."""
         if not token:
             raise GrantTokenError("missing_grant", "The upload carries no grant token.")
+        if not is_compact_jws(token):  # one spelling per token, before pyjwt's lenient decoding
+            raise GrantTokenError("bad_grant", "The grant token is malformed.")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:

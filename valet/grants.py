@@ -157,7 +157,7 @@ class GrantIssuer:
         self._random = random_bytes
 
     def issue(self, caller: Caller, request: GrantRequest) -> Grant:
-        profile = self._policy.profile(request.profile)
+        profile = self._policy.profile_for(request.profile, caller.roles | caller.scopes)  # 403 without its roles
         profile.check(request.content_type, request.size, request.sha256)
 
         now = self._clock().replace(microsecond=0)

@@ -8,8 +8,10 @@ with the ``VALET_PROFILES`` or ``VALET_PROFILES_FILE`` setting)::
      "profiles": {"images": {"maxBytes": 20971520,
                              "types": {"image/png": ["png"], "image/jpeg": ["jpg", "jpeg"]}}}}
 
-Optional per profile: ``allowEmpty`` (default false), ``requireSha256`` (default false) and, for profiles
-that accept zip archives, ``archive`` limits (``maxEntries``, ``maxTotalBytes``, ``maxRatio``).
+Optional per profile: ``allowEmpty`` (default false), ``requireSha256`` (default false),
+``requiredRoles`` (a list: a caller must hold every one, in its token's ``roles``/``scp``/``scope`` or its
+API key's scopes, else ``403 insufficient_scope``; default none) and, for profiles that accept zip archives,
+``archive`` limits (``maxEntries``, ``maxTotalBytes``, ``maxRatio``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeGuard
 
+from valet.auth.challenge import insufficient_scope
 from valet.errors import BadRequest, ConfigurationError, PayloadTooLarge, UnsupportedMediaType
 
 # Largest block blob Azure accepts (50,000 blocks of 4,000 MiB).
@@ -29,6 +32,7 @@ MAX_BLOB_BYTES = 50_000 * 4_000 * 1024 * 1024
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _MIME = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
 _EXT = re.compile(r"^[a-z0-9]{1,10}$")
+_ROLE = re.compile(r"^[!#-\[\]-~]{1,256}$")  # printable ASCII without space, quote or backslash
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,21 @@ class Profile:
     allow_empty: bool = False
     require_sha256: bool = False
     archive: ArchiveLimits | None = None
+    required_roles: frozenset[str] = frozenset()
+
+    def permits(self, held: frozenset[str]) -> bool:
+        """May a caller holding these roles/scopes use this profile?"""
+        return self.required_roles <= held
+
+    def describe(self) -> dict[str, Any]:
+        """What ``GET /api/profiles`` shows of this profile (not who may use it)."""
+        return {
+            "name": self.name,
+            "maxBytes": self.max_bytes,
+            "types": {mime: list(exts) for mime, exts in self.types.items()},
+            "allowEmpty": self.allow_empty,
+            "requireSha256": self.require_sha256,
+        }
 
     def extension_for(self, content_type: str) -> str:
         """The canonical (first listed) extension for an accepted type."""
@@ -85,6 +104,21 @@ class Policy:
             raise BadRequest(
                 f"Unknown profile. Known profiles: {known}.", code="unknown_profile"
             ) from None
+
+    def profile_for(self, name: str | None, held: frozenset[str]) -> Profile:
+        """The named (or default) profile, if a caller holding ``held`` may use it (403 otherwise)."""
+        profile = self.profile(name)
+        if not profile.permits(held):
+            raise insufficient_scope(
+                f"Profile '{profile.name}' needs a role or scope this caller lacks.", profile.required_roles
+            )
+        return profile
+
+    def usable(self, held: frozenset[str]) -> dict[str, Any]:
+        """The ``GET /api/profiles`` document: the profiles a caller holding ``held`` may use."""
+        profiles = [p.describe() for p in self.profiles.values() if p.permits(held)]
+        default = self.profiles[self.default]
+        return {"default": default.name if default.permits(held) else None, "profiles": profiles}
 
     @classmethod
     def from_json(cls, text: str, *, setting: str) -> Policy:
@@ -148,6 +182,9 @@ def _profile(name: str, raw: Any, bad: Any) -> Profile:
     for flag in ("allowEmpty", "requireSha256"):
         if not isinstance(raw.get(flag, False), bool):
             raise bad(f"profile '{name}': {flag} must be true or false")
+    roles = raw.get("requiredRoles", [])
+    if not isinstance(roles, list) or not all(isinstance(r, str) and _ROLE.fullmatch(r) for r in roles):
+        raise bad(f"profile '{name}': requiredRoles must be a list of role or scope names")
     return Profile(
         name=name,
         max_bytes=max_bytes,
@@ -155,6 +192,7 @@ def _profile(name: str, raw: Any, bad: Any) -> Profile:
         allow_empty=raw.get("allowEmpty", False),
         require_sha256=raw.get("requireSha256", False),
         archive=archive,
+        required_roles=frozenset(roles),
     )
 
 

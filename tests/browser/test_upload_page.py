@@ -8,6 +8,7 @@ Without Chromium the tests are skipped with the reason (``scripts/browser.sh`` i
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -50,9 +51,14 @@ def browser() -> Iterator[Any]:
             browser.close()
 
 
+# The built-in profiles plus a tiny one, so the page's size check can be shown with a small file.
+PROFILES = json.loads((PROJECT_ROOT / "valet" / "default_profiles.json").read_text())
+PROFILES["profiles"]["tiny"] = {"maxBytes": 64, "types": {"image/png": ["png"]}}
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    with valet_dev(tmp_path_factory.mktemp("browser-dev")) as running:
+    with valet_dev(tmp_path_factory.mktemp("browser-dev"), extra_env={"VALET_PROFILES": json.dumps(PROFILES)}) as running:
         yield running
 
 
@@ -101,9 +107,13 @@ def foreign_origin() -> Iterator[str]:
         server.server_close()
 
 
-def upload(page: Any, path: Path, kind: str, secret: str) -> dict[str, str]:
+def upload(page: Any, path: Path, kind: str, secret: str, profile: str | None = None) -> dict[str, str]:
     page.select_option("#kind", kind)
     page.fill("#credential", secret)
+    if profile is not None:
+        page.locator("#credential").dispatch_event("change")  # what leaving the field does: list the profiles
+        page.wait_for_selector(f"#profile option[value={profile}]", state="attached", timeout=10_000)
+        page.select_option("#profile", profile)
     page.set_input_files("#file", str(path))
     page.click("#upload")
     page.wait_for_selector("#result:is([data-status=accepted],[data-status=quarantined],[data-status=error],"
@@ -140,6 +150,35 @@ def test_uploads_from_the_page_end_accepted_and_quarantined(stack: DevStack, pag
     stored = page.evaluate("() => JSON.stringify({...localStorage}) + JSON.stringify({...sessionStorage}) + "
                            "document.cookie")
     assert stack.api_key not in stored and stack.token not in stored  # ...and nowhere else
+
+
+def test_the_page_offers_the_callers_profiles_and_checks_the_file_before_any_grant(
+        stack: DevStack, page: Any, tmp_path: Path) -> None:
+    grants: list[str] = []
+    page.on("request", lambda r: grants.append(r.url) if r.method == "POST" and "/api/uploads" in r.url else None)
+    page.goto(f"{stack.url}/api/ui")
+    page.fill("#credential", stack.token)
+    page.locator("#credential").dispatch_event("change")
+    page.wait_for_selector("#profile option[value=tiny]", state="attached", timeout=10_000)
+    offered = page.eval_on_selector_all("#profile option", "options => options.map(o => o.value)")
+    assert offered == ["images", "documents", "tiny"]  # archives and large need roles the dev token lacks
+    assert page.input_value("#profile") == "images"  # the default
+    assert "image/png (.png)" in page.inner_text("#profile-hint")
+    assert ".png" in (page.get_attribute("#file", "accept") or "")
+
+    big = tmp_path / "big.png"
+    big.write_bytes(png() + bytes(100))
+    too_big = upload(page, big, "bearer", stack.token, profile="tiny")
+    assert too_big["status"] == "error" and too_big["text"].endswith("[size_exceeds_profile]"), too_big
+    text = tmp_path / "notes.txt"
+    text.write_text("plain words")
+    wrong_type = upload(page, text, "bearer", stack.token, profile="images")
+    assert wrong_type["status"] == "error" and wrong_type["text"].endswith("[content_type_not_allowed]"), wrong_type
+    assert grants == []  # both refused in the page: no grant was asked for
+
+    accepted = upload(page, text, "apikey", stack.api_key, profile="documents")  # the dev key: the same profiles
+    assert accepted["status"] == "accepted", accepted
+    assert len(grants) == 1 and page.locator("#steps li").first.inner_text().find("profile documents") > 0
 
 
 def test_the_page_reports_a_refused_grant(stack: DevStack, page: Any, tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ DOCUMENT = PROJECT_ROOT / "valet" / "openapi.json"
 SCHEMA = schemathesis.openapi.from_path(DOCUMENT)
 GOOD = {"filename": "photo.png", "contentType": "image/png", "size": 1234}
 BURST = 100
+FAILURES = 60
 
 
 def test_the_document_is_valid_openapi_3_1_with_both_security_schemes() -> None:
@@ -59,8 +60,15 @@ def test_the_document_names_every_http_function_of_the_app(monkeypatch: pytest.M
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    # Rate limit on (120/min), with a burst that the cases below stay within and the last test spends.
-    with valet_dev(tmp_path_factory.mktemp("contract"), extra_env={"VALET_RATE_LIMIT_BURST": str(BURST)}) as running:
+    # Rate limits on, with a burst that the cases below stay within and the last test spends.
+    # The read budget (status, profiles) and the per-address failure budget likewise; the last two tests
+    # spend them (every request here comes from 127.0.0.1, one address).
+    # Refills of one a minute: the budget tests then spend their bucket whatever the machine's speed (at
+    # 120/min a loaded machine refilled the bucket as fast as the test could spend it).
+    env = {"VALET_RATE_LIMIT_BURST": str(BURST), "VALET_STATUS_RATE_LIMIT_BURST": str(BURST),
+           "VALET_RATE_LIMIT_PER_MINUTE": "1", "VALET_STATUS_RATE_LIMIT_PER_MINUTE": "1",
+           "VALET_AUTH_FAILURES_BURST": str(FAILURES)}
+    with valet_dev(tmp_path_factory.mktemp("contract"), extra_env=env) as running:
         yield running
 
 
@@ -219,8 +227,36 @@ def test_other_methods_are_405_with_allow(stack: DevStack, method: str, path: st
     documented.validate_response(response)
 
 
+def test_profiles_lists_what_the_caller_may_use_and_needs_credentials(stack: DevStack) -> None:
+    for headers in (bearer(stack), {"X-API-Key": stack.api_key}):
+        listed = conforms("GET", "/api/profiles", requests.get(f"{stack.url}/api/profiles", headers=headers, timeout=10))
+        assert listed.status_code == 200 and listed.json()["default"] == "images"
+        assert [p["name"] for p in listed.json()["profiles"]] == ["images", "documents"]
+    refused = conforms("GET", "/api/profiles", requests.get(f"{stack.url}/api/profiles", timeout=10))
+    assert code(refused) == (401, "missing_credentials")
+    gated = grant(stack, {"filename": "a.zip", "contentType": "application/zip", "size": 10, "profile": "archives"})
+    assert code(gated) == (403, "insufficient_scope") and "Uploads.Archives" in gated.headers["www-authenticate"]
+
+
+def test_a_caller_over_its_status_budget_gets_429_with_retry_after(stack: DevStack) -> None:
+    # Spends the API key's read budget (its own bucket, apart from the grant budget the next test spends).
+    url = f"{stack.url}/api/uploads/01a2038f-b780-7e5c-84dd-1b52881fb558"
+    statuses = []
+    for _ in range(BURST + 20):
+        response = conforms("GET", "/api/uploads/{uploadId}", requests.get(url, headers={"X-API-Key": stack.api_key},
+                                                                          timeout=10))
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            assert code(response) == (429, "rate_limited") and int(response.headers["retry-after"]) >= 1
+            break
+    assert statuses[-1] == 429 and set(statuses[:-1]) == {404}, statuses
+    profiles = conforms("GET", "/api/profiles", requests.get(f"{stack.url}/api/profiles",
+                                                             headers={"X-API-Key": stack.api_key}, timeout=10))
+    assert code(profiles) == (429, "rate_limited")  # the same read budget
+
+
 def test_a_caller_over_its_rate_limit_gets_429_with_retry_after(stack: DevStack) -> None:
-    # Last on purpose: it spends the API key's burst. The limit covers grants, not status reads.
+    # Near the end on purpose: it spends the API key's burst. The limit covers grants, not status reads.
     statuses = []
     for _ in range(BURST + 20):
         response = grant(stack, GOOD, headers={"X-API-Key": stack.api_key})
@@ -230,3 +266,22 @@ def test_a_caller_over_its_rate_limit_gets_429_with_retry_after(stack: DevStack)
             assert int(response.headers["retry-after"]) >= 1
             break
     assert statuses[-1] == 429 and set(statuses[:-1]) == {201}, statuses
+
+
+def test_an_address_with_too_many_failures_gets_429_on_every_route(stack: DevStack) -> None:
+    # Last on purpose: it spends 127.0.0.1's failure budget, so every caller from here waits.
+    forged = {"X-API-Key": "valet_" + "A" * 12 + "_" + "B" * 43 + "_" + "C" * 6}
+    statuses = []
+    for _ in range(FAILURES + 5):
+        response = grant(stack, GOOD, headers={"Authorization": "Bearer not.a.jwt"})
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            break
+    assert statuses[-1] == 429 and set(statuses[:-1]) == {401}, statuses
+    assert code(response) == (429, "too_many_failures") and int(response.headers["retry-after"]) >= 1
+    for method, path, url in (("GET", "/api/uploads/{uploadId}", "/api/uploads/01a2038f-b780-7e5c-84dd-1b52881fb558"),
+                              ("GET", "/api/profiles", "/api/profiles")):
+        response = conforms(method, path, requests.get(f"{stack.url}{url}", headers=forged, timeout=10))
+        assert code(response) == (429, "too_many_failures")
+    behind = grant(stack, GOOD)  # a valid caller behind the same address waits too
+    assert code(behind) == (429, "too_many_failures")

@@ -1,7 +1,7 @@
 """Property-based fuzzing of the running app against its own OpenAPI document (schemathesis).
 
-``valet dev`` runs as a subprocess on free ports (rate limit off, so throttling does not hide what the
-handlers do); schemathesis loads ``/api/openapi.json`` from it and, for every operation, sends the
+``valet dev`` runs as a subprocess on free ports (rate limits and failure budgets off, so throttling does
+not hide what the handlers do; test_api_contract.py checks the 429s); schemathesis loads ``/api/openapi.json`` from it and, for every operation, sends the
 document's examples, its boundary cases (coverage phase: missing and extra fields, wrong types, longest
 and shortest strings, huge numbers, other methods) and random valid and invalid requests (fuzzing phase,
 positive and negative data), authenticated with the dev token and, in a second round, the dev API key.
@@ -87,7 +87,9 @@ CREDENTIALS: dict[str, str] = {}  # the running stack's dev token, API key and U
 
 @pytest.fixture(scope="module")
 def fuzz_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    with valet_dev(tmp_path_factory.mktemp("fuzz"), extra_env={"VALET_RATE_LIMIT_PER_MINUTE": "0"}) as stack:
+    limits_off = {"VALET_RATE_LIMIT_PER_MINUTE": "0", "VALET_STATUS_RATE_LIMIT_PER_MINUTE": "0",
+                  "VALET_AUTH_FAILURES_PER_MINUTE": "0", "VALET_AUTH_GLOBAL_FAILURES_PER_MINUTE": "0"}
+    with valet_dev(tmp_path_factory.mktemp("fuzz"), extra_env=limits_off) as stack:
         CREDENTIALS.update(url=stack.url, token=stack.token, api_key=stack.api_key)
         yield stack
         CREDENTIALS.clear()

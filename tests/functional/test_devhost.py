@@ -81,7 +81,30 @@ def test_unknown_routes_methods_and_functions(host: FunctionHost) -> None:
     assert requests.delete(f"{host.url}/api/uploads", timeout=10).status_code == 405
     assert requests.post(f"{host.url}/admin/functions/nope", json={"input": ""}, timeout=10).status_code == 404
     assert requests.post(f"{host.url}/admin/functions/sweep_tombstones", data=b"{not json",
-                         timeout=10).status_code == 400
+                         headers={"Content-Type": "application/json"}, timeout=10).status_code == 400
+
+
+@pytest.mark.parametrize(("headers", "status", "code"), [
+    ({"Content-Type": "text/plain"}, 415, "unsupported_request_type"),  # what a cross-site form or fetch can send
+    ({}, 415, "unsupported_request_type"),
+    ({"Content-Type": "application/x-www-form-urlencoded"}, 415, "unsupported_request_type"),
+    ({"Content-Type": "application/json", "Origin": "https://evil.example"}, 403, "origin_not_allowed"),
+    ({"Content-Type": "application/json", "Origin": "null"}, 403, "origin_not_allowed"),
+    ({"Content-Type": "application/json", "Origin": "http://127.0.0.1:1"}, 403, "origin_not_allowed"),
+    ({"Content-Type": "text/plain", "Origin": "https://evil.example"}, 403, "origin_not_allowed"),
+])
+def test_the_admin_endpoint_refuses_cross_site_requests(host: FunctionHost, headers: dict[str, str], status: int,
+                                                        code: str) -> None:
+    calls: list[str] = []
+    kind, user = host.others["sweep_tombstones"]
+    host.others["sweep_tombstones"] = (kind, lambda timer: calls.append("ran"))
+    response = requests.post(f"{host.url}/admin/functions/sweep_tombstones", data=b'{"input": ""}', headers=headers,
+                             timeout=10)
+    assert (response.status_code, response.json()["code"]) == (status, code)
+    assert calls == []  # the function never ran
+    allowed = requests.post(f"{host.url}/admin/functions/sweep_tombstones", data=b'{"input": ""}', timeout=10,
+                            headers={"Content-Type": "application/json; charset=utf-8", "Origin": host.url})
+    assert allowed.status_code == 202 and calls == ["ran"]
 
 
 def test_the_host_refuses_non_loopback_addresses(monkeypatch: pytest.MonkeyPatch, valet_env: dict[str, str]) -> None:
@@ -94,3 +117,14 @@ def test_timer_functions_are_listed_with_their_schedules(host: FunctionHost) -> 
 
     assert host.schedules == {"sweep_tombstones": "0 */5 * * * *"}
     Schedule(host.schedules["sweep_tombstones"])  # the runner can schedule it locally
+
+
+def test_failed_authentication_floods_are_throttled_per_peer_whatever_x_forwarded_for_says(
+        host: FunctionHost) -> None:
+    statuses = []
+    for n in range(40):  # a spoofed X-Forwarded-For must not buy a fresh budget: the host records the peer
+        response = requests.get(f"{host.url}/api/uploads/01a2038f-b780-7e5c-84dd-1b52881fb558", timeout=10,
+                                headers={"Authorization": "Bearer a.b.c", "X-Forwarded-For": f"198.51.100.{n}"})
+        statuses.append(response.status_code)
+    assert statuses[:20] == [401] * 20 and set(statuses[20:]) == {429}  # VALET_AUTH_FAILURES_BURST, default 20
+    assert response.json()["code"] == "too_many_failures" and int(response.headers["Retry-After"]) >= 1

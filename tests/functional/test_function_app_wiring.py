@@ -22,14 +22,16 @@ def bindings_of(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, list[d
 def test_every_function_and_binding(monkeypatch: pytest.MonkeyPatch) -> None:
     functions = bindings_of(monkeypatch, VALET_TRIGGER_SOURCE="EventGrid", VALET_UPLOADS_CONTAINER="incoming",
                             VALET_TRIGGER_CONNECTION="Uploads")
-    assert set(functions) == {"create_upload", "upload_status", "upload_page", "health", "openapi", "validate_upload",
-                              "malware_scan_result", "sweep_tombstones"}
+    assert set(functions) == {"create_upload", "upload_status", "list_profiles", "upload_page", "health", "openapi",
+                              "validate_upload", "malware_scan_result", "sweep_tombstones"}
     [blob] = [b for b in functions["validate_upload"] if b["type"] == "blobTrigger"]
     assert (blob["path"], blob["source"], blob["connection"]) == ("incoming/{name}", "EventGrid", "Uploads")
     [route] = [b for b in functions["upload_status"] if b["type"] == "httpTrigger"]
     assert route["route"] == "uploads/{uploadId}" and [str(m.value) for m in route["methods"]] == ["GET", "OPTIONS"]
     [grant] = [b for b in functions["create_upload"] if b["type"] == "httpTrigger"]
     assert grant["route"] == "uploads" and [str(m.value) for m in grant["methods"]] == ["POST", "OPTIONS"]
+    [profiles] = [b for b in functions["list_profiles"] if b["type"] == "httpTrigger"]
+    assert profiles["route"] == "profiles" and [str(m.value) for m in profiles["methods"]] == ["GET", "OPTIONS"]
     [page] = [b for b in functions["upload_page"] if b["type"] == "httpTrigger"]
     assert page["route"] == "ui/{asset?}" and [str(m.value) for m in page["methods"]] == ["GET"]
     assert functions["malware_scan_result"][0]["type"] == "eventGridTrigger"

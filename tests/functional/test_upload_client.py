@@ -77,13 +77,21 @@ def test_sha256_is_declared_and_checked(stack: FunctionHost, issuer: DevIssuer, 
 def test_blocks_fall_back_to_put_blob_where_create_only_blocks_are_refused(
         stack: FunctionHost, issuer: DevIssuer, storage_endpoint: StorageEndpoint, tmp_path: Path) -> None:
     big = write(tmp_path, "big.bin", png() + os.urandom(40 * 1024 * 1024))
-    client = ValetClient(stack.url, token=issuer.mint("big"), storage_verify=storage_endpoint.ca_bundle or True)
+    client = ValetClient(stack.url, token=issuer.mint("big", roles=("Uploads.Write", "Uploads.Large")), storage_verify=storage_endpoint.ca_bundle or True)
     seen: list[int] = []
     result = client.upload(big, content_type="application/octet-stream", profile="large",
                            progress=lambda sent, total: seen.append(sent))
     assert result.mode == "single"  # Azurite 3.37 refuses Put Block with sp=c; Azure allows it
     assert seen[-1] == big.stat().st_size
     assert result.status in ("accepted", "quarantined")
+
+
+def test_no_wait_exits_0_after_a_successful_upload_and_says_pending(
+        stack: FunctionHost, issuer: DevIssuer, storage_endpoint: StorageEndpoint, tmp_path: Path) -> None:
+    code, out = run([str(write(tmp_path, "later.png", png())), "--no-wait", "--quiet"],
+                    cli_env(stack, issuer, storage_endpoint))
+    assert code == EXIT_ACCEPTED, out
+    assert out.startswith("later.png: pending  upload "), out
 
 
 def test_bad_token_is_an_auth_failure(stack: FunctionHost, tmp_path: Path) -> None:

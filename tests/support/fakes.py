@@ -9,7 +9,7 @@ ALICE = Caller(
     issuer="https://login.microsoftonline.com/11111111-1111-1111-1111-111111111111/v2.0",
     subject="aaaaaaaa-0000-0000-0000-000000000001",
     tenant="11111111-1111-1111-1111-111111111111",
-    roles=frozenset({"Uploads.Write"}),
+    roles=frozenset({"Uploads.Write", "Uploads.Archives", "Uploads.Large"}),  # every built-in profile
 )
 
 
@@ -23,4 +23,7 @@ class FixedCaller:
         return self.caller
 
     def admit(self, request: object) -> Caller:
+        return self.caller
+
+    def admit_read(self, request: object) -> Caller:
         return self.caller

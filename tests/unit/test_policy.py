@@ -93,3 +93,46 @@ def test_content_type_is_normalized(raw: str, expected: str) -> None:
 def test_malformed_content_types_are_rejected(raw: str) -> None:
     with pytest.raises(BadRequest):
         normalize_content_type(raw)
+
+
+def gated() -> Policy:
+    doc = {"default": "images", "profiles": {
+        "images": {"maxBytes": 1000, "types": {"image/png": ["png"]}},
+        "big": {"maxBytes": 10**9, "types": {"application/zip": ["zip"]}, "requiredRoles": ["Uploads.Large", "Zip"]},
+    }}
+    return Policy.from_document(doc, setting="TEST")
+
+
+def test_a_profile_with_required_roles_needs_every_one_of_them() -> None:
+    from valet.errors import Forbidden
+
+    assert gated().profile_for("big", frozenset({"Uploads.Write", "Uploads.Large", "Zip"})).name == "big"
+    with pytest.raises(Forbidden) as info:
+        gated().profile_for("big", frozenset({"Uploads.Write", "Uploads.Large"}))
+    assert info.value.code == "insufficient_scope" and info.value.status == 403
+    assert 'scope="Uploads.Large Zip"' in info.value.headers["WWW-Authenticate"]
+    assert gated().profile_for(None, frozenset()).name == "images"  # no requiredRoles: open to every caller
+
+
+def test_usable_lists_only_the_profiles_a_caller_may_use() -> None:
+    assert [p["name"] for p in gated().usable(frozenset({"Uploads.Write"}))["profiles"]] == ["images"]
+    listed = gated().usable(frozenset({"Uploads.Large", "Zip"}))
+    assert listed["default"] == "images"
+    assert listed["profiles"][1] == {"name": "big", "maxBytes": 10**9, "types": {"application/zip": ["zip"]},
+                                     "allowEmpty": False, "requireSha256": False}
+    doc = {"default": "big", "profiles": {"big": {"maxBytes": 5, "types": {"a/b": ["b"]}, "requiredRoles": ["X"]}}}
+    assert Policy.from_document(doc, setting="T").usable(frozenset()) == {"default": None, "profiles": []}
+
+
+def test_the_built_in_large_and_archives_profiles_require_a_role() -> None:
+    builtin = Policy.builtin()
+    assert builtin.profiles["large"].required_roles == {"Uploads.Large"}
+    assert builtin.profiles["archives"].required_roles == {"Uploads.Archives"}
+    assert builtin.profiles["images"].required_roles == builtin.profiles["documents"].required_roles == frozenset()
+
+
+@pytest.mark.parametrize("roles", ["Uploads.Large", [""], ["a b"], ['a"b'], [1], ["x" * 257]])
+def test_required_roles_must_be_a_list_of_names(roles: object) -> None:
+    doc = {"profiles": {"p": {"maxBytes": 5, "types": {"a/b": ["b"]}, "requiredRoles": roles}}}
+    with pytest.raises(ConfigurationError, match="requiredRoles"):
+        Policy.from_document(doc, setting="T")

@@ -2,7 +2,7 @@
 
 from .authenticator import Authenticator
 from .keystore import BlobKeyStore, CachedKeyLookup, InMemoryKeyStore, KeyRecord, KeyStore
-from .ratelimit import RateLimiter
+from .ratelimit import FailureThrottle, RateLimiter
 from .settings import AuthSettings, IssuerConfig
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "Authenticator",
     "BlobKeyStore",
     "CachedKeyLookup",
+    "FailureThrottle",
     "InMemoryKeyStore",
     "IssuerConfig",
     "KeyRecord",

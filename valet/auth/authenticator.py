@@ -4,6 +4,10 @@
 ``Authorization: Bearer``; neither is a 401 ``missing_credentials``. Every 401 carries a
 ``WWW-Authenticate`` challenge; a valid caller without the required roles/scopes gets a 403
 ``insufficient_scope``. Logs name caller ids, key ids and issuers only.
+
+Before any of that, the client address's failure budget is checked (:class:`FailureThrottle`): an address
+that keeps failing gets ``429 too_many_failures`` without costing a lookup, and key-store reads for key
+ids that are not cached stay within a global budget.
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ from . import apikeys
 from .bearer import BearerValidator, KeysFactory
 from .challenge import insufficient_scope, unauthenticated
 from .keystore import CachedKeyLookup, KeyStore
-from .ratelimit import RateLimiter
+from .ratelimit import FailureThrottle, RateLimiter
 from .settings import AuthSettings
-from .transport import is_secure
+from .transport import client_address, is_secure
 
 log = logging.getLogger("valet.auth")
 
@@ -49,12 +53,27 @@ class Authenticator:
         self._clock = clock
         self._bearer = BearerValidator(settings, keys_factory)
         self._keys = (
-            CachedKeyLookup(keystore, settings.apikey_cache_seconds, monotonic=monotonic)
+            CachedKeyLookup(
+                keystore,
+                settings.apikey_cache_seconds,
+                negative_ttl=settings.apikey_negative_cache_seconds,
+                monotonic=monotonic,
+            )
             if keystore is not None
             else None
         )
         self._limiter = RateLimiter(
             settings.rate_limit_per_minute, settings.rate_limit_burst, monotonic=monotonic
+        )
+        self._read_limiter = RateLimiter(
+            settings.status_rate_limit_per_minute, settings.status_rate_limit_burst, monotonic=monotonic
+        )
+        self._failures = FailureThrottle(
+            settings.auth_failures_per_minute,
+            settings.auth_failures_burst,
+            settings.auth_global_failures_per_minute,
+            settings.auth_global_failures_burst,
+            monotonic=monotonic,
         )
 
     def admit(self, req: func.HttpRequest) -> Caller:
@@ -63,8 +82,26 @@ class Authenticator:
         self.throttle(caller)
         return caller
 
+    def admit_read(self, req: func.HttpRequest) -> Caller:
+        """Authenticate, authorize and rate-limit with the read budget (status, profiles): clients poll."""
+        caller = self.authenticate(req)
+        self.throttle(caller, self._read_limiter)
+        return caller
+
     def authenticate(self, req: func.HttpRequest) -> Caller:
-        """The authenticated caller holding the required roles/scopes (401/403/503 otherwise)."""
+        """The authenticated caller holding the required roles/scopes (401/403/429/503 otherwise)."""
+        address = client_address(req.headers, self._settings.trusted_proxies)
+        self._failures.check_address(address)  # 429, logged once below when the budget ran out
+        try:
+            caller = self._credentials(req)
+        except Unauthenticated:
+            if self._failures.failed(address):
+                log.warning("address over its failure budget: throttled until it refills address=%s", address)
+            raise
+        self.authorize(caller)
+        return caller
+
+    def _credentials(self, req: func.HttpRequest) -> Caller:
         headers = req.headers
         query_key = req.params.get(API_KEY_QUERY)
         header_key = headers.get(API_KEY_HEADER)
@@ -77,11 +114,8 @@ class Authenticator:
             )
         presented = header_key if header_key is not None else query_key
         if presented is not None:
-            caller = self._api_key(presented.strip(), req)
-        else:
-            caller = self._bearer_token(headers.get("authorization"))
-        self.authorize(caller)
-        return caller
+            return self._api_key(presented.strip(), req)
+        return self._bearer_token(headers.get("authorization"))
 
     def authorize(self, caller: Caller, required: Iterable[str] | None = None) -> None:
         """Every required role/scope must be held (``roles`` or ``scp``; a key's scopes)."""
@@ -91,10 +125,10 @@ class Authenticator:
             log.info("caller lacks required roles caller=%s", caller.id)
             raise insufficient_scope("The caller lacks a required role or scope", needed)
 
-    def throttle(self, caller: Caller) -> None:
-        """Per-caller, per-instance rate limit (429 with ``Retry-After``)."""
+    def throttle(self, caller: Caller, limiter: RateLimiter | None = None) -> None:
+        """Per-caller, per-instance rate limit (429 with ``Retry-After``); the grant budget by default."""
         try:
-            self._limiter.check(caller.id)
+            (self._limiter if limiter is None else limiter).check(caller.id)
         except TooManyRequests:
             log.info("rate limited caller=%s", caller.id)
             raise
@@ -131,8 +165,18 @@ class Authenticator:
         except apikeys.MalformedKey as exc:
             log.info("apikey rejected: malformed (%s)", exc.args[0] if exc.args else "shape")
             raise _apikey_error("The API key is malformed", "invalid_api_key") from None
-        record = self._keys.get(parsed.kid)
-        if record is None or not apikeys.matches(pepper, parsed, record.secret_hash):
+        known, record = self._keys.cached(parsed.kid)
+        if not known:
+            self._failures.take_lookup()  # 429 before the read when failed reads are over budget
+            try:
+                record = self._keys.get(parsed.kid)
+            except Exception:
+                self._failures.return_lookup()  # the store failed, not the key
+                raise
+        valid = record is not None and apikeys.matches(pepper, parsed, record.secret_hash)
+        if valid and not known:
+            self._failures.return_lookup()
+        if record is None or not valid:
             log.info("apikey rejected: unknown key or wrong secret key_id=%s", parsed.kid)
             raise _apikey_error("The API key is not valid", "invalid_api_key")
         state = record.state(self._clock())

@@ -24,6 +24,7 @@ from valet.caller import Caller
 from valet.errors import ServiceUnavailable, Unauthenticated
 
 from .challenge import unauthenticated
+from .compact import is_compact_jws
 from .jwks import IssuerKeys, KeysUnavailable, UnknownKey
 from .settings import GUID, TENANT_PLACEHOLDER, AuthSettings, IssuerConfig
 from .tokencache import VerifiedTokenCache
@@ -93,7 +94,7 @@ class BearerValidator:
                 self._exact[config.issuer] = _Trusted(config, None, factory(config))
 
     def validate(self, token: str) -> Caller:
-        if len(token) > MAX_TOKEN_LENGTH or not _TOKEN.fullmatch(token):
+        if len(token) > MAX_TOKEN_LENGTH or not is_compact_jws(token):  # one spelling per token
             raise _invalid("The bearer token is not a well-formed JWT")
         key = VerifiedTokenCache.key(token)
         cached = self._verified.get(key)

@@ -255,35 +255,100 @@ def _unavailable() -> ServiceUnavailable:
     return ServiceUnavailable("The API key store cannot be reached; retry later", code="keystore_unavailable")
 
 
+class _Flight:
+    """One key-store read that concurrent lookups of the same key id wait for."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.record: KeyRecord | None = None
+        self.error: BaseException | None = None
+
+
 class CachedKeyLookup:
-    """``get`` through a TTL cache (misses cached too, so unknown-key floods cost one lookup per TTL)."""
+    """``get`` through two caches and a single-flight read.
+
+    * Found records are cached for ``ttl`` seconds (``VALET_APIKEY_CACHE_SECONDS``), at most
+      ``max_entries`` of them: a revocation or expiry change takes effect within ``ttl``.
+    * Unknown key ids are remembered apart, for ``negative_ttl`` seconds (brief, so a new key works
+      soon), at most ``max_negative`` of them: a flood of forged key ids costs one read per id and
+      cannot push real records out of the first cache.
+    * Concurrent lookups of one key id share one read (``single flight``); a failed read is not cached.
+    """
 
     def __init__(
         self,
         store: KeyStore,
         ttl: float,
         *,
+        negative_ttl: float | None = None,
         max_entries: int = 10_000,
+        max_negative: int = 10_000,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._ttl = ttl
+        self._negative_ttl = ttl if negative_ttl is None else min(ttl, negative_ttl)
         self._max = max_entries
+        self._max_negative = max_negative
         self._now = monotonic
         self._lock = threading.Lock()
-        self._cache: OrderedDict[str, tuple[float, KeyRecord | None]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[float, KeyRecord]] = OrderedDict()
+        self._negative: OrderedDict[str, float] = OrderedDict()
+        self._flights: dict[str, _Flight] = {}
+
+    def cached(self, key_id: str) -> tuple[bool, KeyRecord | None]:
+        """``(True, record or None)`` when the answer is cached (no read needed), else ``(False, None)``."""
+        now = self._now()
+        with self._lock:
+            return self._cached(key_id, now)
+
+    def _cached(self, key_id: str, now: float) -> tuple[bool, KeyRecord | None]:
+        hit = self._cache.get(key_id)
+        if hit is not None and now - hit[0] < self._ttl:
+            return True, hit[1]
+        missed = self._negative.get(key_id)
+        if missed is not None and now - missed < self._negative_ttl:
+            return True, None
+        return False, None
 
     def get(self, key_id: str) -> KeyRecord | None:
         now = self._now()
         with self._lock:
-            hit = self._cache.get(key_id)
-            if hit is not None and now - hit[0] < self._ttl:
-                return hit[1]
-        record = self._store.get(key_id)
-        if self._ttl > 0:
+            known, record = self._cached(key_id, now)
+            if known:
+                return record
+            flight = self._flights.get(key_id)
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[key_id] = _Flight()
+        if not leader:
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            return flight.record
+        try:
+            flight.record = self._store.get(key_id)
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
             with self._lock:
-                self._cache[key_id] = (now, record)
-                self._cache.move_to_end(key_id)
-                while len(self._cache) > self._max:
-                    self._cache.popitem(last=False)
-        return record
+                del self._flights[key_id]
+                if flight.error is None:
+                    self._remember(key_id, flight.record, now)
+            flight.done.set()
+        return flight.record
+
+    def _remember(self, key_id: str, record: KeyRecord | None, now: float) -> None:
+        if record is not None and self._ttl > 0:
+            self._negative.pop(key_id, None)
+            self._cache[key_id] = (now, record)
+            self._cache.move_to_end(key_id)
+            while len(self._cache) > self._max:
+                self._cache.popitem(last=False)
+        elif record is None and self._negative_ttl > 0:
+            self._cache.pop(key_id, None)
+            self._negative[key_id] = now
+            self._negative.move_to_end(key_id)
+            while len(self._negative) > self._max_negative:
+                self._negative.popitem(last=False)

@@ -28,6 +28,19 @@ Setting                             Default          Meaning
                                                      honoured (see :mod:`valet.auth.transport`).
 ``VALET_RATE_LIMIT_PER_MINUTE``     ``120``          Sustained requests per caller per instance (0 disables).
 ``VALET_RATE_LIMIT_BURST``          ``20``           Bucket size: requests a caller may send at once.
+``VALET_STATUS_RATE_LIMIT_PER_MINUTE`` ``600``       Status reads and profile lists per caller per instance
+                                                     (its own bucket; clients poll). 0 disables.
+``VALET_STATUS_RATE_LIMIT_BURST``   ``60``           Bucket size of the status budget.
+``VALET_AUTH_FAILURES_PER_MINUTE``  ``30``           Failed authentications (401) per client address per
+                                                     instance; beyond the burst: 429 before any check or
+                                                     lookup (see :class:`valet.auth.ratelimit.FailureThrottle`).
+                                                     0 disables.
+``VALET_AUTH_FAILURES_BURST``       ``20``           Failures an address may have at once.
+``VALET_AUTH_GLOBAL_FAILURES_PER_MINUTE`` ``600``    Key-store reads for uncached key ids that may fail, all
+                                                     addresses together, per instance. 0 disables.
+``VALET_AUTH_GLOBAL_FAILURES_BURST`` ``100``         Bucket size of that global ceiling.
+``VALET_APIKEY_NEGATIVE_CACHE_SECONDS`` ``10``       Unknown key ids are remembered this long (0-600, never
+                                                     longer than ``VALET_APIKEY_CACHE_SECONDS``; 0 off).
 =================================== ================ ===========================================================
 """
 
@@ -61,6 +74,13 @@ ALLOW_INSECURE_HTTP = "VALET_ALLOW_INSECURE_HTTP"
 TRUSTED_PROXIES = "VALET_TRUSTED_PROXIES"
 RATE_LIMIT_PER_MINUTE = "VALET_RATE_LIMIT_PER_MINUTE"
 RATE_LIMIT_BURST = "VALET_RATE_LIMIT_BURST"
+STATUS_RATE_LIMIT_PER_MINUTE = "VALET_STATUS_RATE_LIMIT_PER_MINUTE"
+STATUS_RATE_LIMIT_BURST = "VALET_STATUS_RATE_LIMIT_BURST"
+AUTH_FAILURES_PER_MINUTE = "VALET_AUTH_FAILURES_PER_MINUTE"
+AUTH_FAILURES_BURST = "VALET_AUTH_FAILURES_BURST"
+AUTH_GLOBAL_FAILURES_PER_MINUTE = "VALET_AUTH_GLOBAL_FAILURES_PER_MINUTE"
+AUTH_GLOBAL_FAILURES_BURST = "VALET_AUTH_GLOBAL_FAILURES_BURST"
+APIKEY_NEGATIVE_CACHE_SECONDS = "VALET_APIKEY_NEGATIVE_CACHE_SECONDS"
 
 TENANT_PLACEHOLDER = "{tenantid}"
 ALLOWED_ALGORITHMS = frozenset(
@@ -114,6 +134,13 @@ class AuthSettings:
     trusted_proxies: tuple[ProxyNetwork, ...] = ()
     rate_limit_per_minute: int = 120
     rate_limit_burst: int = 20
+    status_rate_limit_per_minute: int = 600
+    status_rate_limit_burst: int = 60
+    auth_failures_per_minute: int = 30
+    auth_failures_burst: int = 20
+    auth_global_failures_per_minute: int = 600
+    auth_global_failures_burst: int = 100
+    apikey_negative_cache_seconds: float = 10.0
 
     @property
     def apikeys_enabled(self) -> bool:
@@ -141,6 +168,21 @@ class AuthSettings:
                 _number(environ, RATE_LIMIT_PER_MINUTE, 120, 0, 1_000_000, integer=True)
             ),
             rate_limit_burst=int(_number(environ, RATE_LIMIT_BURST, 20, 1, 100_000, integer=True)),
+            status_rate_limit_per_minute=int(
+                _number(environ, STATUS_RATE_LIMIT_PER_MINUTE, 600, 0, 1_000_000, integer=True)
+            ),
+            status_rate_limit_burst=int(_number(environ, STATUS_RATE_LIMIT_BURST, 60, 1, 100_000, integer=True)),
+            auth_failures_per_minute=int(
+                _number(environ, AUTH_FAILURES_PER_MINUTE, 30, 0, 1_000_000, integer=True)
+            ),
+            auth_failures_burst=int(_number(environ, AUTH_FAILURES_BURST, 20, 1, 100_000, integer=True)),
+            auth_global_failures_per_minute=int(
+                _number(environ, AUTH_GLOBAL_FAILURES_PER_MINUTE, 600, 0, 1_000_000, integer=True)
+            ),
+            auth_global_failures_burst=int(
+                _number(environ, AUTH_GLOBAL_FAILURES_BURST, 100, 1, 100_000, integer=True)
+            ),
+            apikey_negative_cache_seconds=_number(environ, APIKEY_NEGATIVE_CACHE_SECONDS, 10, 0, 600),
         )
 
 

@@ -49,3 +49,29 @@ def is_secure(url: str, headers: Mapping[str, str], trusted_proxies: Sequence[Pr
     if proto and peer is not None and any(peer in net for net in trusted_proxies):
         return proto.split(",")[-1].strip().lower() == "https"
     return urlsplit(url).scheme.lower() == "https"
+
+
+def client_address(headers: Mapping[str, str], trusted_proxies: Sequence[ProxyNetwork]) -> str:
+    """The address a request came from, for per-address budgets (never for authorization).
+
+    ``X-Forwarded-For`` is read from the right: the right-most entry is the immediate peer (as above);
+    while that hop is in ``VALET_TRUSTED_PROXIES``, the entry to its left is what it saw, and so on. The
+    first untrusted hop is the client (a client can put anything to the left of it, so nothing further
+    left counts). Without ``X-Forwarded-For``, ``CLIENT-IP``; with neither, ``"unknown"`` (one shared
+    budget). IPv6 clients count per /64, the block one subscriber usually holds.
+    """
+    forwarded = headers.get("x-forwarded-for")
+    hops = [_parse_ip(part) for part in forwarded.split(",")] if forwarded else []
+    if not hops:
+        client_ip = headers.get("client-ip")
+        hops = [_parse_ip(client_ip)] if client_ip else []
+    chosen: IPAddress | None = None
+    for hop in reversed(hops):
+        chosen = hop
+        if hop is None or not any(hop in net for net in trusted_proxies):
+            break
+    if chosen is None:
+        return "unknown"
+    if isinstance(chosen, ipaddress.IPv6Address) and chosen.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network((chosen, 64), strict=False))
+    return str(chosen.ipv4_mapped or chosen) if isinstance(chosen, ipaddress.IPv6Address) else str(chosen)

@@ -1,6 +1,8 @@
 // valet-upload.js: the browser side of a valet key upload, with no dependencies and no build step.
 //
 // Copy what you need into your web app. The three steps, each usable on its own:
+//   const { profiles } = await listProfiles(apiBase, auth);         // fetch: GET /api/profiles (optional)
+//   checkFile(profiles[0], file);                                   // size and type, before any grant
 //   const grant = await requestGrant(apiBase, auth, file);          // fetch: POST /api/uploads
 //   await putToStorage(grant, file, (sent, total) => ...);          // XMLHttpRequest: PUT straight to storage
 //   const status = await waitForDecision(grant.statusUrl, auth);    // fetch: GET /api/uploads/{id} until decided
@@ -37,6 +39,28 @@ async function callApi(url, init) {
       response.status);
   }
   return { body, response };
+}
+
+/** The upload profiles this caller may use: {default, profiles: [{name, maxBytes, types, allowEmpty, ...}]}. */
+export async function listProfiles(apiBase, auth) {
+  const { body } = await callApi(new URL("profiles", apiBase), { headers: authHeaders(auth) });
+  return body;
+}
+
+/** Refuse, as the grant API would, a file that `profile` does not take (type, size, empty). */
+export function checkFile(profile, file) {
+  const type = (file.type || "application/octet-stream").toLowerCase();
+  if (!Object.hasOwn(profile.types, type)) {
+    throw new ValetError(`Profile '${profile.name}' does not accept '${type}'. Accepted types: ` +
+      `${Object.keys(profile.types).sort().join(", ")}.`, "content_type_not_allowed", 415);
+  }
+  if (file.size > profile.maxBytes) {
+    throw new ValetError(`${file.name} is ${file.size} bytes; the '${profile.name}' profile takes at most ` +
+      `${profile.maxBytes} bytes.`, "size_exceeds_profile", 413);
+  }
+  if (file.size === 0 && !profile.allowEmpty) {
+    throw new ValetError(`Profile '${profile.name}' does not accept empty files.`, "empty_not_allowed", 400);
+  }
 }
 
 /** Ask the app for a valet key for `file`. Resolves to the grant: {uploadUrl, method, headers, statusUrl, ...}. */
@@ -92,27 +116,75 @@ export async function waitForDecision(statusUrl, auth, { timeoutMs = 300_000, on
 
 // ---- The page served at /api/ui (only runs when that page's form is present) ----------------------------
 
+function mebibytes(bytes) {
+  return bytes >= 1024 * 1024 ? `${(bytes / (1024 * 1024)).toFixed(bytes % (1024 * 1024) ? 1 : 0)} MiB` : `${bytes} bytes`;
+}
+
 function wirePage(form) {
   const $ = (id) => document.getElementById(id);
   const result = $("result");
   const progress = $("progress");
   const steps = $("steps");
+  const choice = $("profile");
   $("api").value = new URL("/api/", location.href).href;
 
   const show = (status, text) => { result.dataset.status = status; result.textContent = text; };
   const step = (text) => { const li = document.createElement("li"); li.textContent = text; steps.append(li); };
+  const currentAuth = () => ({ kind: $("kind").value, secret: $("credential").value.trim() });
+
+  // The profiles this credential may use, fetched once per credential and offered in the select.
+  let listing = { key: null, promise: null, profiles: [] };
+  const chosen = () => listing.profiles.find((p) => p.name === choice.value);
+  const describe = () => {
+    const profile = chosen();
+    $("profile-hint").textContent = profile ? `Up to ${mebibytes(profile.maxBytes)}: ` +
+      Object.entries(profile.types).map(([type, exts]) => `${type} (.${exts.join(", .")})`).join("; ") : "";
+    $("file").accept = profile ? Object.entries(profile.types)
+      .flatMap(([type, exts]) => [type, ...exts.map((e) => `.${e}`)]).join(",") : "";
+  };
+  const ensureProfiles = (auth) => {
+    const key = `${auth.kind} ${auth.secret}`;
+    if (listing.key === key && listing.promise) return listing.promise;
+    const promise = listProfiles($("api").value, auth).then((doc) => {
+      if (listing.promise !== promise) return doc;  // the credential changed meanwhile
+      const keep = choice.value;
+      listing.profiles = doc.profiles;
+      choice.replaceChildren(...doc.profiles.map((p) => new Option(`${p.name} (up to ${mebibytes(p.maxBytes)})`, p.name)));
+      const names = doc.profiles.map((p) => p.name);
+      choice.value = names.includes(keep) ? keep : (doc.default ?? names[0] ?? "");
+      describe();
+      return doc;
+    }, (error) => {
+      if (listing.promise === promise) listing = { key: null, promise: null, profiles: [] };
+      throw error;
+    });
+    listing = { key, promise, profiles: listing.profiles };
+    return promise;
+  };
+  const refresh = () => {
+    const auth = currentAuth();
+    if (auth.secret) ensureProfiles(auth).catch((error) => show("error", `${error.message} [${error.code}]`));
+  };
+  $("credential").addEventListener("change", refresh);
+  $("kind").addEventListener("change", refresh);
+  choice.addEventListener("change", describe);
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const file = $("file").files[0];
-    const auth = { kind: $("kind").value, secret: $("credential").value.trim() };
+    const auth = currentAuth();
     if (!file || !auth.secret) { show("error", "Choose a file and paste a token or key first."); return; }
     $("upload").disabled = true;
     steps.replaceChildren();
     progress.value = 0;
     try {
+      show("checking", "Checking the file against the profile…");
+      await ensureProfiles(auth);
+      const profile = chosen();
+      if (!profile) throw new ValetError("This credential may use no upload profile.", "insufficient_scope", 403);
+      checkFile(profile, file);  // refused here, no grant is asked for
       show("granting", "Asking for an upload grant…");
-      const grant = await requestGrant($("api").value, auth, file, { profile: $("profile").value.trim() });
+      const grant = await requestGrant($("api").value, auth, file, { profile: profile.name });
       step(`Granted upload ${grant.uploadId} (profile ${grant.profile}, up to ${grant.maxBytes} bytes).`);
       show("uploading", "Uploading straight to storage…");
       await putToStorage(grant, file, (sent, total) => { progress.value = total ? (100 * sent) / total : 100; });

@@ -1,0 +1,23 @@
+"""The ``valet`` command itself."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_valet_dev_without_the_development_extra_says_what_to_install(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    import valet
+    from valet import cli
+
+    for name in ("dev", "devhost", "demo"):  # so each is imported afresh (from valet import dev reads both)
+        monkeypatch.delitem(sys.modules, f"valet.{name}", raising=False)
+        monkeypatch.delattr(valet, name, raising=False)
+    monkeypatch.setitem(sys.modules, "waitress", None)  # what importing an uninstalled package raises
+    for command in ("dev", "demo"):
+        assert cli.main([command]) == 2
+        err = capsys.readouterr().err
+        assert f"valet {command}: this command needs the development extra (missing module 'waitress')" in err
+        assert "pip install -e '.[dev]'" in err and "Traceback" not in err
