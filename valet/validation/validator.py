@@ -212,9 +212,11 @@ class Validator:
             if snapshots:
                 self._delete_snapshots(source)
             return decision
-        if winner is not None and winner.outcome is Outcome.QUARANTINED and created_accepted:
+        if winner is None or winner.outcome is decision.outcome:
+            return decision  # the same verdict: ours carries the full record
+        if winner.outcome is Outcome.QUARANTINED and created_accepted:
             self._discard_accepted(props.name)
-        return winner or decision
+        return winner
 
     # -- checks ----------------------------------------------------------------------------------------
 
