@@ -7,6 +7,7 @@ the name behind a ``#xx`` escape, was accepted."""
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from azure.storage.blob import BlobServiceClient
 
 from tests.integration.test_validation import Upload, assert_quarantined, upload
 from tests.support import samples
-from valet.validation.blobio import RangeReader
+from valet.runtime import Runtime
 from valet.validation.reasons import Outcome
 from valet.validation.structure import ImageLimits, check_structure
 
@@ -144,7 +145,49 @@ def test_image_checks_read_nothing_beyond_the_head(kind: str) -> None:
     """The structure check of an ordinary image is served from the 64 KiB head already read."""
     data = samples.image(kind, 640, 480) + bytes(200_000)  # trailing bytes that must never be fetched
     source = Counting(data)
-    report = check_structure(RangeReader(source, len(data), budget=1 << 20, head=data[:65536]), len(data),
-                             f"image/{kind.lower()}", ImageLimits())
+    report = check_structure(source, len(data), data[:65536], f"image/{kind.lower()}", ImageLimits())
     assert (report.requests, report.bytes_read, source.requests) == (0, 0, 0)
     assert report.detail.endswith("640x480")
+
+
+def many_pages(pages: int, *, link_script: bool = False) -> bytes:
+    """A pypdf-written PDF with a content stream per page; optionally one page's link runs JavaScript."""
+    import io
+    import os
+
+    from pypdf import PdfWriter
+    from pypdf.generic import ArrayObject, DecodedStreamObject, DictionaryObject, NameObject, TextStringObject
+
+    writer = PdfWriter()
+    for number in range(pages):
+        page = writer.add_blank_page(612, 792)
+        content = DecodedStreamObject()
+        content.set_data(os.urandom(4000))
+        page[NameObject("/Contents")] = writer._add_object(content)
+        if link_script and number == pages - 1:
+            action = DictionaryObject({NameObject("/S"): NameObject("/JavaScript"),
+                                       NameObject("/JS"): TextStringObject("app.alert(1)")})
+            link = DictionaryObject({NameObject("/Type"): NameObject("/Annot"), NameObject("/Subtype"): NameObject("/Link"),
+                                     NameObject("/Rect"): ArrayObject(), NameObject("/A"): writer._add_object(action)})
+            page[NameObject("/Annots")] = ArrayObject([writer._add_object(link)])
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_pdfs_larger_than_the_read_budget_are_walked_from_the_trailer(
+        grant: Callable[..., Upload], runtime: Runtime, valet_env: dict[str, str]) -> None:
+    """With a 64 KiB budget, a ~330 KiB PDF is not held: its catalog, pages and annotations are walked
+    in 1 KiB ranges, its content streams never read."""
+    from tests.integration.test_validation import PROFILES
+    from valet.settings import Settings
+    from valet.validation.service import Validation
+
+    small = Validation.from_settings(Settings.from_env({**valet_env, "VALET_PROFILES": json.dumps(PROFILES),
+                                                        "VALET_STRUCTURE_READ_BYTES": "65536"}),
+                                     runtime.blob_service)
+    for data, outcome in ((many_pages(80), Outcome.ACCEPTED), (many_pages(80, link_script=True), Outcome.QUARANTINED)):
+        assert len(data) > 4 * 65536
+        up = upload(grant, data, filename="a.pdf", contentType="application/pdf", profile="documents")
+        decision = small.validator.process(up.name)
+        assert decision is not None and decision.outcome is outcome, decision

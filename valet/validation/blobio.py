@@ -56,6 +56,7 @@ class RangeReader(io.RawIOBase):
         self._head = head[:size]  # bytes already read from offset 0: served without a request
         self._buffer = b""
         self._buffer_at = 0
+        self._previous = (0, b"")  # the block before the current one: parsers step back a little
         self.bytes_fetched = 0
         self.requests = 0
         self.exceeded = False  # set once a read was refused, even if the caller swallowed the exception
@@ -90,14 +91,16 @@ class RangeReader(io.RawIOBase):
             target[:wanted] = self._head[self._pos : self._pos + wanted]
             self._pos += wanted
             return wanted
-        start, end = self._buffer_at, self._buffer_at + len(self._buffer)
-        if not (start <= self._pos and self._pos + wanted <= end):
+        if not self._covers(self._buffer_at, self._buffer, wanted) and self._covers(*self._previous, wanted):
+            self._previous, (self._buffer_at, self._buffer) = (self._buffer_at, self._buffer), self._previous
+        if not self._covers(self._buffer_at, self._buffer, wanted):
             fetch = min(max(wanted, self._read_ahead), self._size - self._pos)
             if self.bytes_fetched + fetch > self._budget:
                 self.exceeded = True
                 raise ReadBudgetExceeded(f"reading {fetch} more bytes would exceed {self._budget}")
             parts = [read_range(self._blob, at, min(MAX_FETCH, self._pos + fetch - at))
                      for at in range(self._pos, self._pos + fetch, MAX_FETCH)]
+            self._previous = (self._buffer_at, self._buffer)
             self._buffer = parts[0] if len(parts) == 1 else b"".join(parts)
             self._buffer_at = self._pos
             self.bytes_fetched += len(self._buffer)
@@ -107,6 +110,9 @@ class RangeReader(io.RawIOBase):
         target[: len(chunk)] = chunk
         self._pos += len(chunk)
         return len(chunk)
+
+    def _covers(self, start: int, buffer: bytes, wanted: int) -> bool:
+        return start <= self._pos and self._pos + wanted <= start + len(buffer)
 
 
 def iter_chunks(

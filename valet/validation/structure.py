@@ -11,10 +11,12 @@ plugin reads the whole file into memory to open it.
 
 **PDFs** (`pypdf <https://pypi.org/project/pypdf/>`_): parsed through the cross-reference data; names are
 compared after pypdf decodes ``#xx`` escapes, and objects held in object streams are decompressed by
-pypdf and inspected like the others. A PDF that fits the read budget has *every* object inspected; a
-larger one has everything reachable from the trailer inspected except page contents and resources
-(which cannot hold actions), so its image and content streams are never read. Either way, reading more
-than the budget fails closed (``pdf_unverifiable``).
+pypdf and inspected like the others. A PDF that fits the read budget is read once (in 1 MiB ranges) and
+has *every* object inspected; a larger one is read in 1 KiB ranges (pypdf visits about one range per
+object when it opens the file) and has everything reachable from the trailer inspected except page
+contents and resources (which cannot hold actions), so its image and content streams are never read;
+that walk may fetch up to 4x the budget, in 1 KiB requests. Either way, reading more than allowed
+fails closed (``pdf_unverifiable``).
 """
 
 from __future__ import annotations
@@ -30,12 +32,14 @@ from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, NameObject
 
-from valet.validation.blobio import RangeReader, ReadBudgetExceeded
+from valet.validation.blobio import MAX_FETCH, RangeReader, RangeSource, ReadBudgetExceeded, read_range
 from valet.validation.reasons import Reason, Rejection
 
 IMAGE_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF", "image/webp": "WEBP"}
 PDF = "application/pdf"
 DEFAULT_READ_BUDGET = 8 * 1024 * 1024
+PDF_READ_AHEAD = 1024  # pypdf (non-strict) checks every object header when it opens a file
+WALK_BUDGET_FACTOR = 4
 
 # Keys that make a PDF act on its own (scripts, launches, automatic actions, embedded files), and action
 # types (/S) that do the same from an /OpenAction, link or outline item.
@@ -69,13 +73,23 @@ def needs_check(mime: str) -> bool:
     return mime in IMAGE_FORMATS or mime == PDF
 
 
-def check_structure(reader: RangeReader, size: int, mime: str, limits: ImageLimits) -> StructureReport:
+def check_structure(source: RangeSource, size: int, head: bytes, mime: str, limits: ImageLimits,
+                    budget: int = DEFAULT_READ_BUDGET) -> StructureReport:
+    """Parse the upload as ``mime``; ``head`` is the start of the blob, already read."""
     if mime in IMAGE_FORMATS:
+        reader = RangeReader(source, size, budget=budget, head=head)
         detail = check_image(reader, mime, limits)
-    elif mime == PDF:
-        detail = check_pdf(reader, size)
+    elif mime == PDF and size <= budget:  # small enough to hold: read it once, in 1 MiB ranges
+        rest = [read_range(source, at, min(MAX_FETCH, size - at)) for at in range(len(head), size, MAX_FETCH)]
+        reader = RangeReader(source, size, budget=0, head=head + b"".join(rest))
+        detail = check_pdf(reader, size, whole=True)
+        return StructureReport(detail, size - len(head), len(rest))
+    elif mime == PDF:  # objects are small and scattered: small ranges, only what the walk needs; memory holds
+        # two 1 KiB blocks and pypdf's parsed objects, so this budget bounds requests, not memory
+        reader = RangeReader(source, size, budget=budget * WALK_BUDGET_FACTOR, read_ahead=PDF_READ_AHEAD, head=head)
+        detail = check_pdf(reader, size, whole=False)
     else:
-        detail = ""
+        return StructureReport("", 0, 0)
     return StructureReport(detail, reader.bytes_fetched, reader.requests)
 
 
@@ -137,10 +151,10 @@ def _webp_size(file: RangeReader) -> tuple[int, int]:
 
 # -- PDFs --------------------------------------------------------------------------------------------------
 
-def check_pdf(file: RangeReader, size: int, *, budget: int | None = None) -> str:
+def check_pdf(file: RangeReader, size: int, *, whole: bool) -> str:
+    """``whole``: inspect every object (the file is in memory); otherwise what the trailer reaches."""
     try:
         reader = PdfReader(file.as_file(), strict=False)
-        whole = size <= (budget if budget is not None else file.budget)
         count = _scan_all(reader) if whole else _scan_reachable(reader)
     except Rejection:
         raise

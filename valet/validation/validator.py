@@ -273,8 +273,8 @@ class Validator:
             if verdict.reason is not None:
                 raise Rejection(verdict.reason, verdict.detail)
             if needs_check(canonical(claims.content_type)):
-                reader = RangeReader(pinned, size, budget=self._structure_budget, head=head)
-                check_structure(reader, size, canonical(claims.content_type), self._image_limits)
+                check_structure(pinned, size, head, canonical(claims.content_type), self._image_limits,
+                                self._structure_budget)
             if is_zip_container(head) or facts.detected_type == ZIP or claims.content_type == ZIP:
                 limits = profile.archive or ArchiveLimits()
                 directory = RangeReader(pinned, size, budget=directory_budget(limits))
