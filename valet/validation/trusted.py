@@ -39,7 +39,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
-from azure.storage.blob import BlobProperties, ContentSettings
+from azure.storage.blob import ContentSettings
 
 from valet.grant_token import GRANT_METADATA_KEY, GrantKeyRing
 
@@ -103,9 +103,8 @@ def destination_settings(outcome_accepted: bool, granted_type: str) -> ContentSe
     return ContentSettings(content_type=granted_type if outcome_accepted and granted_type else OCTET_STREAM)
 
 
-def settings_differ(props: BlobProperties, wanted: ContentSettings) -> bool:
+def settings_differ(have: ContentSettings, wanted: ContentSettings) -> bool:
     """Whether the copy (which inherits the upload's properties) needs its HTTP properties set."""
-    have = props.content_settings
     return any((
         (have.content_type or "") != (wanted.content_type or ""),
         bool(have.content_encoding), bool(have.content_language),

@@ -181,7 +181,7 @@ class Validator:
                 if existing.outcome is Outcome.QUARANTINED:
                     self._discard_accepted(name)
                 if existing.evidence == "":
-                    self._set_destination_properties(dest, dest_props, existing)
+                    self._set_destination_properties(dest, dest_props.content_settings, dest_props.etag, existing)
                 return self._finish(source, props, existing, snapshots=0, created_accepted=False)
             snapshots = self._snapshots(name)
             decision = self._decide(source, props, verdict, snapshots)
@@ -347,8 +347,8 @@ class Validator:
         the decision as recorded and whether this call created the destination blob."""
         if decision.reason in EVIDENCE_ONLY:
             return self._store_evidence(source, props, decision)
-        created, dest, dest_props = self._copy(source, props, decision)
-        self._set_destination_properties(dest, dest_props, decision)
+        created, dest, settings, etag = self._copy(source, props, decision)
+        self._set_destination_properties(dest, settings, etag, decision)
         return decision, created
 
     def _store_evidence(self, source: BlobClient, props: BlobProperties, decision: Decision) -> tuple[Decision, bool]:
@@ -372,14 +372,15 @@ class Validator:
             return (Decision.from_metadata(existing.metadata, fallback=Outcome.QUARANTINED)
                     if existing is not None else decision), False
 
-    def _set_destination_properties(self, dest: BlobClient, props: BlobProperties, decision: Decision) -> None:
+    def _set_destination_properties(self, dest: BlobClient, have: ContentSettings, etag: str,
+                                    decision: Decision) -> None:
         """Copy Blob carries the upload's HTTP properties, which the client chose: replace them, unless they
         already are what the verdict says (the usual case for an accepted upload: no extra request)."""
         wanted = trusted.destination_settings(decision.outcome is Outcome.ACCEPTED, decision.declared_type)
-        if not trusted.settings_differ(props, wanted):
+        if not trusted.settings_differ(have, wanted):
             return
         try:
-            dest.set_http_headers(wanted, etag=props.etag, match_condition=MatchConditions.IfNotModified)
+            dest.set_http_headers(wanted, etag=etag, match_condition=MatchConditions.IfNotModified)
         except ResourceModifiedError:
             pass  # another invocation set them (or a requarantine moved the copy) meanwhile
 
@@ -404,12 +405,15 @@ class Validator:
             pass
 
     def _copy(self, source: BlobClient, props: BlobProperties,
-              decision: Decision) -> tuple[bool, BlobClient, BlobProperties]:
-        """Server-side copy to the destination; True if this call created it, False if it existed."""
+              decision: Decision) -> tuple[bool, BlobClient, ContentSettings, str]:
+        """Server-side copy to the destination. Returns whether this call created it, the client, and the
+        copy's HTTP properties and ETag. A copy that completed at once (always, within one account, for
+        blobs up to a few MiB) inherited the upload's properties, and its response carries the ETag: no
+        further request then."""
         container = self.accepted if decision.outcome is Outcome.ACCEPTED else self.quarantine
         dest = self.service.get_blob_client(container, props.name)
         try:
-            dest.start_copy_from_url(
+            result = dest.start_copy_from_url(
                 source.url,
                 metadata=decision.metadata(),
                 tags=decision.tags(),
@@ -418,6 +422,8 @@ class Validator:
                 source_match_condition=MatchConditions.IfNotModified,
             )
             created = True
+            if result.get("copy_status") == "success" and result.get("etag"):
+                return True, dest, props.content_settings, str(result["etag"])
         except ResourceExistsError:
             created = False  # another invocation got there first: "already done"
         except HttpResponseError as exc:
@@ -431,7 +437,7 @@ class Validator:
         final = self._wait_for_copy(dest, dest.get_blob_properties())
         if final is None:
             raise DecisionFailed("The server-side copy failed.", retry_after=5)
-        return created, dest, final
+        return created, dest, final.content_settings, final.etag
 
     def _until(self, props: BlobProperties, decision: Decision) -> datetime:
         """How long the tombstone must hold the name: until the upload's SAS can no longer be used, plus
