@@ -26,6 +26,12 @@ def upload_status(req: func.HttpRequest) -> func.HttpResponse:
     return api.upload_status(runtime, req)
 
 
+@app.function_name("renew_upload")
+@app.route(route="uploads/{uploadId}/renew", methods=["POST", "OPTIONS"])
+def renew_upload(req: func.HttpRequest) -> func.HttpResponse:
+    return api.renew_upload(runtime, req)
+
+
 @app.function_name("list_profiles")
 @app.route(route="profiles", methods=["GET", "OPTIONS"])  # the profiles this caller may use
 def list_profiles(req: func.HttpRequest) -> func.HttpResponse:

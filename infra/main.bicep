@@ -26,8 +26,12 @@ param grantSigningKeys string
 @description('VALET_APIKEY_PEPPER: base64url of at least 32 random bytes; stored only in Key Vault. The preprovision hook creates one per azd environment.')
 param apiKeyPepper string
 
-@description('VALET_AUTH_ISSUERS: JSON list of trusted token issuers (README, Authentication). "[]" refuses every bearer token.')
-param authIssuers string = '[]'
+@description('VALET_AUTH_ISSUERS: the trusted token issuers (README, Authentication), a JSON list; [] refuses every bearer token. An array, not a string: azd substitutes a string parameter\'s value into the JSON text of the parameter file, so a value holding " would break it; an array parameter\'s value is parsed as JSON on its own (azd 1.23.4 and later, azure.yaml).')
+param authIssuers array = []
+
+@minLength(1)
+@description('VALET_VAULT_GENERATION: part of the Key Vault name, so that a deployment after `azd down` gets a new vault (the old one stays soft-deleted, its name reserved, under purge protection). The preprovision hook makes it; the postdown hook clears it.')
+param vaultGeneration string
 
 @description('Browser origins allowed to call the API and upload to storage, comma separated (exact https://host[:port]); "*" is refused. Empty: no CORS.')
 param corsOrigins string = ''
@@ -66,6 +70,7 @@ module app 'resources.bicep' = {
     grantSigningKeys: grantSigningKeys
     apiKeyPepper: apiKeyPepper
     authIssuers: authIssuers
+    vaultGeneration: vaultGeneration
     corsOrigins: empty(corsOrigins) ? [] : split(corsOrigins, ',')
     enableMalwareScanning: enableMalwareScanning
     malwareScanningCapGBPerMonth: malwareScanningCapGBPerMonth

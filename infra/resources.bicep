@@ -19,8 +19,12 @@ param grantSigningKeys string
 @description('VALET_APIKEY_PEPPER (stored in Key Vault only).')
 param apiKeyPepper string
 
-@description('VALET_AUTH_ISSUERS: JSON list of trusted token issuers.')
-param authIssuers string = '[]'
+@description('VALET_AUTH_ISSUERS: the trusted token issuers (README, Authentication); the app setting is this list as JSON.')
+param authIssuers array = []
+
+@description('Changes the Key Vault name when the azd environment is deployed again after `azd down` (VALET_VAULT_GENERATION, made by the preprovision hook, cleared by the postdown hook): the old vault stays soft-deleted under purge protection, and its name cannot be reused until its retention ends.')
+@minLength(1)
+param vaultGeneration string
 
 @description('Exact browser origins (https://host[:port]) allowed to call the API (VALET_CORS_ORIGINS, answered by valet itself) and PUT uploads to storage (the account\'s CORS rule). Empty by default: no CORS. Never "*": an upload URL is a credential.')
 param corsOrigins array = []
@@ -47,6 +51,8 @@ param maximumInstanceCount int = 100
 param storageSku string = 'Standard_GZRS'
 
 var token = toLower(uniqueString(subscription().id, environmentName, location))
+// A new vault name per vault generation (see vaultGeneration); always 'kv-valet-' + 13 characters.
+var vaultToken = toLower(uniqueString(subscription().id, environmentName, location, vaultGeneration))
 var storageSuffix = environment().suffixes.storage
 
 // Containers of the uploads account (the app's settings below name the same values).
@@ -333,7 +339,7 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   // checkov:skip=CKV_AZURE_109: A Flex Consumption app without virtual network integration resolves Key Vault references over the public endpoint; access is Entra ID RBAC only, per secret.
   // checkov:skip=CKV_AZURE_189: The Flex Consumption app (no virtual network) resolves Key Vault references over the public endpoint; access is RBAC per secret.
-  name: 'kv-valet-${token}'
+  name: 'kv-valet-${vaultToken}'
   location: location
   tags: tags
   properties: {
@@ -433,7 +439,7 @@ var valetSettings = {
   VALET_APIKEY_CONTAINER: apiKeysContainerName
   VALET_GRANT_SIGNING_KEYS: '@Microsoft.KeyVault(SecretUri=${grantKeysSecret.properties.secretUri})'
   VALET_APIKEY_PEPPER: '@Microsoft.KeyVault(SecretUri=${pepperSecret.properties.secretUri})'
-  VALET_AUTH_ISSUERS: authIssuers
+  VALET_AUTH_ISSUERS: string(authIssuers)
   VALET_CORS_ORIGINS: join(corsOrigins, ',')
   VALET_TRIGGER_SOURCE: 'EventGrid'
   VALET_TRIGGER_CONNECTION: triggerConnection
@@ -459,7 +465,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_17: Clients are browsers, phones and services holding bearer tokens or API keys, not client certificates.
   // checkov:skip=CKV_AZURE_222: The API is public by design (clients on the internet ask it for upload grants).
   // checkov:skip=CKV_AZURE_212: Flex Consumption has no fixed worker count (numberOfWorkers); it adds instances per demand.
-  // checkov:skip=CKV_AZURE_213: valet has no health endpoint that would prove more than the host already reports; Flex Consumption replaces instances itself.
+  // checkov:skip=CKV_AZURE_78: Flex Consumption has no FTP or FTPS at all, and Microsoft lists siteConfig.ftpsState among the properties a Flex Consumption app must not set (tests/infra/test_flex.py).
+  // checkov:skip=CKV_AZURE_213: Flex Consumption replaces unhealthy instances itself; valet's GET /api/health serves callers and probes and is not wired as an App Service health check.
   name: 'func-valet-${token}'
   location: location
   tags: union(tags, {
@@ -497,17 +504,13 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         instanceMemoryMB: 2048
       }
     }
+    // No ftpsState: Flex Consumption has no FTP(S) and lists the property as deprecated (tests/infra/test_flex.py).
+    // No platform CORS (siteConfig.cors): valet answers CORS itself for VALET_CORS_ORIGINS, and App Service
+    // CORS, once configured, would answer in its place.
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
-      // No platform CORS (siteConfig.cors): valet answers CORS itself for VALET_CORS_ORIGINS, and App Service
-      // CORS, once configured, would answer in its place.
-      appSettings: [for setting in items(union(valetSettings, hostSettings)): {
-        name: setting.key
-        value: setting.value
-      }]
     }
   }
   dependsOn: [
@@ -519,6 +522,24 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     pepperReader
     telemetryPublisher
   ]
+}
+
+// The app settings: one `appsettings` config child with the merged objects (the pattern of azd's template module
+// core/host/appservice.bicep). Azure replaces the app's settings with exactly this set. (A `for` loop over these variables would not compile: they read runtime values, such as the
+// identity's client id and the secrets' URIs, and a `for` expression must be computable when the deployment
+// starts, BCP178; tests/infra/test_bicep.py checks every `for` expression for that.)
+resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  // checkov reads every sites/config child as the site's web configuration; this one ('appsettings') holds app settings only:
+  // checkov:skip=CKV_AZURE_13: valet authenticates every request itself (bearer tokens or API keys, README "Authentication"); App Service authentication would stand in front of the public upload page and health route.
+  // checkov:skip=CKV_AZURE_63: HTTP logs are an App Service file-system feature; the app logs to Application Insights with Entra ID (the APPLICATIONINSIGHTS_* settings below).
+  // checkov:skip=CKV_AZURE_65: Detailed error pages are an App Service file-system feature; valet answers every error as problem+json and logs to Application Insights.
+  // checkov:skip=CKV_AZURE_66: Failed request tracing is an App Service file-system feature; requests are traced in Application Insights.
+  // checkov:skip=CKV_AZURE_80: A Python 3.11 app (functionAppConfig.runtime); there is no .NET Framework version to keep current.
+  // checkov:skip=CKV_AZURE_88: Flex Consumption runs the package from a blob container (functionAppConfig.deployment) and mounts no Azure Files share.
+  // checkov:skip=CKV_AZURE_222: The API is public by design (clients on the internet ask it for upload grants); this resource sets no network property.
+  parent: functionApp
+  name: 'appsettings'
+  properties: union(valetSettings, hostSettings)
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -537,6 +558,10 @@ resource uploadsTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
   }
 }
 
+// An account can have only one Event Grid system topic, and turning on Defender's on-upload scanning creates a
+// system topic for the account (Microsoft's malware scanning docs). Deployed in parallel, Defender's could come
+// first and this template's would then fail; so Defender is turned on only once this topic exists. (That Defender
+// then uses the existing topic is what a first deployment must confirm: README, "Deploy to Azure".)
 module malwareScanning 'malware.bicep' = if (enableMalwareScanning) {
   name: 'valet-malware-scanning'
   params: {
@@ -546,6 +571,9 @@ module malwareScanning 'malware.bicep' = if (enableMalwareScanning) {
     storageAccountName: uploadsAccount.name
     capGBPerMonth: malwareScanningCapGBPerMonth
   }
+  dependsOn: [
+    uploadsTopic
+  ]
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -558,7 +586,9 @@ module malwareScanning 'malware.bicep' = if (enableMalwareScanning) {
 resource blobTagsRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(resourceGroup().id, 'valet-blob-index-tags')
   properties: {
-    roleName: 'valet blob index tags (${resourceGroup().name})'
+    // The display name must be unique in the tenant, and one tenant can hold the same environment (so the same
+    // resource group name) in several subscriptions.
+    roleName: 'valet blob index tags (${subscription().subscriptionId}, ${resourceGroup().name})'
     description: 'Read, write and find blob index tags; nothing else. Assigned on the containers valet decides uploads in.'
     type: 'CustomRole'
     permissions: [

@@ -1,11 +1,13 @@
 """Shared fixtures: a real storage endpoint for the whole session, and settings that point at it.
 
-The storage endpoint is chosen in this order:
+The storage endpoint is chosen in this order (details in ``tests/support/azurite.py``):
 
 1. ``VALET_TEST_STORAGE_URL`` (with ``VALET_TEST_STORAGE_CA_BUNDLE`` for a self-signed emulator): an
    emulator the developer already runs; a non-loopback URL is used with ``DefaultAzureCredential``.
 2. A Docker engine that answers: Azurite in a container (testcontainers), same flags as below.
-3. The npm Azurite from ``package.json``, started here as a subprocess (the path CI uses).
+3. The npm Azurite from ``package.json``, started here as a subprocess.
+
+``VALET_TEST_AZURITE=container|process|auto`` forces a path; the session header says which one runs.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,67 +22,53 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
+from tests.support.azurite import AzuriteUnavailable, Plan, plan_from, run_in_container
 from valet.devidp import DevIssuer
-from valet.emulator import ACCOUNT, Azurite, make_certificate
+from valet.emulator import Azurite
 from valet.settings import is_loopback_url
 from valet.storage import EmulatorCredential
 
 ROOT = Path(__file__).resolve().parent.parent
+PLAN = pytest.StashKey[Plan]()
 
 
 @dataclass(frozen=True)
 class StorageEndpoint:
     blob_url: str
     ca_bundle: str | None
-    how: str
+    how: str  # the session header's line: which Azurite, and where it came from
 
     @property
     def credential_mode(self) -> str:
         return "emulator" if is_loopback_url(self.blob_url) else "default"
 
 
-def _docker_answers() -> bool:
-    """A Docker engine that answers, and testcontainers installed to drive it."""
-    import importlib.util
-
-    if shutil.which("docker") is None or importlib.util.find_spec("testcontainers") is None:
-        return False
+def pytest_configure(config: pytest.Config) -> None:
     try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=5).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+        config.stash[PLAN] = plan_from(os.environ, ROOT)
+    except AzuriteUnavailable as exc:
+        raise pytest.UsageError(f"azurite: {exc}") from None
 
 
-def _azurite_in_docker(workdir: Path) -> Iterator[StorageEndpoint]:
-    from testcontainers.core.container import DockerContainer  # type: ignore[import-not-found]
-
-    cert, key = make_certificate(workdir / "tls")
-    container = (
-        DockerContainer("mcr.microsoft.com/azure-storage/azurite:3.37.0")
-        .with_volume_mapping(str(cert.parent), "/tls", "ro")
-        .with_exposed_ports(10000)
-        .with_command(
-            "azurite-blob --blobHost 0.0.0.0 --cert /tls/cert.pem --key /tls/key.pem --oauth basic "
-            "--skipApiVersionCheck --disableTelemetry --loose"
-        )
-    )
-    with container:
-        port = container.get_exposed_port(10000)
-        yield StorageEndpoint(f"https://127.0.0.1:{port}/{ACCOUNT}", str(cert), "docker")
+def pytest_report_header(config: pytest.Config) -> str:
+    return config.stash[PLAN].header()
 
 
 @pytest.fixture(scope="session")
-def storage_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageEndpoint]:
-    given = os.environ.get("VALET_TEST_STORAGE_URL")
-    if given:
-        yield StorageEndpoint(given.rstrip("/"), os.environ.get("VALET_TEST_STORAGE_CA_BUNDLE"), "environment")
+def storage_endpoint(request: pytest.FixtureRequest,
+                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageEndpoint]:
+    plan = request.config.stash[PLAN]
+    if plan.kind == "environment":
+        yield StorageEndpoint(os.environ["VALET_TEST_STORAGE_URL"].rstrip("/"),
+                              os.environ.get("VALET_TEST_STORAGE_CA_BUNDLE"), plan.header())
         return
     workdir = tmp_path_factory.mktemp("azurite")
-    if _docker_answers():
-        yield from _azurite_in_docker(workdir)
+    if plan.kind == "container":
+        for blob_url, cert in run_in_container(plan.image, workdir):
+            yield StorageEndpoint(blob_url, str(cert), plan.header())
         return
     with Azurite(workdir) as azurite:
-        yield StorageEndpoint(azurite.blob_url, str(azurite.cert), "npm")
+        yield StorageEndpoint(azurite.blob_url, str(azurite.cert), plan.header())
 
 
 @pytest.fixture(scope="session")
@@ -136,7 +122,6 @@ def valet_env(
     yield env
     for name in names.values():
         blob_service.delete_container(name)
-
 
 
 @pytest.fixture(scope="session")

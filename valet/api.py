@@ -10,7 +10,7 @@ import azure.functions as func
 
 from valet import cors, openapi, webui
 from valet.errors import ConfigurationError, PayloadTooLarge, UnsupportedMediaType
-from valet.grants import parse_grant_request
+from valet.grants import BlobUploadState, parse_grant_request, parse_renew_request
 from valet.http import json_response, problems
 from valet.runtime import Runtime, RuntimeHolder
 
@@ -85,6 +85,22 @@ def _create_upload(get_runtime: Callable[[], Runtime], req: func.HttpRequest) ->
     grant = runtime.grants.issue(caller, grant_request)
     status_url = f"{_base_url(req, runtime)}{ROUTE_PREFIX}/uploads/{grant.upload_id}"
     return json_response(201, grant.to_json(status_url), headers={"Location": status_url})
+
+
+def renew_upload(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
+    return _with_cors(get_runtime, req, ("POST",), _renew_upload)
+
+
+@problems
+def _renew_upload(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
+    runtime = get_runtime()
+    caller = runtime.authenticator.admit(req)
+    blob_uri = parse_renew_request(_body(req, runtime.settings.max_request_bytes))
+    upload_id = req.route_params.get("uploadId", "")
+    state = BlobUploadState(runtime.blob_service, runtime.settings.storage.uploads_container)
+    grant = runtime.grants.renew(caller, upload_id, blob_uri, state)
+    status_url = f"{_base_url(req, runtime)}{ROUTE_PREFIX}/uploads/{grant.upload_id}"
+    return json_response(200, grant.to_json(status_url))
 
 
 @problems

@@ -2,9 +2,11 @@
 
 It does what every client of the API should do: get a grant with a bearer token or an API key, upload the
 file straight to storage with exactly the grant's ``uploadUrl`` and ``headers``, then poll ``statusUrl``
-until the validator decided. Transient failures are retried with exponential backoff; an upload that
-outlives its SAS gets a fresh grant; large files go up as parallel blocks where the service allows
-create-only blocks (Azure, service version 2026-04-06 and later), else as one Put Blob (up to 5,000 MiB).
+until the validator decided. Transient failures are retried with exponential backoff; an upload whose
+SAS nears expiry renews it for the same blob (``POST /api/uploads/{uploadId}/renew``; staged blocks are
+kept) and gets a fresh grant only when renewal is refused; large files go up as parallel blocks where the
+service allows create-only blocks (Azure, service version 2026-04-06 and later), else as one Put Blob (up
+to 5,000 MiB).
 
 Exit codes of ``valet upload``: 0 accepted (with ``--no-wait``: uploaded, decision ``pending``), 1 rejected
 (quarantined, or the grant was refused), 2 usage, 3 authentication/authorization failure, 4 transient
@@ -16,11 +18,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import mimetypes
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -32,6 +35,7 @@ PUT_BLOB_LIMIT = 5000 * 1024 * 1024
 BLOCK_BYTES = 8 * 1024 * 1024
 BLOCK_VERSION = "2026-10-06"  # create-only (sp=c) Put Block needs service version 2026-04-06 or later
 _TRANSIENT = {408, 429, 500, 502, 503, 504}
+RENEW_BEFORE = timedelta(seconds=30)  # renew a SAS this long before it expires
 
 
 class UploadError(Exception):
@@ -50,6 +54,7 @@ class UploadResult:
     reason: str | None = None
     mode: str = "single"
     grants: int = 1
+    renewals: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -72,6 +77,8 @@ class ValetClient:
     timeout: float = 30.0
     sleep: Callable[[float], None] = time.sleep
     session: requests.Session = field(default_factory=requests.Session)
+    _renew_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _renewals: int = field(default=0, repr=False)
 
     def __repr__(self) -> str:  # never show credentials
         return f"ValetClient(base_url={self.base_url!r})"
@@ -120,6 +127,31 @@ class ValetClient:
             raise UploadError(f"The service is unavailable: {problem['detail']}", EXIT_TRANSIENT, problem["code"])
         raise UploadError(f"Grant refused: {problem['detail']}", EXIT_REJECTED, problem["code"])
 
+    def renew(self, grant: dict[str, Any]) -> dict[str, Any]:
+        """A fresh SAS for the same blob (``POST /api/uploads/{uploadId}/renew``); :class:`_RenewRefused`
+        when the service says there is nothing to renew (complete, decided, window closed)."""
+        response = self._call("POST", f"{self.base_url}/api/uploads/{quote(str(grant['uploadId']), safe='')}/renew",
+                              json={"blobUri": grant["blobUri"]}, headers=self._auth())
+        if response.status_code == 200:
+            return response.json()  # type: ignore[no-any-return]
+        problem = _problem(response)
+        if response.status_code in (401, 403):
+            raise UploadError(f"Not allowed: {problem['detail']}", EXIT_AUTH, problem["code"])
+        if response.status_code in _TRANSIENT:
+            raise UploadError(f"The service is unavailable: {problem['detail']}", EXIT_TRANSIENT, problem["code"])
+        raise _RenewRefused()
+
+    def _fresh_sas(self, grant: dict[str, Any]) -> None:
+        """Renew the grant's SAS in place when it expires within :data:`RENEW_BEFORE` (one renewal at a
+        time; parallel block uploads that wanted one too find it done). The grant's headers stay: the
+        renewed SAS is for the same blob."""
+        with self._renew_lock:
+            if not _expired(grant, margin=RENEW_BEFORE):
+                return
+            fresh = self.renew(grant)
+            grant.update(uploadUrl=fresh["uploadUrl"], signature=fresh["signature"], expiresOn=fresh["expiresOn"])
+            self._renewals += 1
+
     def status(self, status_url: str) -> dict[str, Any]:
         response = self._call("GET", status_url, headers=self._auth())
         if response.status_code == 200:
@@ -146,13 +178,14 @@ class ValetClient:
         size = path.stat().st_size
         kind = content_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         digest = _sha256_file(path) if sha256 else None
+        self._renewals = 0
         for grants in range(1, max_grants + 1):
             grant = self.grant(filename=path.name, content_type=kind, size=size, profile=profile, sha256=digest)
             try:
                 used = self._put(grant, path, size, mode, progress)
             except _GrantExpired:
-                continue  # the SAS ran out mid-upload: ask for a fresh one
-            result = UploadResult(grant["uploadId"], "pending", mode=used, grants=grants)
+                continue  # the SAS ran out and could not be renewed: ask for a fresh grant
+            result = UploadResult(grant["uploadId"], "pending", mode=used, grants=grants, renewals=self._renewals)
             if wait:
                 doc = self.wait(grant["statusUrl"], timeout=wait_timeout)
                 result.status, result.reason = str(doc.get("status")), doc.get("reason")
@@ -199,6 +232,7 @@ class ValetClient:
         def body() -> _FileBody:
             return _FileBody(path, size, progress)
 
+        self._fresh_sas(grant)  # storage checks the SAS when the request starts: renew first if it is due
         response = self._storage("PUT", grant["uploadUrl"], grant, data=body, headers=dict(grant["headers"]))
         if response.status_code == 403:
             # A retry after a lost response finds the blob already there (create-only): fine if we made it.
@@ -219,8 +253,9 @@ class ValetClient:
             with path.open("rb") as f:
                 f.seek(start)
                 data = f.read(length)
-            url = f"{grant['uploadUrl']}&comp=block&blockid={quote(ids[n], safe='')}"
-            response = self._storage("PUT", url, grant, data=data, headers={"x-ms-version": BLOCK_VERSION})
+            response = self._with_fresh_sas(grant, lambda: self._storage(
+                "PUT", f"{grant['uploadUrl']}&comp=block&blockid={quote(ids[n], safe='')}", grant, data=data,
+                headers={"x-ms-version": BLOCK_VERSION}))
             if response.status_code == 403:
                 raise _BlocksRefused()
             if response.status_code != 201:
@@ -234,29 +269,44 @@ class ValetClient:
             list(pool.map(put_block, range(1, count)))
         block_list = "".join(f"<Latest>{i}</Latest>" for i in ids)
         headers = {k: v for k, v in grant["headers"].items() if k.lower() != "x-ms-blob-type"}
-        response = self._storage(
+        response = self._with_fresh_sas(grant, lambda: self._storage(
             "PUT", f"{grant['uploadUrl']}&comp=blocklist", grant,
             data=f'<?xml version="1.0" encoding="utf-8"?><BlockList>{block_list}</BlockList>'.encode(),
             headers={**headers, "x-ms-version": BLOCK_VERSION},
-        )
+        ))
         if response.status_code != 201:
             raise UploadError(f"Storage refused the block list ({response.status_code}).", EXIT_REJECTED)
+
+
+    def _with_fresh_sas(self, grant: dict[str, Any], request: Callable[[], requests.Response]) -> requests.Response:
+        """``request`` with a SAS that is not about to expire; once more after a renewal if storage found it
+        expired anyway (clock skew)."""
+        self._fresh_sas(grant)
+        try:
+            return request()
+        except _GrantExpired:
+            self._fresh_sas(grant)
+            return request()
 
 
 class _GrantExpired(Exception):
     pass
 
 
+class _RenewRefused(_GrantExpired):
+    """Nothing to renew (complete, decided, window closed): the upload needs a fresh grant."""
+
+
 class _BlocksRefused(Exception):
     pass
 
 
-def _expired(grant: dict[str, Any]) -> bool:
+def _expired(grant: dict[str, Any], margin: timedelta = timedelta(0)) -> bool:
     try:
         expires = datetime.strptime(str(grant["expiresOn"]), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except (KeyError, ValueError):
         return False
-    return datetime.now(UTC) >= expires
+    return datetime.now(UTC) + margin >= expires
 
 
 def _problem(response: requests.Response) -> dict[str, str]:

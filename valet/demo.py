@@ -22,7 +22,7 @@ import requests
 
 from valet import dev
 from valet.client import UploadError, ValetClient
-from valet.emulator import PROJECT_ROOT, free_port, port_in_use
+from valet.emulator import PROJECT_ROOT, free_port
 
 DISGUISED_HTML = b"<!DOCTYPE html><html><body><script>alert(document.cookie)</script></body></html>"
 
@@ -36,13 +36,6 @@ def tiny_png() -> bytes:
     return out.getvalue()
 
 
-def _free_pair() -> int:
-    port = free_port()
-    while port_in_use(port + 1):
-        port = free_port()
-    return port
-
-
 class Demo:
     def __init__(self, out: Callable[[str], None] = print) -> None:
         self.out = out
@@ -54,7 +47,7 @@ class Demo:
 
     def run(self, workdir: Path) -> int:
         shutil.copy(PROJECT_ROOT / "local.settings.sample.json", workdir / "local.settings.sample.json")
-        os.environ["VALET_STORAGE_ACCOUNT_URL"] = f"https://127.0.0.1:{_free_pair()}/devstoreaccount1"
+        os.environ["VALET_STORAGE_ACCOUNT_URL"] = "https://127.0.0.1:0/devstoreaccount1"  # Azurite binds
         ready, stop, codes = threading.Event(), threading.Event(), []
         stack = threading.Thread(
             target=lambda: codes.append(dev.run(free_port(), root=workdir, ready=ready, stop=stop)),

@@ -1,7 +1,8 @@
 """``valet dev``: the whole app on this machine, until Ctrl-C.
 
 * Azurite (HTTPS, OAuth, pinned in package.json) with its data in ``.valet/azurite`` (ignored by git),
-  on the ports ``local.settings.sample.json`` names (10000 blob, 10001 queue);
+  on the ports ``local.settings.sample.json`` names (10000 blob, 10001 queue), or on ports Azurite binds
+  itself when ``VALET_STORAGE_ACCOUNT_URL`` names port 0 (tests and the demo: no port race);
 * settings from ``local.settings.json`` (created with fresh secrets by ``valet init`` when missing), real
   environment variables first, as Core Tools loads them;
 * a development OIDC issuer on loopback, trusted only because this runner adds it to
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import io
+import json
 import os
 import signal
 import sys
@@ -149,15 +151,27 @@ def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event |
     env = effective_environment(root)
     blob_port = int(env["VALET_STORAGE_ACCOUNT_URL"].split(":")[2].split("/")[0])
     try:
-        azurite = Azurite(state / "azurite", blob_port=blob_port, queue_port=blob_port + 1).start()
+        azurite = Azurite(state / "azurite", blob_port=blob_port, queue_port=blob_port + 1 if blob_port else 0).start()
     except EmulatorError as exc:
         print(f"valet dev: {exc}", file=sys.stderr)
         return 2
-    issuer = DevIssuer(port=0 if port_in_use(DEV_ISSUER_PORT) else DEV_ISSUER_PORT,
-                       key_file=state / "dev-issuer-key.pem").start()
+    if blob_port == 0:
+        env["VALET_STORAGE_ACCOUNT_URL"] = azurite.blob_url
+    try:
+        issuer = DevIssuer(port=0 if port_in_use(DEV_ISSUER_PORT) else DEV_ISSUER_PORT,
+                           key_file=state / "dev-issuer-key.pem").start()
+    except OSError:  # the port was taken between the check and the bind (another valet dev starting)
+        issuer = DevIssuer(port=0, key_file=state / "dev-issuer-key.pem").start()
+    try:
+        issuers = with_dev_issuer(env.get("VALET_AUTH_ISSUERS"), issuer.settings_value())
+    except ValueError as exc:
+        print(f"valet dev: {exc}", file=sys.stderr)
+        issuer.stop()
+        azurite.stop()
+        return 2
     env.update({
         "VALET_STORAGE_CA_BUNDLE": str(azurite.cert),
-        "VALET_AUTH_ISSUERS": issuer.settings_value(),
+        "VALET_AUTH_ISSUERS": issuers,
         "VALET_ALLOW_INSECURE_HTTP": env.get("VALET_ALLOW_INSECURE_HTTP", "true"),  # http://127.0.0.1 locally
         "VALET_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
     })
@@ -203,6 +217,20 @@ def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event |
         azurite.stop()
         print("valet dev: stopped", flush=True)
     return 0
+
+
+def with_dev_issuer(configured: str | None, dev_entry: str) -> str:
+    """``VALET_AUTH_ISSUERS`` with the dev issuer added to what the environment or local.settings.json
+    configures (never replacing it), so a developer can try a real provider next to the dev one."""
+    dev = json.loads(dev_entry)
+    try:
+        current = json.loads(configured) if configured and configured.strip() else []
+    except ValueError:
+        raise ValueError("VALET_AUTH_ISSUERS must be a JSON list") from None
+    if not isinstance(current, list) or not all(isinstance(e, dict) for e in current):
+        raise ValueError("VALET_AUTH_ISSUERS must be a JSON list of objects")
+    ours = {e["issuer"] for e in dev}
+    return json.dumps([*(e for e in current if e.get("issuer") not in ours), *dev])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

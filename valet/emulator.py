@@ -1,15 +1,21 @@
 """Azurite, the storage emulator, as the tests and the local runner start it.
 
 HTTPS with a self-signed certificate made here (``--oauth basic`` needs HTTPS), OAuth on, API version
-check skipped (the SDK speaks a newer version than Azurite 3.37 knows), telemetry off, loopback only,
-a free port. Azurite comes from the project's ``package.json`` (``npm ci``), so its version is pinned.
+check skipped (the SDK speaks a newer version than Azurite 3.37 knows), telemetry off, loopback only.
+Azurite comes from the project's ``package.json`` (``npm ci``), so its version is pinned.
+
+Ports: given ports are used as they are (``valet dev``); a port left at 0 is bound by Azurite itself (the
+kernel picks a free one) and read back from what Azurite prints, so no other process can take it between
+a choice and the bind. The test session's container path reads the same lines from the container's log.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -25,6 +31,9 @@ from cryptography.x509.oid import NameOID
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "devstoreaccount1"
+# Flags both the subprocess and the container start Azurite with (see the module docstring).
+AZURITE_FLAGS = ("--oauth", "basic", "--skipApiVersionCheck", "--disableTelemetry", "--loose")
+_LISTENING = re.compile(r"Azurite (Blob|Queue|Table) service is successfully listening at \w+://[^\s/]+:(\d+)")
 
 
 class EmulatorError(RuntimeError):
@@ -80,6 +89,28 @@ def port_in_use(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def listening_ports(output: str) -> dict[str, int]:
+    """The ports Azurite says it listens on, by service ("blob", "queue", "table"), from its output."""
+    return {match.group(1).lower(): int(match.group(2)) for match in _LISTENING.finditer(output)}
+
+
+def pinned_version(root: Path = PROJECT_ROOT) -> str:
+    """The Azurite version ``package.json`` pins."""
+    return str(json.loads((root / "package.json").read_text())["dependencies"]["azurite"])
+
+
+def azurite_arguments(*, host: str, blob_port: int, queue_port: int, table_port: int, location: str,
+                      cert: str, key: str) -> list[str]:
+    """Azurite's command-line arguments after the program, the same for the subprocess and the container."""
+    return [
+        "--blobHost", host, "--blobPort", str(blob_port),
+        "--queueHost", host, "--queuePort", str(queue_port),
+        "--tableHost", host, "--tablePort", str(table_port),
+        "--location", location, "--cert", cert, "--key", key,
+        *AZURITE_FLAGS,
+    ]
+
+
 def azurite_command(root: Path = PROJECT_ROOT) -> list[str]:
     node = shutil.which("node")
     if node is None:
@@ -101,6 +132,7 @@ class Azurite:
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     cert: Path | None = None
     log_path: Path | None = None
+    _log_start: int = field(default=0, repr=False)
 
     @property
     def blob_url(self) -> str:
@@ -114,25 +146,14 @@ class Azurite:
         command = azurite_command(self.root)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.cert, key = make_certificate(self.workdir / "tls")
-        for name in ("blob_port", "queue_port"):
-            port = getattr(self, name)
-            if port == 0:
-                setattr(self, name, free_port())
-            elif port_in_use(port):
+        for port in (self.blob_port, self.queue_port):
+            if port and port_in_use(port):
                 raise EmulatorError(f"Port {port} is already in use; stop what holds it or pick another.")
         self.log_path = self.workdir / "azurite.log"
-        args = [
-            *command,
-            "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
-            "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
-            "--tableHost", "127.0.0.1", "--tablePort", str(free_port()),
-            "--location", str(self.workdir / "data"),
-            "--cert", str(self.cert), "--key", str(key),
-            "--oauth", "basic",
-            "--skipApiVersionCheck",
-            "--disableTelemetry",
-            "--loose",
-        ]
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0  # earlier runs' lines
+        args = [*command, *azurite_arguments(
+            host="127.0.0.1", blob_port=self.blob_port, queue_port=self.queue_port, table_port=0,
+            location=str(self.workdir / "data"), cert=str(self.cert), key=str(key))]
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
@@ -142,8 +163,34 @@ class Azurite:
         return self
 
     def _wait_ready(self, timeout: float) -> None:
-        context = ssl.create_default_context(cafile=str(self.cert))
         deadline = time.monotonic() + timeout
+        try:
+            self._wait_listening(deadline)
+            self._wait_handshake(deadline)
+        except EmulatorError:
+            self.stop()
+            raise
+
+    def _wait_listening(self, deadline: float) -> None:
+        """Wait until Azurite says where blob and queue listen; take the ports it bound."""
+        assert self.log_path is not None and self.process is not None
+        while time.monotonic() < deadline:
+            with self.log_path.open("rb") as log:
+                log.seek(self._log_start)
+                output = log.read().decode(errors="replace")
+            ports = listening_ports(output)
+            if "blob" in ports and "queue" in ports:
+                self.blob_port, self.queue_port = ports["blob"], ports["queue"]
+                return
+            if self.process.poll() is not None:
+                hint = " (a port is already in use)" if "EADDRINUSE" in output else ""
+                raise EmulatorError(
+                    f"Azurite exited with code {self.process.returncode}{hint}; see {self.log_path}")
+            time.sleep(0.1)
+        raise EmulatorError(f"Azurite did not start in time; see {self.log_path}")
+
+    def _wait_handshake(self, deadline: float) -> None:
+        context = ssl.create_default_context(cafile=str(self.cert))
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise EmulatorError(f"Azurite exited with code {self.process.returncode}; see {self.log_path}")
@@ -155,8 +202,7 @@ class Azurite:
                 return
             except OSError:
                 time.sleep(0.2)
-        self.stop()
-        raise EmulatorError(f"Azurite did not start within {timeout:.0f} s; see {self.log_path}")
+        raise EmulatorError(f"Azurite did not answer over TLS in time; see {self.log_path}")
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -75,6 +75,12 @@ class MethodNotAllowed(ValetError):
     title = "Method not allowed"
 
 
+class Conflict(ValetError):
+    status = 409
+    code = "conflict"
+    title = "The resource is not in a state that allows this"
+
+
 class PayloadTooLarge(ValetError):
     status = 413
     code = "too_large"

@@ -124,9 +124,10 @@ class GrantKeyRing:
             claims.to_claims(), self._keys[self.active], algorithm="HS256", headers={"kid": self.active}
         )
 
-    def verify(self, token: str | None, *, now: datetime | None = None) -> GrantClaims:
-        """Check signature, key id, issuer and audience. Expiry is *not* enforced here: the validator
-        decides with the blob's creation time, which may be well after the grant expired."""
+    def verify(self, token: str | None, *, now: datetime | None = None, skew: float = 0) -> GrantClaims:
+        """Check signature, key id, issuer, audience and that ``iat`` is not later than now plus ``skew``
+        seconds (the granting instance's clock may run ahead of ours). Expiry is *not* enforced here: the
+        validator decides with the blob's creation time, which may be well after the grant expired."""
         if not token:
             raise GrantTokenError("missing_grant", "The upload carries no grant token.")
         if not is_compact_jws(token):  # one spelling per token, before pyjwt's lenient decoding
@@ -147,6 +148,7 @@ class GrantKeyRing:
                 audience=_AUDIENCE,
                 issuer=_ISSUER,
                 options={"verify_exp": False, "require": ["exp", "iat", "iss", "aud", "uid", "c", "b"]},
+                leeway=skew,
             )
         except jwt.PyJWTError as exc:
             raise GrantTokenError("bad_grant", "The grant token signature or claims are invalid.") from exc

@@ -14,17 +14,28 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
-from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
 
 from valet.caller import Caller
 from valet.clock import utcnow
 from valet.delegation import UserDelegationKeyCache, key_expiry
-from valet.errors import BadRequest, ServiceUnavailable
+from valet.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 from valet.grant_token import GRANT_HEADER, GrantClaims, GrantKeyRing
-from valet.naming import MAX_FILENAME_CHARS, bind_upload_id, blob_name, new_upload_id, sanitize_filename
+from valet.naming import (
+    MAX_FILENAME_CHARS,
+    bind_upload_id,
+    granted_blob_name,
+    granted_type,
+    new_upload_id,
+    parse_granted_name,
+    parse_upload_id,
+    sanitize_filename,
+)
 from valet.policy import Policy, normalize_content_type
+from valet.validation.records import is_tombstone
 
 audit = logging.getLogger("valet.audit")
 
@@ -93,6 +104,29 @@ def parse_grant_request(body: bytes) -> GrantRequest:
     )
 
 
+def parse_renew_request(body: bytes) -> str:
+    """The JSON body of ``POST /api/uploads/{uploadId}/renew``: ``{"blobUri": <the grant's blobUri>}``."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise BadRequest("The request body must be a JSON object.", code="invalid_json") from None
+    if not isinstance(doc, dict):
+        raise BadRequest("The request body must be a JSON object.", code="invalid_json")
+    unknown = sorted(set(doc) - {"blobUri"})
+    if unknown:
+        raise BadRequest(f"Unknown field(s): {', '.join(repr(u[:40]) for u in unknown[:5])}. Known fields: blobUri.",
+                         code="unknown_field")
+    uri = doc.get("blobUri")
+    if not isinstance(uri, str) or not uri or len(uri) > 4096:
+        raise BadRequest("'blobUri' is required: the blobUri of the grant to renew.", code="invalid_blob_uri")
+    return uri
+
+
+# What storage holds at an upload's name, as far as renewing its SAS goes (see GrantIssuer.renew).
+ABSENT, UPLOADED, DECIDED = "absent", "uploaded", "decided"
+UploadState = Callable[[str], str]
+
+
 @dataclass(frozen=True)
 class Grant:
     upload_id: str
@@ -142,6 +176,7 @@ class GrantIssuer:
         policy: Policy,
         sas_ttl: timedelta,
         sas_start_skew: timedelta,
+        upload_window: timedelta = timedelta(0),
         clock: Callable[[], datetime] = utcnow,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
@@ -153,6 +188,7 @@ class GrantIssuer:
         self._policy = policy
         self._ttl = sas_ttl
         self._skew = sas_start_skew
+        self._window = upload_window
         self._clock = clock
         self._random = random_bytes
 
@@ -166,21 +202,26 @@ class GrantIssuer:
         expires = min(expires, key_expiry(key))  # the cache guarantees >=; this keeps the rule local
         if expires <= now:
             raise ServiceUnavailable("No valid signing key is available.", code="storage_unavailable")
+        deadline = max(expires, now + self._window)  # no SAS for this name, renewed or not, expires later
 
+        signing_key = self._signer.key(self._signer.active) or b""
         upload_id = bind_upload_id(  # so the status endpoint can tell this caller's ids from others'
-            new_upload_id(now, self._random), self._signer.key(self._signer.active) or b"", caller.partition
+            new_upload_id(now, self._random), signing_key, caller.partition
         )
-        name = blob_name(caller.partition, upload_id, profile.extension_for(request.content_type))
-        signature = generate_blob_sas(
-            account_name=self._account_name,
-            container_name=self._container,
-            blob_name=name,
-            user_delegation_key=key,
-            permission=BlobSasPermissions(create=True),
-            expiry=expires,
-            start=now - self._skew if self._skew else None,
-            protocol="https",
+        name = granted_blob_name(  # the grant itself, for clients that send nothing but the URL
+            partition=caller.partition,
+            upload_id=upload_id,
+            profile=profile.name,
+            size=request.size,
+            deadline=deadline,
+            sha256_declared=request.sha256 is not None,
+            content_type=request.content_type,
+            extension=profile.extension_for(request.content_type),
+            container=self._container,
+            kid=self._signer.active,
+            key=signing_key,
         )
+        signature = self._sas(name, key, now, expires)
         filename = sanitize_filename(request.filename)[:MAX_FILENAME_CHARS]
         token = self._signer.sign(
             GrantClaims(
@@ -226,3 +267,83 @@ class GrantIssuer:
             },
         )
         return grant
+
+    def _sas(self, name: str, key: Any, now: datetime, expires: datetime) -> str:
+        return generate_blob_sas(
+            account_name=self._account_name,
+            container_name=self._container,
+            blob_name=name,
+            user_delegation_key=key,
+            permission=BlobSasPermissions(create=True),
+            expiry=expires,
+            start=now - self._skew if self._skew else None,
+            protocol="https",
+        )
+
+    def renew(self, caller: Caller, upload_id: str, blob_uri: str, state: UploadState) -> Grant:
+        """A fresh create-only SAS for the same blob of a grant made to ``caller``, while the upload is not
+        complete and its window (the deadline bound into the name) is open. Same checks as a grant (the
+        caller was admitted; the profile must still allow the granted type and size). ``state`` tells
+        what storage holds at the name: the one storage request a renewal makes."""
+        parse_upload_id(upload_id)  # 400 for anything that is not one of our ids, as the status route
+        prefix = f"{self._account_url}/{self._container}/"
+        name = unquote(blob_uri[len(prefix):]) if blob_uri.startswith(prefix) else ""
+        facts = parse_granted_name(name)
+        # Not one of ours, not this id, or another caller's: all look the same (no probing other callers).
+        if facts is None or facts.upload_id != upload_id or facts.partition != caller.partition:
+            raise NotFound("No such upload.", code="upload_not_found")
+        signing_key = self._signer.key(facts.kid)
+        profile = self._policy.profiles.get(facts.profile)
+        content_type = (granted_type(facts, signing_key, self._container, profile.types)
+                        if signing_key is not None and profile is not None else None)
+        if profile is None or content_type is None:
+            raise NotFound("No such upload.", code="upload_not_found")
+        profile = self._policy.profile_for(profile.name, caller.roles | caller.scopes)  # 403 without its roles
+        profile.check(content_type, facts.size, "declared" if facts.sha256_declared else None)
+
+        now = self._clock().replace(microsecond=0)
+        if now >= facts.deadline:
+            raise Conflict("The upload's window has closed; request a new grant.", code="upload_window_closed")
+        found = state(name)
+        if found == DECIDED:
+            raise Conflict("The upload has been decided; see its status.", code="upload_decided")
+        if found == UPLOADED:
+            raise Conflict("The upload is complete and awaits its decision.", code="upload_complete")
+        key = self._keys.get(min(now + self._ttl, facts.deadline))
+        expires = min(now + self._ttl, facts.deadline, key_expiry(key))
+        if expires <= now:
+            raise ServiceUnavailable("No valid signing key is available.", code="storage_unavailable")
+        grant = Grant(
+            upload_id=upload_id,
+            blob_uri=f"{self._account_url}/{self._container}/{quote(name, safe='/')}",
+            signature=self._sas(name, key, now, expires),
+            headers={"x-ms-blob-type": "BlockBlob", "x-ms-blob-content-type": content_type},
+            expires_on=expires,
+            max_bytes=profile.max_bytes,
+            profile=profile.name,
+            container=self._container,
+            blob_name=name,
+        )
+        audit.info(
+            "grant renewed",
+            extra={"event": "renew", "upload_id": upload_id, "caller": caller.id,
+                   "blob": f"{self._container}/{name}", "expires_on": _rfc3339(expires)},
+        )
+        return grant
+
+
+class BlobUploadState:
+    """:data:`UploadState` from storage: one Get Blob Properties on the uploads container (404: nothing
+    committed yet, blocks may be staged; a tombstone: decided; anything else: uploaded, not yet decided)."""
+
+    def __init__(self, blob_service: BlobServiceClient, container: str) -> None:
+        self._container = blob_service.get_container_client(container)
+
+    def __call__(self, name: str) -> str:
+        try:
+            props = self._container.get_blob_client(name).get_blob_properties()
+        except ResourceNotFoundError:
+            return ABSENT
+        except AzureError as exc:
+            raise ServiceUnavailable("Storage is unavailable right now.", code="storage_unavailable") from exc
+        return DECIDED if is_tombstone(props.metadata) else UPLOADED

@@ -16,7 +16,8 @@ import hmac
 import re
 import unicodedata
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from valet.errors import BadRequest
@@ -107,3 +108,112 @@ def upload_id_belongs_to(upload_id: str, key: bytes, partition: str) -> bool:
     expected = _owner_mac(key, partition, upload_id).to_bytes(5, "big")
     actual = (uuid.UUID(upload_id).int & ((1 << _OWNER_BITS) - 1)).to_bytes(5, "big")
     return hmac.compare_digest(expected, actual)
+
+
+# -- the granted blob name: what was granted, bound into the name with an HMAC ----------------------------
+#
+#     <partition>/<yyyy>/<mm>/<dd>/<uploadId>.<profile>.<size>.<deadline>.<h|n>.<kid>.<mac>.<ext>
+#
+# The SAS is scoped to exactly this name, so an upload made with nothing but the grant URL still tells the
+# validator what was granted: the caller's partition, the profile, the declared size, the last moment any
+# SAS for the name may expire (the deadline, unix seconds), whether a sha256 was declared (``h``: then the
+# grant header, which carries it, is required) and, through the MAC only, the declared content type (the
+# extension is the profile's canonical one for it; the validator tries the profile's types with that
+# extension). The MAC is HMAC-SHA-256 with the grant signing key ``kid`` (so it rotates with the grant
+# token), truncated to 128 bits, over the container, the name without the MAC and the content type.
+
+NAME_MAC_HEX = 32
+_NAME_FIELD = {
+    "profile": re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$"),
+    "size": re.compile(r"^(?:0|[1-9][0-9]{0,17})$"),
+    "deadline": re.compile(r"^[1-9][0-9]{0,11}$"),
+    "flag": re.compile(r"^[hn]$"),
+    "kid": re.compile(r"^[A-Za-z0-9_-]{1,32}$"),
+    "mac": re.compile(rf"^[0-9a-f]{{{NAME_MAC_HEX}}}$"),
+    "ext": re.compile(r"^[a-z0-9]{1,10}$"),
+}
+_PARTITION = re.compile(r"^[A-Za-z0-9_-]{1,64}/[A-Za-z0-9_-]{1,67}$")
+
+
+@dataclass(frozen=True)
+class NameFacts:
+    """What a granted blob name says (before its MAC is checked, nothing here is trusted)."""
+
+    partition: str
+    upload_id: str
+    profile: str
+    size: int
+    deadline: datetime
+    sha256_declared: bool
+    kid: str
+    mac: str
+    extension: str
+    unsigned: str  # the name without its MAC segment: what the MAC covers
+
+
+def _name_mac(key: bytes, container: str, unsigned: str, content_type: str) -> str:
+    message = f"valet-blob-name|v1|{container}|{unsigned}|{content_type}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()[:NAME_MAC_HEX]
+
+
+def granted_blob_name(
+    *,
+    partition: str,
+    upload_id: str,
+    profile: str,
+    size: int,
+    deadline: datetime,
+    sha256_declared: bool,
+    content_type: str,
+    extension: str,
+    container: str,
+    kid: str,
+    key: bytes,
+) -> str:
+    issued = parse_upload_id(upload_id)
+    flag = "h" if sha256_declared else "n"
+    unsigned = (
+        f"{partition}/{issued:%Y/%m/%d}/{upload_id}.{profile}.{size}.{int(deadline.timestamp())}.{flag}.{kid}"
+    )
+    return f"{unsigned}.{_name_mac(key, container, unsigned, content_type)}.{extension}"
+
+
+def parse_granted_name(name: str) -> NameFacts | None:
+    """The fields of a granted blob name, or ``None`` if ``name`` does not have that shape (a name from an
+    older release, or one this app never chose)."""
+    directory, slash, leaf = name.rpartition("/")
+    parts = leaf.split(".")
+    if not slash or len(parts) != 8 or len(name) > 1024:
+        return None
+    upload_id, profile, size, deadline, flag, kid, mac, ext = parts
+    fields = {"profile": profile, "size": size, "deadline": deadline, "flag": flag, "kid": kid, "mac": mac,
+              "ext": ext}
+    if not all(_NAME_FIELD[k].fullmatch(v) for k, v in fields.items()):
+        return None
+    try:
+        issued = parse_upload_id(upload_id)
+    except BadRequest:
+        return None
+    segments = directory.split("/")
+    partition, date = "/".join(segments[:2]), "/".join(segments[2:])
+    if len(segments) != 5 or not _PARTITION.fullmatch(partition) or date != f"{issued:%Y/%m/%d}":
+        return None
+    try:
+        deadline_at = datetime.fromtimestamp(int(deadline), tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return NameFacts(
+        partition=partition, upload_id=upload_id, profile=profile, size=int(size), deadline=deadline_at,
+        sha256_declared=flag == "h", kid=kid, mac=mac, extension=ext, unsigned=name[: -len(mac) - len(ext) - 2],
+    )
+
+
+def name_mac_matches(facts: NameFacts, key: bytes, container: str, content_type: str) -> bool:
+    return hmac.compare_digest(_name_mac(key, container, facts.unsigned, content_type), facts.mac)
+
+
+def granted_type(facts: NameFacts, key: bytes, container: str, types: Mapping[str, Sequence[str]]) -> str | None:
+    """The declared content type a granted name was made for: the one among ``types`` (a profile's types
+    and their extensions) whose canonical extension is the name's and whose MAC matches; else ``None``."""
+    candidates = [t for t, extensions in types.items() if extensions and extensions[0] == facts.extension]
+    return next((t for t in candidates if name_mac_matches(facts, key, container, t)), None)

@@ -60,6 +60,7 @@ class Runtime:
             policy=settings.policy,
             sas_ttl=settings.sas_ttl,
             sas_start_skew=settings.sas_start_skew,
+            upload_window=settings.upload_window,
         )
         if authenticator is None:
             keystore = None

@@ -33,6 +33,8 @@ ACCEPTED_CONTAINER = "VALET_ACCEPTED_CONTAINER"
 QUARANTINE_CONTAINER = "VALET_QUARANTINE_CONTAINER"
 SAS_TTL_MINUTES = "VALET_SAS_TTL_MINUTES"
 SAS_START_SKEW_MINUTES = "VALET_SAS_START_SKEW_MINUTES"
+CLOCK_SKEW_SECONDS = "VALET_CLOCK_SKEW_SECONDS"
+UPLOAD_WINDOW_MINUTES = "VALET_UPLOAD_WINDOW_MINUTES"
 DELEGATION_KEY_LIFETIME_HOURS = "VALET_DELEGATION_KEY_LIFETIME_HOURS"
 DELEGATION_KEY_REFRESH_MINUTES = "VALET_DELEGATION_KEY_REFRESH_MINUTES"
 GRANT_SIGNING_KEYS = "VALET_GRANT_SIGNING_KEYS"
@@ -164,6 +166,8 @@ class Settings:
     validation: ValidationSettings
     cors_origins: tuple[str, ...] = ()
     ui_enabled: bool = False
+    clock_skew: timedelta = timedelta(seconds=300)  # grant token iat, "created before the grant expired"
+    upload_window: timedelta = timedelta(hours=4)  # how long an upload's SAS may be renewed
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -219,6 +223,8 @@ class Settings:
             validation=ValidationSettings.from_env(env.environ),
             cors_origins=parse_origins(env.optional(CORS_ORIGINS), setting=CORS_ORIGINS),
             ui_enabled=flag(env.environ, UI_ENABLED),
+            clock_skew=timedelta(seconds=env.number(CLOCK_SKEW_SECONDS, 300, 0, 900)),
+            upload_window=max(sas_ttl, timedelta(minutes=env.number(UPLOAD_WINDOW_MINUTES, 240, 0, 7 * 24 * 60))),
         )
 
 

@@ -5,7 +5,10 @@
 #  2. creates the two app secrets once per azd environment, when they are not set yet:
 #     VALET_GRANT_SIGNING_KEYS ("k<yyyymmdd>:<base64url of 32 random bytes>") and VALET_APIKEY_PEPPER
 #     (base64url of 32 random bytes), the formats valet/settings.py reads. azd keeps them in
-#     .azure/<env>/.env (git-ignored) and passes them to Bicep, which stores them in Key Vault only.
+#     .azure/<env>/.env (git-ignored) and passes them to Bicep, which stores them in Key Vault only;
+#  3. sets VALET_VAULT_GENERATION (part of the Key Vault's name) when it is empty: on the first deployment and
+#     after `azd down` (the postdown hook empties it), so a new deployment never meets its own soft-deleted,
+#     purge-protected vault of the same name.
 # `sh infra/hooks/preprovision.sh --print` prints a fresh pair instead (tests use it; handy for rotation).
 set -eu
 
@@ -37,4 +40,8 @@ fi
 if [ -z "${VALET_APIKEY_PEPPER:-}" ]; then
     azd env set VALET_APIKEY_PEPPER "$(new_secret)"
     echo "valet: created VALET_APIKEY_PEPPER for this azd environment"
+fi
+if [ -z "${VALET_VAULT_GENERATION:-}" ]; then
+    azd env set VALET_VAULT_GENERATION "$(date -u +%Y%m%dT%H%M%SZ)"
+    echo "valet: new VALET_VAULT_GENERATION (a new Key Vault name for this deployment)"
 fi

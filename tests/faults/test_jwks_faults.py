@@ -41,10 +41,10 @@ def rotated_key() -> SigningKey:
     return rsa_key("dev-rotated-1")
 
 
-def unknown_kid_token(issuer: DevIssuer, key: SigningKey, subject: str) -> str:
+def unknown_kid_token(issuer: DevIssuer, key: SigningKey, subject: str, age: int = 0) -> str:
     now = int(time.time())
     return token(key, {"iss": issuer.issuer, "aud": DEV_AUDIENCE, "sub": subject, "tid": DEV_TENANT,
-                       "roles": ["Uploads.Write"], "iat": now, "nbf": now, "exp": now + 600})
+                       "roles": ["Uploads.Write"], "iat": now - age, "nbf": now - age, "exp": now + 600})
 
 
 @pytest.fixture
@@ -123,9 +123,11 @@ def test_cold_start_with_jwks_down_is_503_until_it_is_back(
     time.sleep(int(response.headers["Retry-After"]))  # as a client does; covers the refetch interval
     assert call_grant(app, issuer.mint("alice")).status_code == 201
     assert jwks_proxy.requests == 1
-    # The keys were just fetched: a kid not among them really is unknown, a 401 without another fetch.
-    response = call_grant(app, unknown_kid_token(issuer, rotated_key, "mallory"))
+    # The keys were just fetched: a kid not among them, in a token issued before that fetch, really is
+    # unknown: a 401 without another fetch. Issued after it, the key may be newer than our set: 503.
+    response = call_grant(app, unknown_kid_token(issuer, rotated_key, "mallory", age=3600))
     assert response.status_code == 401 and json.loads(response.get_body())["code"] == "invalid_token"
+    assert_idp_unavailable(call_grant(app, unknown_kid_token(issuer, rotated_key, "mallory-2")))
     assert jwks_proxy.requests == 1
 
 

@@ -22,8 +22,10 @@ def bindings_of(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, list[d
 def test_every_function_and_binding(monkeypatch: pytest.MonkeyPatch) -> None:
     functions = bindings_of(monkeypatch, VALET_TRIGGER_SOURCE="EventGrid", VALET_UPLOADS_CONTAINER="incoming",
                             VALET_TRIGGER_CONNECTION="Uploads")
-    assert set(functions) == {"create_upload", "upload_status", "list_profiles", "upload_page", "health", "openapi",
-                              "validate_upload", "malware_scan_result", "sweep_tombstones"}
+    assert set(functions) == {"create_upload", "upload_status", "renew_upload", "list_profiles", "upload_page",
+                              "health", "openapi", "validate_upload", "malware_scan_result", "sweep_tombstones"}
+    [renew] = [b for b in functions["renew_upload"] if b["type"] == "httpTrigger"]
+    assert renew["route"] == "uploads/{uploadId}/renew" and [str(m.value) for m in renew["methods"]] == ["POST", "OPTIONS"]
     [blob] = [b for b in functions["validate_upload"] if b["type"] == "blobTrigger"]
     assert (blob["path"], blob["source"], blob["connection"]) == ("incoming/{name}", "EventGrid", "Uploads")
     [route] = [b for b in functions["upload_status"] if b["type"] == "httpTrigger"]

@@ -117,17 +117,23 @@ def test_usage_errors(tmp_path: Path) -> None:
     assert run([str(write(tmp_path, "a.png", png()))], {})[0] == EXIT_USAGE
 
 
-def test_an_expired_sas_gets_a_fresh_grant(monkeypatch: pytest.MonkeyPatch, valet_env: dict[str, str],
-                                           issuer: DevIssuer, blob_service: BlobServiceClient,
-                                           storage_endpoint: StorageEndpoint, tmp_path: Path) -> None:
-    """The first grant is issued on a clock 2 minutes behind with a 1-minute SAS, so storage itself refuses
-    the PUT (403, expired SAS); the client must notice the grant expired and ask for a new one."""
+@pytest.mark.parametrize(("window", "grants", "renewals"), [("240", 1, 1), ("0", 2, 0)],
+                         ids=["renewed", "window-closed-fresh-grant"])
+def test_an_expired_sas_is_renewed_or_replaced(monkeypatch: pytest.MonkeyPatch, valet_env: dict[str, str],
+                                               issuer: DevIssuer, blob_service: BlobServiceClient,
+                                               storage_endpoint: StorageEndpoint, tmp_path: Path,
+                                               window: str, grants: int, renewals: int) -> None:
+    """The first grant is issued on a clock 2 minutes behind with a 1-minute SAS, so its SAS has expired
+    before the upload starts. The client renews it for the same blob while the upload window is open;
+    with no window beyond the SAS (VALET_UPLOAD_WINDOW_MINUTES=0) renewal is refused and it asks for a
+    fresh grant."""
     from datetime import UTC, datetime, timedelta
 
     env = {**valet_env, "VALET_AUTH_ISSUERS": issuer.settings_value(), "VALET_SAS_TTL_MINUTES": "1",
-           "VALET_SAS_START_SKEW_MINUTES": "0", "VALET_DELEGATION_KEY_REFRESH_MINUTES": "5"}
+           "VALET_SAS_START_SKEW_MINUTES": "0", "VALET_DELEGATION_KEY_REFRESH_MINUTES": "5",
+           "VALET_UPLOAD_WINDOW_MINUTES": window}
     with fresh_app(monkeypatch, env) as module, FunctionHost(module.app, port=0) as host:
-        grants = module.runtime().grants
+        grant_issuer = module.runtime().grants
         calls = [0]
 
         def lagging_then_true() -> datetime:
@@ -135,7 +141,7 @@ def test_an_expired_sas_gets_a_fresh_grant(monkeypatch: pytest.MonkeyPatch, vale
             now = datetime.now(UTC)
             return now - timedelta(minutes=2) if calls[0] == 1 else now
 
-        monkeypatch.setattr(grants, "_clock", lagging_then_true)
+        monkeypatch.setattr(grant_issuer, "_clock", lagging_then_true)
         watcher = BlobWatcher(blob_service, valet_env["VALET_UPLOADS_CONTAINER"], host, "validate_upload",
                               interval=0.2).start()
         try:
@@ -143,5 +149,5 @@ def test_an_expired_sas_gets_a_fresh_grant(monkeypatch: pytest.MonkeyPatch, vale
             result = client.upload(write(tmp_path, "late.png", png()))
         finally:
             watcher.stop()
-    assert result.grants == 2
+    assert (result.grants, result.renewals) == (grants, renewals)
     assert result.status == "accepted"

@@ -19,7 +19,7 @@ import requests
 
 from tests.support.devstack import valet_dev
 from tests.support.samples import malware_event, png
-from valet.emulator import PROJECT_ROOT, free_port, port_in_use
+from valet.emulator import PROJECT_ROOT, free_port, listening_ports, port_in_use
 
 pytestmark = pytest.mark.azurite
 
@@ -90,8 +90,9 @@ def test_valet_dev_end_to_end_and_clean_shutdown(dev: tuple[subprocess.Popen[str
     after = requests.get(grant["statusUrl"], headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
     assert (after["status"], after.get("reason")) == ("quarantined", "malware_detected")
 
-    blob_port = int(grant["blobUri"].split(":")[2].split("/")[0])
-    ports = [int(url.rsplit(":", 1)[1]), blob_port, blob_port + 1]  # app, Azurite blob and queue
+    azurite = listening_ports((root / ".valet" / "azurite" / "azurite.log").read_text())  # ports it bound
+    assert azurite["blob"] == int(grant["blobUri"].split(":")[2].split("/")[0])
+    ports = [int(url.rsplit(":", 1)[1]), azurite["blob"], azurite["queue"]]  # app, Azurite blob and queue
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, output

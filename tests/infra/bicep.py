@@ -9,6 +9,7 @@ come from the ``known`` mapping a test passes in.
 
 from __future__ import annotations
 
+import json
 import re
 from functools import cache
 from pathlib import Path
@@ -140,6 +141,9 @@ class Template:
             return merged
         if kind == "split":
             return str(self.value(args["input_string"], scope)).split(self.value(args["delimiter"], scope))
+        if kind == "string":  # ARM's string(): JSON for arrays and objects (compact), the text for a string
+            converted = self.value(args["value_to_convert"], scope)
+            return converted if isinstance(converted, str) else json.dumps(converted, separators=(",", ":"))
         raise Unknown(kind)
 
 
@@ -162,4 +166,103 @@ def role_assignments(template: Template) -> list[dict[str, Any]]:
         found.append({"symbol": symbol, "scope": body.get("scope"), "role": role, "principal": principal,
                       "conditional": template.condition(symbol) is not None,
                       "principalType": props.get("principalType")})
+    return found
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Deploy-time constants (what Bicep's BCP178 and BCP120 are about)
+# ---------------------------------------------------------------------------------------------------------
+
+# The properties of a resource symbol Bicep can compute when the deployment starts; anything else
+# (``properties.*``, ``outputs.*``, the whole object) is only known once the resource is deployed.
+DEPLOY_TIME_PROPERTIES = frozenset({"id", "name", "type", "apiVersion"})
+_ACCESS = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z_][A-Za-z0-9_]*|\(\))*)")
+_RUNTIME_FUNCTIONS = re.compile(r"\b(list[A-Za-z]*|reference)\s*\(")
+
+
+def runtime_references(doc: dict[str, Any], node: Any, _seen: frozenset[str] = frozenset()) -> list[str]:
+    """The runtime values ``node`` reads, directly or through variables: each as ``symbol.property...``
+    (``identity.properties.clientId``, ``via valetSettings: ...``). Empty when Bicep can compute the
+    expression at the start of the deployment. Parameters, loop items and functions such as
+    ``subscription()`` or ``uniqueString()`` are deploy-time values; ``list*()`` and ``reference()`` are not."""
+    symbols = set(doc.get("resources", {})) | set(doc.get("modules", {}))
+    variables = doc.get("variables", {})
+    found: list[str] = []
+
+    def via_variable(name: str) -> None:
+        if name in variables and name not in _seen:
+            found.extend(f"via {name}: {ref}" for ref in runtime_references(
+                doc, variables[name]["value"], _seen | {name}))
+
+    def accessor_path(n: Any) -> list[str] | None:
+        if isinstance(n, str):
+            return [n]
+        if isinstance(n, dict) and n.get("operator", {}).get("type") == "property_accessor":
+            ops = n["operator"]["operands"]
+            head, tail = accessor_path(ops["operand_1"]), accessor_path(ops["operand_2"])
+            return head + tail if head is not None and tail is not None else None
+        return None
+
+    def text(s: str) -> None:
+        if s in symbols:  # the whole resource object
+            found.append(s)
+            return
+        if s in variables:
+            via_variable(s)
+            return
+        for expression in re.findall(r"\$\{(.*?)\}", s):
+            if _RUNTIME_FUNCTIONS.search(expression):
+                found.append(expression.strip())
+            for head, rest in _ACCESS.findall(expression):
+                parts = [p for p in rest.split(".") if p]
+                if head in symbols and (not parts or parts[0] not in DEPLOY_TIME_PROPERTIES):
+                    found.append(head + rest)
+                elif head in variables:
+                    via_variable(head)
+
+    def walk(n: Any) -> None:
+        if isinstance(n, str):
+            text(n)
+        elif isinstance(n, list):
+            for item in n:
+                walk(item)
+        elif isinstance(n, dict) and n.get("operator", {}).get("type") == "property_accessor":
+            path = accessor_path(n)
+            if path is None:
+                walk(n["operator"]["operands"])
+            elif path[0] in symbols:
+                if path[1] not in DEPLOY_TIME_PROPERTIES:
+                    found.append(".".join(path))
+            elif path[0] in variables:
+                via_variable(path[0])
+        elif isinstance(n, dict) and "function" in n:
+            kind = str(n["function"].get("type", ""))
+            if kind.startswith("list") or kind == "reference":
+                found.append(f"{kind}()")
+            walk(n["function"].get("parameters") or {})
+        elif isinstance(n, dict):
+            for value in n.values():
+                walk(value)
+
+    walk(node)
+    return found
+
+
+def for_expressions(doc: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Every ``for`` expression in a parsed template: (where, the expression it iterates over)."""
+    found: list[tuple[str, Any]] = []
+
+    def walk(n: Any, where: str) -> None:
+        if isinstance(n, dict):
+            if "loop_type" in n:
+                found.append((where, n["loop_type"]))
+            for key, value in n.items():
+                walk(value, f"{where}.{key}")
+        elif isinstance(n, list):
+            for i, item in enumerate(n):
+                walk(item, f"{where}[{i}]")
+
+    for section in ("variables", "resources", "modules", "outputs"):
+        for name, body in doc.get(section, {}).items():
+            walk(body, f"{section}.{name}")
     return found

@@ -8,6 +8,7 @@ required setting, set one the app ignores, or set one to a value the app refuses
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -44,16 +45,15 @@ def template(**params: Any) -> Template:
 
 
 def app_settings(**params: Any) -> dict[str, str]:
-    """Every app setting, as the function app gets it."""
+    """Every app setting, as the function app gets it: the `appsettings` config child of the app (the whole set;
+    Azure replaces the app's settings with it)."""
     t = template(**params)
-    site = t.resource("functionApp")["properties"]["siteConfig"]["appSettings"]
-    assert site["config"] == {
-        "name": {"operator": {"type": "property_accessor", "operands": {"operand_1": "setting", "operand_2": "key"}}},
-        "value": {"operator": {"type": "property_accessor",
-                               "operands": {"operand_1": "setting", "operand_2": "value"}}},
-    }
-    merged = t.value(site["loop_type"]["detail"]["array_name"]["function"]["parameters"]["arg_1"])
-    return {name: str(value) for name, value in merged.items()}
+    [(symbol, config)] = t.of_type("Microsoft.Web/sites/config").items()
+    assert (config["parent"], config["name"]) == ("functionApp", "appsettings"), symbol
+    assert "appSettings" not in t.resource("functionApp")["properties"]["siteConfig"]  # one place only
+    merged = t.value(config["properties"])
+    assert all(isinstance(value, str) for value in merged.values())  # app settings are strings
+    return dict(merged)
 
 
 def resolved(settings: dict[str, str]) -> dict[str, str]:
@@ -99,10 +99,11 @@ def test_without_a_required_setting_the_app_cannot_start(name: str) -> None:
 
 
 def test_parameters_reach_the_settings() -> None:
-    issuers = '[{"issuer": "https://login.microsoftonline.com/11111111-2222-3333-4444-555555555555/v2.0", ' \
-              '"audiences": ["api://valet"]}]'
+    issuers = [{"issuer": "https://login.microsoftonline.com/11111111-2222-3333-4444-555555555555/v2.0",
+                "audiences": ["api://valet"]}]
     env = resolved(app_settings(authIssuers=issuers, corsOrigins=["https://app.example.com"],
                                 enableMalwareScanning=True))
+    assert json.loads(env["VALET_AUTH_ISSUERS"]) == issuers  # string(authIssuers): the list as JSON
     settings = Settings.from_env(env)
     assert [i.audiences for i in settings.auth.issuers] == [("api://valet",)]
     assert settings.cors_origins == ("https://app.example.com",)
@@ -147,3 +148,14 @@ def test_host_and_trigger_connections_are_identity_based() -> None:
     assert not {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION"} & set(settings)
     others = {k for k in settings if not k.startswith("VALET_")}
     assert all(k.startswith(("AzureWebJobsStorage__", f"{connection}__", "APPLICATIONINSIGHTS_")) for k in others)
+
+
+def test_azure_needs_no_python_init_indexing_setting() -> None:
+    """PYTHON_ENABLE_INIT_INDEXING (set in local.settings.sample.json) only moves function indexing from the
+    metadata request to the worker's init request, and gates HTTP streaming (azurefunctions-extensions-http-*);
+    the SDK-type blob bindings are loaded either way (azure-functions-python-worker, dispatcher.py and
+    bindings/meta.py). valet uses no HTTP streaming, so Azure gets no such setting."""
+    requirements = (INFRA.parent / "requirements.txt").read_text()
+    assert "azurefunctions-extensions-bindings-blob" in requirements
+    assert "azurefunctions-extensions-http" not in requirements
+    assert "PYTHON_ENABLE_INIT_INDEXING" not in app_settings()

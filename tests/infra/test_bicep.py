@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+from pycep import BicepParser
 
-from tests.infra.bicep import INFRA, ROOT, Template, parse, role_assignments
+from tests.infra.bicep import INFRA, ROOT, Template, for_expressions, parse, role_assignments, runtime_references
 from valet import cors
 from valet.validation.malware import EVENT_TYPE as MALWARE_EVENT_TYPE
 
@@ -148,7 +150,7 @@ def test_function_app_is_flex_consumption_python_311_https_only(resources: Templ
     deployment = props["functionAppConfig"]["deployment"]["storage"]
     assert deployment["authentication"]["type"] == "UserAssignedIdentity"
     assert props["siteConfig"]["minTlsVersion"] == "1.2"
-    assert props["siteConfig"]["ftpsState"] == "Disabled"
+    assert "ftpsState" not in props["siteConfig"]  # Flex Consumption has no FTP(S); see test_flex.py
     assert site["identity"]["type"] == "UserAssigned"
     assert resources.value(site["tags"]["function"]["parameters"]["arg_2"]) == {"azd-service-name": "api"}
 
@@ -285,3 +287,170 @@ def test_azd_parameters_cover_the_entry_template() -> None:
     azure_yaml = (ROOT / "azure.yaml").read_text()
     assert "host: function" in azure_yaml and "language: python" in azure_yaml
     assert "infra/hooks/preprovision.sh" in azure_yaml and "infra/hooks/postdeploy.sh" in azure_yaml
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Deployment-breaking rules (issue 18): what `bicep build` or Azure would refuse
+# ---------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_no_for_expression_reads_a_runtime_value(name: str) -> None:
+    """BCP178: a `for` expression must be computable at the start of the deployment, so it may not reach a
+    resource's runtime properties (`identity.properties.clientId`, a secret's `properties.secretUri`, ...),
+    not even through variables."""
+    doc = parse(name)
+    assert {where: refs for where, loop in for_expressions(doc) if (refs := runtime_references(doc, loop))} == {}
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_resource_names_are_deploy_time_values(name: str) -> None:
+    """BCP120: the same rule for resource and module names."""
+    template = Template(name)
+    names = {s: template.resource(s).get("name") for s in template.resources}
+    names |= {m: (b["config"].get("config", b["config"]) if "condition" in b["config"] else b["config"]).get("name")
+              for m, b in template.doc.get("modules", {}).items()}
+    assert {s: refs for s, n in names.items() if (refs := runtime_references(template.doc, n))} == {}
+
+
+def test_the_runtime_value_check_finds_a_loop_over_runtime_settings(tmp_path: Path) -> None:
+    """Proof the check can fail: the loop this repository shipped before, over variables holding runtime values."""
+    bad = tmp_path / "bad.bicep"
+    bad.write_text("""
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'id'
+  location: 'x'
+}
+var settings = {
+  A: 'https://${identity.name}.example'
+  B: identity.properties.clientId
+}
+var more = {
+  C: 'ClientId=${identity.properties.clientId}'
+}
+resource site 'Microsoft.Web/sites@2024-04-01' = {
+  name: 's'
+  location: 'x'
+  properties: {
+    siteConfig: {
+      appSettings: [for s in items(union(settings, more)): { name: s.key, value: s.value }]
+    }
+  }
+}
+resource ok 'Microsoft.Storage/storageAccounts@2023-05-01' = [for i in range(0, 2): {
+  name: 'st${identity.name}${i}'
+  location: 'x'
+}]
+""")
+    doc: dict[str, Any] = BicepParser(cache=False).parse(file_path=bad)  # type: ignore[assignment]
+    found = {where: runtime_references(doc, loop) for where, loop in for_expressions(doc)}
+    assert found == {
+        "resources.site.config.properties.siteConfig.appSettings": [
+            "via settings: identity.properties.clientId", "via more: identity.properties.clientId"],
+        "resources.ok.config": [],
+    }
+
+
+def test_app_settings_are_one_appsettings_config_child(resources: Template) -> None:
+    [(symbol, config)] = resources.of_type("Microsoft.Web/sites/config").items()
+    assert (config["parent"], config["name"]) == ("functionApp", "appsettings")
+    merged = config["properties"]["function"]
+    assert merged["type"] == "union" and merged["parameters"] == {"arg_1": "valetSettings", "arg_2": "hostSettings"}
+    assert "appSettings" not in resources.resource("functionApp")["properties"]["siteConfig"]
+
+
+def test_custom_role_name_is_unique_per_subscription_and_resource_group(resources: Template) -> None:
+    """Role display names must be unique in the tenant; one tenant can hold the same environment (the same
+    resource group name) in two subscriptions."""
+    name = resources.resource(TAGS_ROLE)["properties"]["roleName"]
+    assert "${subscription().subscriptionId}" in name and "${resourceGroup().name}" in name
+    assert len(name.replace("${subscription().subscriptionId}", "s" * 36)
+               .replace("${resourceGroup().name}", "r" * 90)) <= 512  # a GUID, the longest group name; RBAC's limit
+    definition = resources.resource(TAGS_ROLE)["name"]["function"]
+    assert definition["type"] == "guid"  # the definition's id: resourceGroup().id, which names the subscription too
+
+
+def test_defender_is_turned_on_after_the_accounts_only_system_topic(resources: Template) -> None:
+    """One Event Grid system topic per account, and turning on Defender's scanning creates one when the account has
+    none: the template's topic must exist first."""
+    module = resources.doc["modules"]["malwareScanning"]["config"]["config"]
+    assert "uploadsTopic" in module["dependsOn"]
+    topics = [t["properties"]["source"] for t in resources.of_type("Microsoft.EventGrid/systemTopics").values()]
+    assert [resources._accessor(s) for s in topics] == ["uploadsAccount.id"]
+    for name in ("malware.bicep", "main.bicep"):
+        assert not Template(name).of_type("Microsoft.EventGrid/systemTopics"), name
+
+
+def test_key_vault_name_changes_with_the_vault_generation(resources: Template) -> None:
+    """After `azd down` the purge-protected vault stays soft-deleted, its name reserved for the retention period:
+    a new deployment must use a new name (VALET_VAULT_GENERATION, emptied by the postdown hook)."""
+    vault = resources.resource("vault")
+    assert vault["name"] == "kv-valet-${vaultToken}" and len("kv-valet-") + 13 <= 24
+    token = resources.variables["vaultToken"]["value"]["function"]["parameters"]["string_to_change"]["function"]
+    assert token["type"] == "unique_string" and "vaultGeneration" in token["parameters"].values()
+    assert vault["properties"]["enablePurgeProtection"] is True
+    mapped = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert mapped["vaultGeneration"] == {"value": "${VALET_VAULT_GENERATION}"}
+    assert parse("main.bicep")["parameters"]["vaultGeneration"].get("default") is None  # the hook always sets it
+
+
+def test_function_host_keys_come_from_an_existing_resource_only(resources: Template) -> None:
+    """`Microsoft.Web/sites/host` has no resource type in bicep-types-az at any API version (only its listKeys
+    function), so Bicep warns BCP081. The resource is `existing` and only read through listKeys(): nothing of it
+    is deployed, and the warning cannot stop `bicep build`."""
+    events = parse("eventgrid.bicep")
+    host = events["resources"]["functionHost"]
+    assert (host["type"], host["existing"], host["api_version"]) == ("Microsoft.Web/sites/host", True, "2024-04-01")
+    text = (INFRA / "eventgrid.bicep").read_text()
+    uses = re.findall(r"functionHost\.(\w+)", text)
+    assert uses and set(uses) == {"listKeys"}
+
+
+# What the blob extension itself does with the trigger's connection (the uploads account) when the source is Event
+# Grid, read in Azure/azure-sdk-for-net, sdk/storage/Microsoft.Azure.WebJobs.Extensions.Storage.Blobs/src:
+# BlobsExtensionConfigProvider.ConvertAsync puts each event on the host's queue (AzureWebJobsStorage, the host
+# account); BlobListenerFactory starts no container scan or log polling for EventGrid; BlobQueueTriggerExecutor
+# reads the blob's properties (GetBlobReferenceFromServerAsync) before it runs the function; a message that failed
+# every try goes to the poison queue on the trigger's account, created if missing. valet's own reads and writes
+# go through its code, with the same identity, and are covered by EXPECTED_APP_ROLES.
+TRIGGER_OPERATIONS = {
+    ("uploadsContainer", "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"),
+    ("poisonQueue", "Microsoft.Storage/storageAccounts/queueServices/queues/write"),
+    ("poisonQueue", "Microsoft.Storage/storageAccounts/queueServices/queues/messages/add/action"),
+}
+# The built-in roles' actions and data actions (Azure built-in roles reference).
+ROLE_PERMISSIONS = {
+    BLOB_CONTRIBUTOR: {
+        "Microsoft.Storage/storageAccounts/blobServices/containers/delete",
+        "Microsoft.Storage/storageAccounts/blobServices/containers/read",
+        "Microsoft.Storage/storageAccounts/blobServices/containers/write",
+        "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action",
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete",
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write",
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/move/action",
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action",
+    },
+    QUEUE_CONTRIBUTOR: {
+        "Microsoft.Storage/storageAccounts/queueServices/queues/delete",
+        "Microsoft.Storage/storageAccounts/queueServices/queues/read",
+        "Microsoft.Storage/storageAccounts/queueServices/queues/write",
+        "Microsoft.Storage/storageAccounts/queueServices/queues/messages/delete",
+        "Microsoft.Storage/storageAccounts/queueServices/queues/messages/read",
+        "Microsoft.Storage/storageAccounts/queueServices/queues/messages/write",
+        "Microsoft.Storage/storageAccounts/queueServices/queues/messages/add/action",
+        "Microsoft.Storage/storageAccounts/queueServices/queues/messages/process/action",
+    },
+}
+
+
+def test_the_blob_triggers_own_operations_are_covered_without_blob_data_owner(resources: Template) -> None:
+    """Microsoft's identity table names Storage Blob Data Owner for a blob trigger connection as an example role;
+    with the Event Grid source the extension only reads the triggering blob and writes poison messages on the
+    trigger's account, which the container- and queue-scoped roles cover."""
+    held = {(r["scope"], r["role"]) for r in role_assignments(resources) if r["principal"] == APP}
+    for scope, action in TRIGGER_OPERATIONS:
+        assert any(s == scope and action in ROLE_PERMISSIONS.get(role, set()) for s, role in held), (scope, action)
+    assert not {r for s, r in held if s in ("uploadsAccount", "uploadsContainer")} & {BLOB_OWNER}
+    connection = resources.var("triggerConnection")
+    events = Template("eventgrid.bicep")
+    assert events.var("blobTriggerFunction") == "validate_upload" and connection == "ValetStorage"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from valet.grant_token import GrantKeyRing
 
 PREPROVISION = INFRA / "hooks" / "preprovision.sh"
 POSTDEPLOY = INFRA / "hooks" / "postdeploy.sh"
+POSTDOWN = INFRA / "hooks" / "postdown.sh"
 
 
 def fake_tool(bin_dir: Path, name: str, script: str) -> Path:
@@ -37,18 +39,40 @@ def run(hook: Path, bin_dir: Path, **env: str) -> subprocess.CompletedProcess[st
     return subprocess.run(["sh", str(hook)], env=environ, capture_output=True, text=True, timeout=60, check=False)
 
 
-def test_preprovision_creates_both_secrets_once(tmp_path: Path) -> None:
+def test_preprovision_creates_both_secrets_and_a_vault_generation_once(tmp_path: Path) -> None:
     log = fake_tool(tmp_path, "azd", "exit 0")
     assert run(PREPROVISION, tmp_path).returncode == 0
     made = {args[2]: args[3] for args in calls(log)}
-    assert [args[:2] for args in calls(log)] == [["env", "set"], ["env", "set"]]
+    assert [args[:2] for args in calls(log)] == [["env", "set"]] * 3
     ring = GrantKeyRing.parse(made["VALET_GRANT_SIGNING_KEYS"], setting="VALET_GRANT_SIGNING_KEYS")
     assert ring.active.startswith("k") and len(ring.all_keys()[0]) == 32
     assert AuthSettings.from_env({"VALET_APIKEY_PEPPER": made["VALET_APIKEY_PEPPER"]}).apikey_pepper is not None
+    assert re.fullmatch(r"\d{8}T\d{6}Z", made["VALET_VAULT_GENERATION"])
 
     log.unlink()
-    existing = run(PREPROVISION, tmp_path, VALET_GRANT_SIGNING_KEYS="k1:x", VALET_APIKEY_PEPPER="y")
-    assert existing.returncode == 0 and calls(log) == []  # never replaces a secret in use
+    existing = run(PREPROVISION, tmp_path, VALET_GRANT_SIGNING_KEYS="k1:x", VALET_APIKEY_PEPPER="y",
+                   VALET_VAULT_GENERATION="20261201T000000Z")
+    assert existing.returncode == 0 and calls(log) == []  # never replaces a secret or the vault in use
+
+
+def test_after_azd_down_the_next_deployment_gets_a_new_vault_generation(tmp_path: Path) -> None:
+    """`azd down` leaves the purge-protected vault soft-deleted, its name reserved: postdown empties the
+    generation, and the next preprovision makes a new one (so a new vault name), keeping the secrets."""
+    log = fake_tool(tmp_path, "azd", "exit 0")
+    assert run(POSTDOWN, tmp_path, VALET_VAULT_GENERATION="20261201T000000Z").returncode == 0
+    assert calls(log) == [["env", "set", "VALET_VAULT_GENERATION", ""]]
+    log.unlink()
+    again = run(PREPROVISION, tmp_path, VALET_GRANT_SIGNING_KEYS="k1:x", VALET_APIKEY_PEPPER="y",
+                VALET_VAULT_GENERATION="")
+    assert again.returncode == 0
+    [[_, _, name, value]] = calls(log)
+    assert name == "VALET_VAULT_GENERATION" and value not in ("", "20261201T000000Z")
+
+
+def test_azure_yaml_runs_every_hook_script() -> None:
+    text = (INFRA.parent / "azure.yaml").read_text()
+    for hook in sorted((INFRA / "hooks").glob("*.sh")):
+        assert f"  {hook.stem}:\n" in text and f"run: infra/hooks/{hook.name}" in text, hook.name
 
 
 @pytest.mark.parametrize("origins", ["*", "https://app.example.com,*", "https://*.example.com"])

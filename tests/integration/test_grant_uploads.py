@@ -85,7 +85,8 @@ def test_response_has_reference_sample_shape_and_upload_contract(runtime: Runtim
     assert g["maxBytes"] == runtime.settings.policy.profile(None).max_bytes
     assert g["statusUrl"] == f"https://valet.example/api/uploads/{g['uploadId']}"
     blob_path = urlsplit(str(g["blobUri"])).path
-    assert blob_path.endswith(f"/{g['uploadId']}.png")
+    leaf = blob_path.rsplit("/", 1)[1]
+    assert leaf.startswith(f"{g['uploadId']}.images.{len(PNG)}.") and leaf.endswith(".png")
     assert ALICE.partition in blob_path
 
 

@@ -26,6 +26,7 @@ from tests.support.fakes import ALICE, FixedCaller
 from valet import api
 from valet.caller import Caller
 from valet.grant_token import GRANT_HEADER, GRANT_METADATA_KEY, GrantKeyRing
+from valet.naming import parse_upload_id
 from valet.runtime import Runtime
 from valet.settings import Settings
 from valet.storage import EmulatorCredential
@@ -204,13 +205,56 @@ def test_wrong_sha256(grant: Callable[..., Upload], blob_service: BlobServiceCli
     assert decision.sha256 == hashlib.sha256(samples.png()).hexdigest()
 
 
-def test_missing_grant_header(grant: Callable[..., Upload], blob_service: BlobServiceClient) -> None:
+def test_an_upload_with_only_the_grant_url_is_decided_from_the_name(grant: Callable[..., Upload],
+                                                                    blob_service: BlobServiceClient) -> None:
     data = samples.png()
     up = grant(size=len(data))
-    headers = {k: v for k, v in up.headers.items() if k != GRANT_HEADER}
-    assert up.put(data, headers).status_code == 201
+    assert up.put(data, {"x-ms-blob-type": "BlockBlob"}).status_code == 201  # what a plain SDK upload sends
+    decision = up.decide()
+    assert (decision.outcome, decision.reason, decision.declared_type) == (Outcome.ACCEPTED, "ok", "image/png")
+    assert decision.upload_id == up.upload_id and decision.caller == ALICE.partition
+
+
+def test_a_url_only_upload_of_the_wrong_size_or_html_is_quarantined(grant: Callable[..., Upload],
+                                                                   blob_service: BlobServiceClient) -> None:
+    data = samples.png()
+    up = grant(size=len(data) + 1)
+    assert up.put(data, {"x-ms-blob-type": "BlockBlob"}).status_code == 201
+    assert_quarantined(up, blob_service, "size_mismatch")
+    html = samples.html()
+    up = grant(size=len(html))
+    assert up.put(html, {"x-ms-blob-type": "BlockBlob", "x-ms-blob-content-type": "application/octet-stream"}
+                  ).status_code == 201
+    assert_quarantined(up, blob_service, "active_content")
+
+
+def test_a_url_only_upload_of_a_grant_with_sha256_needs_the_header(grant: Callable[..., Upload],
+                                                                   blob_service: BlobServiceClient) -> None:
+    data = samples.png()
+    up = grant(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    assert up.put(data, {"x-ms-blob-type": "BlockBlob"}).status_code == 201
     decision = assert_quarantined(up, blob_service, "missing_grant")
     assert decision.upload_id == up.upload_id  # taken from the blob name for the record
+
+
+@pytest.mark.parametrize("style", [str.lower, str.title, str.upper])
+def test_grant_header_names_in_any_case(grant: Callable[..., Upload], style: Callable[[str], str]) -> None:
+    data = samples.png()
+    up = grant(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    assert up.put(data, {style(k): v for k, v in up.headers.items()}).status_code == 201
+    decision = up.decide()
+    assert (decision.outcome, decision.sha256) == (Outcome.ACCEPTED, hashlib.sha256(data).hexdigest())
+
+
+def test_octet_stream_is_not_declared_but_another_type_is_a_mismatch(grant: Callable[..., Upload],
+                                                                      blob_service: BlobServiceClient) -> None:
+    data = samples.png()
+    up = grant(size=len(data))
+    assert up.put(data, {**up.headers, "x-ms-blob-content-type": "application/octet-stream"}).status_code == 201
+    assert up.decide().outcome is Outcome.ACCEPTED
+    up = grant(size=len(data))
+    assert up.put(data, {**up.headers, "x-ms-blob-content-type": "text/html"}).status_code == 201
+    assert_quarantined(up, blob_service, "content_type_mismatch")
 
 
 def test_forged_grant_header(grant: Callable[..., Upload], blob_service: BlobServiceClient) -> None:
@@ -433,8 +477,11 @@ def get_status(runtime: Runtime, upload_id: str, caller: Caller = ALICE) -> tupl
 def test_status_follows_the_upload(grant: Callable[..., Upload], runtime: Runtime) -> None:
     data = samples.png()
     up = grant(size=len(data))
-    assert get_status(runtime, up.upload_id) == (200, {"uploadId": up.upload_id, "status": "pending",
-                                                       "expiresOn": up.grant["expiresOn"]})
+    code, body = get_status(runtime, up.upload_id)
+    # Pending until the upload window closes (renewals can bring the upload until then), not the first SAS.
+    window_end = parse_upload_id(up.upload_id) + runtime.settings.upload_window
+    assert (code, body["status"]) == (200, "pending")
+    assert body["expiresOn"] == records.timestamp(window_end) and body["expiresOn"] >= str(up.grant["expiresOn"])
     up.put(data)
     assert get_status(runtime, up.upload_id)[1]["status"] == "pending"
     up.decide()
@@ -481,10 +528,12 @@ def test_sweep_removes_only_expired_tombstones_and_is_bounded(grant: Callable[..
         up.decide()
     pending = upload(grant, samples.png())  # not decided: never swept
     uploads, accepted, _ = containers(runtime)
-    assert sweep_tombstones(blob_service, uploads, limit=10, sealer=runtime.validation.validator.sealer) == 0  # not expired yet
-    future = lambda: datetime.now(UTC) + timedelta(hours=2)  # noqa: E731
-    assert sweep_tombstones(blob_service, uploads, limit=2, clock=future, sealer=runtime.validation.validator.sealer) == 2
-    assert sweep_tombstones(blob_service, uploads, limit=10, clock=future, sealer=runtime.validation.validator.sealer) == 1
+    sealer = runtime.validation.validator.sealer
+    assert sweep_tombstones(blob_service, uploads, limit=10, sealer=sealer) == 0  # not expired yet
+    # Tombstones hold the name until the upload window closes (a renewed SAS could recreate it until then).
+    future = lambda: datetime.now(UTC) + runtime.settings.upload_window + timedelta(hours=1)  # noqa: E731
+    assert sweep_tombstones(blob_service, uploads, limit=2, clock=future, sealer=sealer) == 2
+    assert sweep_tombstones(blob_service, uploads, limit=10, clock=future, sealer=sealer) == 1
     assert names_in(blob_service, uploads) == [pending.name]
     assert len(names_in(blob_service, accepted)) == 3
     assert get_status(runtime, ups[0].upload_id)[1]["status"] == "accepted"  # answered from the record

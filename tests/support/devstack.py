@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from valet.emulator import PROJECT_ROOT, free_port, port_in_use
+from valet.emulator import PROJECT_ROOT, free_port
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -55,10 +55,8 @@ def valet_dev(root: Path, extra_env: dict[str, str] | None = None, startup_timeo
     Its output goes to a pipe (read it after stopping the process), or to ``output`` (a file) when the
     run is long or busy enough to fill a pipe nobody reads."""
     shutil.copy(PROJECT_ROOT / "local.settings.sample.json", root / "local.settings.sample.json")
-    blob_port, app_port = free_port(), free_port()
-    while port_in_use(blob_port + 1):
-        blob_port = free_port()
-    env = {**os.environ, "VALET_STORAGE_ACCOUNT_URL": f"https://127.0.0.1:{blob_port}/devstoreaccount1",
+    app_port = free_port()
+    env = {**os.environ, "VALET_STORAGE_ACCOUNT_URL": "https://127.0.0.1:0/devstoreaccount1",  # Azurite binds
            **(extra_env or {})}
     proc = subprocess.Popen(
         [sys.executable, "-m", "valet", "dev", "--port", str(app_port), "--root", str(root)],

@@ -133,9 +133,30 @@ def test_unknown_kid_flood_costs_at_most_one_refetch(idp: FakeIdP, key: SigningK
     auth.authenticate(bearer(token(key, claims(idp.issuer))))
     for _ in range(50):
         forged = SigningKey(uuid.uuid4().hex, key.private, "RS256")
-        rejected(auth, token(forged, claims(idp.issuer)))
+        with pytest.raises((Unauthenticated, ServiceUnavailable)) as info:  # 503: issued after our last fetch
+            auth.authenticate(bearer(token(forged, claims(idp.issuer))))
+        assert info.value.code in ("invalid_token", "idp_unavailable")
     assert idp.hits["/jwks"] <= 2
     assert auth.authenticate(bearer(token(key, claims(idp.issuer)))).tenant == TENANT
+
+
+def test_a_rotated_key_gets_503_with_retry_after_then_works(idp: FakeIdP, key: SigningKey) -> None:
+    auth = make_auth([{"issuer": idp.issuer, "audiences": [AUDIENCE], "algorithms": ["RS256"]}],
+                     VALET_AUTH_JWKS_MIN_REFETCH_SECONDS="1")
+    auth.authenticate(bearer(token(key, claims(idp.issuer))))  # the key set is fetched now
+    stale = rsa_key("key-0")  # never published: a token issued long before our fetch is simply unknown
+    rotated = rsa_key("key-2")
+    idp.jwks = {"keys": [key.jwk(), rotated.jwk()]}  # the provider rotates right after our fetch
+    fetches = idp.hits["/jwks"]
+    with pytest.raises(ServiceUnavailable) as info:
+        auth.authenticate(bearer(token(rotated, claims(idp.issuer))))
+    assert info.value.code == "idp_unavailable" and info.value.headers["Retry-After"] == "1"
+    old = int(time.time()) - 3600
+    rejected(auth, token(stale, claims(idp.issuer, iat=old, nbf=old)))  # issued before the fetch: final 401
+    assert idp.hits["/jwks"] == fetches
+    time.sleep(1.1)
+    caller = auth.authenticate(bearer(token(rotated, claims(idp.issuer))))
+    assert caller.tenant == TENANT and idp.hits["/jwks"] == fetches + 1
 
 
 @pytest.mark.parametrize("kid", ["k" * 129, "../../etc/passwd", "a b", "kid\u00e9", ""])
@@ -263,6 +284,11 @@ def test_token_without_required_role_is_forbidden(auth: Authenticator, idp: Fake
     assert info.value.status == 403
     challenge = info.value.headers["WWW-Authenticate"]
     assert 'error="insufficient_scope"' in challenge and 'scope="Uploads.Write"' in challenge
+
+
+def test_rfc9068_scope_claim_is_honoured_like_scp(auth: Authenticator, idp: FakeIdP, key: SigningKey) -> None:
+    caller = auth.authenticate(bearer(token(key, claims(idp.issuer, roles=None, scope="openid Uploads.Write"))))
+    assert "Uploads.Write" in caller.scopes
 
 
 def test_scope_in_scp_claim_is_accepted(auth: Authenticator, idp: FakeIdP, key: SigningKey) -> None:

@@ -124,6 +124,7 @@ def test_defender_tag_verdicts() -> None:
     assert scanner.scan(subject({"Malware Scanning scan result": "No threats found"})).verdict is Verdict.CLEAN  # type: ignore[union-attr]
     assert scanner.scan(subject({"Malware Scanning scan result": "Malicious"})).verdict is Verdict.MALICIOUS  # type: ignore[union-attr]
     assert scanner.scan(subject({"Malware Scanning scan result": "Scan aborted"})).verdict is Verdict.MALICIOUS  # type: ignore[union-attr]
+    assert scanner.scan(subject({"MALWARE SCANNING SCAN RESULT": "Malicious"})).verdict is Verdict.MALICIOUS  # type: ignore[union-attr]
 
 
 def test_upload_ids_are_bound_to_their_caller() -> None:

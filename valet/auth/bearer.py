@@ -119,8 +119,10 @@ class BearerValidator:
         trusted, iss_tenant = self._match_issuer(iss)
         self._check_header(header, trusted.config)
         kid: str = header["kid"]
+        iat = unverified.get("iat")  # unverified: it only chooses between 401 and 503 for an unknown kid
+        issued = float(iat) + self._leeway if isinstance(iat, int | float) and not isinstance(iat, bool) else None
         try:
-            signing_key = trusted.keys.get(kid)
+            signing_key = trusted.keys.get(kid, issued)
         except UnknownKey:
             log.info("bearer rejected: unknown kid issuer=%s", trusted.config.issuer)
             raise _invalid("The bearer token is signed with an unknown key") from None
@@ -206,8 +208,12 @@ class BearerValidator:
             if isinstance(roles_claim, list)
             else frozenset()
         )
-        scp = claims.get("scp", "")
-        scopes = frozenset(scp.split()) if isinstance(scp, str) else frozenset()
+        # Entra's "scp" and RFC 9068's "scope": space-separated strings with the same meaning.
+        scopes: frozenset[str] = frozenset()
+        for name in ("scp", "scope"):
+            value = claims.get(name, "")
+            if isinstance(value, str):
+                scopes |= frozenset(value.split())
         return Caller(
             kind="bearer",
             issuer=iss,

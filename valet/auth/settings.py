@@ -6,7 +6,8 @@ Setting                             Default          Meaning
 ``VALET_AUTH_ISSUERS``              ``[]``           JSON list of trusted token issuers (see :class:`IssuerConfig`).
                                                      Empty: bearer tokens are refused.
 ``VALET_AUTH_REQUIRED_ROLES``       ``Uploads.Write`` Space/comma separated; every value must appear in the
-                                                     token's ``roles`` claim or space-separated ``scp`` claim
+                                                     token's ``roles`` claim or space-separated ``scp`` or
+                                                     ``scope`` (RFC 9068) claim
                                                      (API keys: in the key record's scopes).
 ``VALET_AUTH_LEEWAY_SECONDS``       ``60``           Clock skew allowed on ``exp``/``nbf``/``iat`` (0-300).
 ``VALET_AUTH_HTTP_TIMEOUT_SECONDS`` ``3``            Timeout of one discovery/JWKS request (0.1-30).

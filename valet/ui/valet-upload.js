@@ -6,8 +6,11 @@
 //   const grant = await requestGrant(apiBase, auth, file);          // fetch: POST /api/uploads
 //   await putToStorage(grant, file, (sent, total) => ...);          // XMLHttpRequest: PUT straight to storage
 //   const status = await waitForDecision(grant.statusUrl, auth);    // fetch: GET /api/uploads/{id} until decided
-// where auth is {kind: "bearer" | "apikey", secret: "..."}. Keep the secret in memory: never write it to
-// localStorage, a cookie or a URL. Your page's origin must be listed in VALET_CORS_ORIGINS, which the app
+// where auth is {kind: "bearer" | "apikey", secret: "..."}. One PUT needs no renewal (storage checks the SAS
+// when the request starts); code of your own that uploads in blocks for longer than the SAS lives calls
+//   Object.assign(grant, await renewGrant(apiBase, auth, grant));  // POST /api/uploads/{id}/renew
+// before grant.expiresOn, and keeps sending the original grant.headers. Keep the secret in memory: never
+// write it to localStorage, a cookie or a URL. Your page's origin must be listed in VALET_CORS_ORIGINS, which the app
 // uses for its own responses and (through `valet dev` or the deployment templates) for the storage account.
 
 export class ValetError extends Error {
@@ -73,6 +76,19 @@ export async function requestGrant(apiBase, auth, file, { profile } = {}) {
     body: JSON.stringify(request),
   });
   return body;
+}
+
+/** A fresh SAS for the same blob of `grant` while the upload is not complete. Resolves to {uploadUrl,
+ * signature, expiresOn, ...}: take those three and keep the original grant's headers (the renewal has no
+ * grant header). Fails with code upload_complete, upload_decided or upload_window_closed when there is
+ * nothing to renew (then ask for a new grant). */
+export async function renewGrant(apiBase, auth, grant) {
+  const { body } = await callApi(new URL(`uploads/${encodeURIComponent(grant.uploadId)}/renew`, apiBase), {
+    method: "POST",
+    headers: { "Content-Type": "application/json", ...authHeaders(auth) },
+    body: JSON.stringify({ blobUri: grant.blobUri }),
+  });
+  return { uploadUrl: body.uploadUrl, signature: body.signature, expiresOn: body.expiresOn };
 }
 
 /** PUT the file to storage with the grant's URL and headers (one request, up to 5,000 MiB). */

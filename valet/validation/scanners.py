@@ -56,7 +56,8 @@ class DefenderTagScanner:
     name = "defender"
 
     def scan(self, subject: ScanSubject) -> ScanResult | None:
-        value = subject.tags.get(DEFENDER_TAG)
+        # Names valet reads are matched case-insensitively, tags included (a proxy or tool may change case).
+        value = next((v for k, v in subject.tags.items() if k.lower() == DEFENDER_TAG.lower()), None)
         if value is None:
             return None
         return ScanResult(self.name, defender_verdict(value), value)

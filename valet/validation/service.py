@@ -45,9 +45,11 @@ class Validation:
             scanners=[SCANNERS[name]() for name in options.scanners],
             image_limits=ImageLimits(options.image_max_pixels, options.image_max_dimension),
             structure_read_bytes=options.structure_read_bytes,
+            clock_skew=settings.clock_skew,
         )
         status = StatusReader(blob_service=blob_service, uploads=uploads, accepted=accepted,
-                              quarantine=quarantine, keys=settings.grant_keys, sas_ttl=settings.sas_ttl)
+                              quarantine=quarantine, keys=settings.grant_keys,
+                              sas_ttl=settings.upload_window)  # renewals keep an upload pending this long
         return cls(validator, status, MalwareEvents(validator, storage.account_url), options.sweep_limit)
 
     def on_blob(self, container: str, name: str) -> Decision | None:

@@ -50,12 +50,13 @@ from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient, Co
 
 from valet.clock import utcnow
 from valet.errors import ServiceUnavailable, ValetError
-from valet.grant_token import GRANT_METADATA_KEY, GrantClaims, GrantKeyRing, GrantTokenError
+from valet.grant_token import GrantKeyRing
 from valet.naming import parse_upload_id
 from valet.policy import ArchiveLimits, Policy, Profile
-from valet.validation import records, trusted
+from valet.validation import grantcheck, records, trusted
 from valet.validation.archive import LOCAL_READ_AHEAD, check_zip, directory_budget, is_zip_container, local_budget
 from valet.validation.blobio import RangeReader, read_range, sha256_of
+from valet.validation.grantcheck import DEFAULT_CLOCK_SKEW, GrantFacts
 from valet.validation.reasons import Outcome, Reason, Rejection
 from valet.validation.records import Decision
 from valet.validation.scanners import Scanner, ScanResult, ScanSubject, Verdict
@@ -138,6 +139,7 @@ class Validator:
         structure_read_bytes: int = DEFAULT_READ_BUDGET,
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], None] = time.sleep,
+        clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
     ) -> None:
         self.service = blob_service
         self.uploads, self.accepted, self.quarantine = uploads, accepted, quarantine
@@ -153,6 +155,7 @@ class Validator:
         self.sealer = trusted.Sealer(keys)
         self._clock = clock
         self._sleep = sleep
+        self._skew = clock_skew
 
     # -- the one entry point ---------------------------------------------------------------------------
 
@@ -237,31 +240,23 @@ class Validator:
             return facts.decision(Outcome.QUARANTINED, rejection.reason, rejection.detail, now)
         return facts.decision(Outcome.ACCEPTED, Reason.OK, "all checks passed", now)
 
-    def _check_grant(self, props: BlobProperties, facts: _Facts) -> GrantClaims:
-        try:
-            claims = self._keys.verify((props.metadata or {}).get(GRANT_METADATA_KEY))
-        except GrantTokenError as exc:
-            raise Rejection(Reason(exc.reason), exc.detail) from None
+    def _check_grant(self, props: BlobProperties, facts: _Facts) -> GrantFacts:
+        claims = grantcheck.grant_facts(container=self.uploads, name=props.name, metadata=props.metadata,
+                                        keys=self._keys, policy=self._policy, skew=self._skew)
         facts.caller, facts.profile = claims.caller, claims.profile
         facts.declared_type = claims.content_type
         facts.granted_at, facts.grant_expires = claims.issued_at, claims.expires_at
-        if claims.container != self.uploads or claims.blob != props.name:
-            raise Rejection(Reason.PATH_MISMATCH, "the grant was issued for another blob")
         facts.upload_id = claims.upload_id
-        created = props.creation_time
-        if created is not None and created > claims.expires_at:
-            raise Rejection(Reason.GRANT_EXPIRED, "the blob was created after the grant expired")
+        grantcheck.check_window(claims, props.creation_time, self._skew)
         return claims
 
-    def _check_content(self, source: BlobClient, props: BlobProperties, claims: GrantClaims, facts: _Facts) -> None:
+    def _check_content(self, source: BlobClient, props: BlobProperties, claims: GrantFacts, facts: _Facts) -> None:
         profile = self._policy.profiles.get(claims.profile)
         if profile is None:
             raise Rejection(Reason.UNKNOWN_PROFILE, "the grant's profile is no longer configured")
         size = props.size
         check_size(size, claims.size, profile)
-        stored_type = canonical(props.content_settings.content_type or "")
-        if stored_type != claims.content_type:
-            raise Rejection(Reason.CONTENT_TYPE_MISMATCH, f"stored Content-Type {stored_type or '(none)'}")
+        grantcheck.check_stored_type(props.content_settings.content_type, claims.content_type)
 
         pinned = _Pinned(source, props.etag)
         head = read_range(pinned, 0, min(size, self._sniff))
