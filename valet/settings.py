@@ -61,6 +61,9 @@ RECONCILE_LIMIT = "VALET_RECONCILE_LIMIT"
 MAX_DECISION_ATTEMPTS = "VALET_MAX_DECISION_ATTEMPTS"
 DECISION_QUEUE = "VALET_DECISION_QUEUE"
 QUEUE_SERVICE_URL = "VALET_QUEUE_SERVICE_URL"
+IMAGE_MAX_PIXELS = "VALET_IMAGE_MAX_PIXELS"
+IMAGE_MAX_DIMENSION = "VALET_IMAGE_MAX_DIMENSION"
+STRUCTURE_READ_BYTES = "VALET_STRUCTURE_READ_BYTES"
 
 CREDENTIAL_MODES = ("managedidentity", "default", "emulator")
 TRIGGER_SOURCES = ("EventGrid", "LogsAndContainerScan")
@@ -120,6 +123,9 @@ class ValidationSettings:
     reconcile_after: timedelta = timedelta(minutes=10)
     reconcile_limit: int = 100
     max_attempts: int = 8
+    image_max_pixels: int = 64_000_000
+    image_max_dimension: int = 16_384
+    structure_read_bytes: int = 8 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ValidationSettings:
@@ -140,6 +146,9 @@ class ValidationSettings:
             reconcile_after=timedelta(seconds=env.number(RECONCILE_AFTER_SECONDS, 600, 0, 7 * 24 * 3600)),
             reconcile_limit=int(env.number(RECONCILE_LIMIT, 100, 1, 10_000)),
             max_attempts=int(env.number(MAX_DECISION_ATTEMPTS, 8, 1, 1000)),
+            image_max_pixels=int(env.number(IMAGE_MAX_PIXELS, 64_000_000, 1, 1_000_000_000)),
+            image_max_dimension=int(env.number(IMAGE_MAX_DIMENSION, 16_384, 1, 1_000_000)),
+            structure_read_bytes=int(env.number(STRUCTURE_READ_BYTES, 8 * 1024 * 1024, 64 * 1024, 256 * 1024 * 1024)),
         )
 
 

@@ -29,6 +29,13 @@ def test_validation_benchmark_runs() -> None:
     assert "blob bytes read per accepted upload" in out and "ratio to hashlib" in out
 
 
+def test_structure_benchmark_runs_and_images_cost_nothing_beyond_the_head() -> None:
+    out = run("bench/structure.py")
+    assert "| PNG 4000x3000 |" in out and "| PDF, 300 pages (over the budget) |" in out
+    for kind in ("PNG", "JPEG", "GIF", "WEBP"):
+        assert any(line.startswith(f"| {kind} ") and "| 0 | 0 |" in line for line in out.splitlines())
+
+
 def test_faults_benchmark_runs() -> None:
     out = run("bench/faults.py", "--runs", "1", "--timeout", "1", "--modes", "down", "--outages", "3")
     assert "| down | 503 |" in out and "| 3 | 2 |" in out

@@ -14,6 +14,7 @@ import requests
 from azure.storage.blob import BlobServiceClient
 
 from tests.conftest import StorageEndpoint
+from tests.support import samples
 from tests.support.fakes import ALICE, FixedCaller
 from valet import api
 from valet.grant_token import GRANT_HEADER, GRANT_METADATA_KEY
@@ -23,7 +24,7 @@ from valet.settings import Settings
 
 pytestmark = pytest.mark.azurite
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+PNG = samples.png()
 
 
 @pytest.fixture

@@ -49,7 +49,8 @@ def make_runtime(valet_env: dict[str, str]) -> Iterator[Callable[..., Runtime]]:
         rt.blob_service.close()
 
 
-def put_upload(rt: Runtime, endpoint: StorageEndpoint, data: bytes) -> tuple[str, str]:
+def put_upload(rt: Runtime, endpoint: StorageEndpoint, data: bytes,
+               extra: dict[str, str] | None = None) -> tuple[str, str]:
     """A real grant and a real PUT with its URL and headers; returns (upload id, blob name)."""
     body = {"filename": "cat.png", "contentType": "image/png", "size": len(data)}
     response = api.create_upload(lambda: rt, func.HttpRequest(
@@ -57,8 +58,8 @@ def put_upload(rt: Runtime, endpoint: StorageEndpoint, data: bytes) -> tuple[str
         body=json.dumps(body).encode()))
     assert response.status_code == 201, response.get_body()
     grant = json.loads(response.get_body())
-    put = requests.put(grant["uploadUrl"], data=data, headers=grant["headers"], verify=endpoint.ca_bundle or True,
-                       timeout=30)
+    put = requests.put(grant["uploadUrl"], data=data, headers={**grant["headers"], **(extra or {})},
+                       verify=endpoint.ca_bundle or True, timeout=30)
     assert put.status_code == 201, put.text
     container = rt.settings.storage.uploads_container
     return grant["uploadId"], urlsplit(grant["blobUri"]).path.split(f"/{container}/", 1)[1]
@@ -83,6 +84,17 @@ def test_an_upload_no_trigger_saw_is_decided_by_the_reconciler(
     assert status(rt, upload_id)["status"] == "accepted"
     again = rt.validation.reconcile()  # the tombstone is listed and left alone: no decision, no extra read
     assert (again.listed, again.decided) == (1, 0)
+
+
+def test_a_client_written_tombstone_does_not_hide_an_upload_from_the_reconciler(
+    make_runtime: Callable[..., Runtime], storage_endpoint: StorageEndpoint
+) -> None:
+    rt = make_runtime()
+    upload_id, _ = put_upload(rt, storage_endpoint, samples.html(),
+                              {"x-ms-meta-valetstate": "tombstone", "x-ms-meta-valetoutcome": "accepted"})
+    assert rt.validation.reconcile().decided == 1  # no seal: not a tombstone of ours
+    body = status(rt, upload_id)
+    assert body["status"] == "quarantined", body
 
 
 def test_young_uploads_are_left_to_their_trigger(
@@ -127,7 +139,8 @@ def test_listing_pages_resume_where_the_last_run_stopped(
     service = BlobServiceClient(rt.settings.storage.account_url, credential=rt.blob_service.credential,
                                 connection_verify=storage_endpoint.ca_bundle or True, raw_request_hook=counter)
     reconciler = Reconciler(blob_service=service, uploads=rt.settings.storage.uploads_container,
-                            decide=rt.validation.validator.process, min_age=timedelta(0), max_attempts=8,
+                            decide=rt.validation.validator.process, is_decided=rt.validation.validator.is_tombstone,
+                            min_age=timedelta(0), max_attempts=8,
                             limit=100, max_pages=1)
     reports = [reconciler.run() for _ in range(4)]
     assert [(r.pages, r.decided) for r in reports[:3]] == [(1, 1), (1, 1), (1, 1)]

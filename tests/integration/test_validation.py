@@ -528,11 +528,12 @@ def test_sweep_removes_only_expired_tombstones_and_is_bounded(grant: Callable[..
         up.decide()
     pending = upload(grant, samples.png())  # not decided: never swept
     uploads, accepted, _ = containers(runtime)
-    assert sweep_tombstones(blob_service, uploads, limit=10) == 0  # not expired yet
+    sealer = runtime.validation.validator.sealer
+    assert sweep_tombstones(blob_service, uploads, limit=10, sealer=sealer) == 0  # not expired yet
     # Tombstones hold the name until the upload window closes (a renewed SAS could recreate it until then).
     future = lambda: datetime.now(UTC) + runtime.settings.upload_window + timedelta(hours=1)  # noqa: E731
-    assert sweep_tombstones(blob_service, uploads, limit=2, clock=future) == 2
-    assert sweep_tombstones(blob_service, uploads, limit=10, clock=future) == 1
+    assert sweep_tombstones(blob_service, uploads, limit=2, clock=future, sealer=sealer) == 2
+    assert sweep_tombstones(blob_service, uploads, limit=10, clock=future, sealer=sealer) == 1
     assert names_in(blob_service, uploads) == [pending.name]
     assert len(names_in(blob_service, accepted)) == 3
     assert get_status(runtime, ups[0].upload_id)[1]["status"] == "accepted"  # answered from the record

@@ -3,26 +3,48 @@
 from __future__ import annotations
 
 import io
-import struct
 import zipfile
-import zlib
+
+from PIL import Image
+from pypdf import PdfWriter
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
 
 def png(width: int = 4, height: int = 4) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    """A real PNG, written by Pillow (about 70 bytes at 4x4)."""
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (255, 0, 0)).save(out, "PNG")
+    return out.getvalue()
 
-    raw = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+def image(kind: str, width: int = 4, height: int = 4) -> bytes:
+    """A real image in Pillow format ``kind`` (``PNG``, ``JPEG``, ``GIF``, ``WEBP``)."""
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (0, 128, 255)).save(out, kind)
+    return out.getvalue()
 
 
 def pdf() -> bytes:
-    body = b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n" \
-           b"2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
-    return body
+    """A real one-page PDF, written by pypdf."""
+    writer = PdfWriter()
+    writer.add_blank_page(72, 72)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def pdf_from(objects: list[bytes], *, trailer: bytes = b"") -> bytes:
+    """A PDF with these objects (numbered from 1; object 1 is the catalog) and a correct xref table."""
+    out, offsets = b"%PDF-1.7\n", []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R %s>>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, trailer, xref)
+    return out
 
 
 def html() -> bytes:

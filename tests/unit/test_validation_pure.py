@@ -135,3 +135,49 @@ def test_upload_ids_are_bound_to_their_caller() -> None:
     assert upload_id_belongs_to(bound, key, "t/u-alice")
     assert not upload_id_belongs_to(bound, key, "t/u-bob")
     assert not upload_id_belongs_to(bound, b"x" * 32, "t/u-alice")
+
+
+def test_weak_candidates_do_not_count_only_the_best_ranked() -> None:
+    from tests.adversarial.test_2_weak_magic import WAVE
+
+    verdict = decide_type(WAVE, "image/webp", {"image/webp": ("webp",)})
+    assert verdict.reason is Reason.TYPE_NOT_ALLOWED and verdict.detected == "audio/wave"
+    zip_head = samples.zip_file({"a.txt": b"x"})
+    assert decide_type(zip_head, "application/zip", {"application/zip": ("zip",)}).reason is None
+
+
+def test_seals_bind_the_path_and_every_value_and_rotate_with_the_grant_keys() -> None:
+    from valet.grant_token import GrantKeyRing
+    from valet.validation.trusted import SEAL, Sealer, reserved_metadata
+
+    old, new = b"o" * 32, b"n" * 32
+    before = Sealer(GrantKeyRing({"old": old}, "old"))
+    sealed = before.seal("uploads", "a/b.png", {"valetstate": "tombstone", "valetoutcome": "quarantined"})
+    assert before.verify("uploads", "a/b.png", sealed)
+    assert before.verify("uploads", "a/b.png", {k.title(): v for k, v in sealed.items()})  # names in any case
+    assert not before.verify("uploads", "a/c.png", sealed)
+    assert not before.verify("other", "a/b.png", sealed)
+    assert not before.verify("uploads", "a/b.png", {**sealed, "valetoutcome": "accepted"})
+    assert not before.verify("uploads", "a/b.png", {**sealed, "valetextra": "1"})
+    assert not before.verify("uploads", "a/b.png", {**sealed, SEAL: "v1.old.AAAA"})
+    assert not before.verify("uploads", "a/b.png", {k: v for k, v in sealed.items() if k != SEAL})
+    rotated = Sealer(GrantKeyRing({"new": new, "old": old}, "new"))
+    assert rotated.verify("uploads", "a/b.png", sealed)  # old seals verify during a rotation
+    assert not Sealer(GrantKeyRing({"new": new}, "new")).verify("uploads", "a/b.png", sealed)
+    assert reserved_metadata({"valetgrant": "t", "ValetGrant": "t", "other": "x"}) == []
+    assert reserved_metadata({"valetgrant": "t", "X-Valet": "x", "VALETSTATE": "tombstone"}) == ["VALETSTATE"]
+
+
+@pytest.mark.parametrize(("name", "safe"), [
+    ("a/b/c.txt", True), ("a..b.txt", True), ("dir/", True), ("../x", False), ("a/../../x", False),
+    ("/etc/passwd", False), ("C:/x", False), ("c:x", False), ("a\\b", False), ("a\x00b", False),
+])
+def test_archive_entry_names(name: str, safe: bool) -> None:
+    from valet.validation.archive import check_name
+
+    if safe:
+        check_name(name)
+    else:
+        with pytest.raises(Rejection) as caught:
+            check_name(name)
+        assert caught.value.reason is Reason.ARCHIVE_UNSAFE_NAME

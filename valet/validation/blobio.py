@@ -12,11 +12,12 @@ import io
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Protocol
+from typing import IO, Protocol, cast
 
 CHUNK_BYTES = 2 * 1024 * 1024  # the SDK allocates ~9x a range while reading it: 2 MiB x 3 keeps the peak < 64 MiB
 CONCURRENCY = 3
 READ_AHEAD = 64 * 1024
+MAX_FETCH = 1024 * 1024  # a larger read is served by several ranges: the SDK's per-range overhead stays small
 
 
 class RangeSource(Protocol):
@@ -44,16 +45,29 @@ class RangeReader(io.RawIOBase):
     costs a few ranged GETs. ``budget`` caps the total bytes fetched.
     """
 
-    def __init__(self, blob: RangeSource, size: int, *, budget: int, read_ahead: int = READ_AHEAD) -> None:
+    def __init__(self, blob: RangeSource, size: int, *, budget: int, read_ahead: int = READ_AHEAD,
+                 head: bytes = b"") -> None:
         super().__init__()
         self._blob = blob
         self._size = size
         self._pos = 0
         self._budget = budget
         self._read_ahead = read_ahead
+        self._head = head[:size]  # bytes already read from offset 0: served without a request
         self._buffer = b""
         self._buffer_at = 0
+        self._previous = (0, b"")  # the block before the current one: parsers step back a little
         self.bytes_fetched = 0
+        self.requests = 0
+        self.exceeded = False  # set once a read was refused, even if the caller swallowed the exception
+
+    @property
+    def budget(self) -> int:
+        return self._budget
+
+    def as_file(self) -> IO[bytes]:
+        """This reader typed as the binary file object that zipfile, Pillow and pypdf expect."""
+        return cast(IO[bytes], self)
 
     def readable(self) -> bool:
         return True
@@ -73,19 +87,32 @@ class RangeReader(io.RawIOBase):
         wanted = min(len(target), self._size - self._pos)
         if wanted <= 0:
             return 0
-        start, end = self._buffer_at, self._buffer_at + len(self._buffer)
-        if not (start <= self._pos and self._pos + wanted <= end):
+        if self._pos + wanted <= len(self._head):
+            target[:wanted] = self._head[self._pos : self._pos + wanted]
+            self._pos += wanted
+            return wanted
+        if not self._covers(self._buffer_at, self._buffer, wanted) and self._covers(*self._previous, wanted):
+            self._previous, (self._buffer_at, self._buffer) = (self._buffer_at, self._buffer), self._previous
+        if not self._covers(self._buffer_at, self._buffer, wanted):
             fetch = min(max(wanted, self._read_ahead), self._size - self._pos)
             if self.bytes_fetched + fetch > self._budget:
+                self.exceeded = True
                 raise ReadBudgetExceeded(f"reading {fetch} more bytes would exceed {self._budget}")
-            self._buffer = read_range(self._blob, self._pos, fetch)
+            parts = [read_range(self._blob, at, min(MAX_FETCH, self._pos + fetch - at))
+                     for at in range(self._pos, self._pos + fetch, MAX_FETCH)]
+            self._previous = (self._buffer_at, self._buffer)
+            self._buffer = parts[0] if len(parts) == 1 else b"".join(parts)
             self._buffer_at = self._pos
             self.bytes_fetched += len(self._buffer)
+            self.requests += len(parts)
         at = self._pos - self._buffer_at
         chunk = self._buffer[at : at + wanted]
         target[: len(chunk)] = chunk
         self._pos += len(chunk)
         return len(chunk)
+
+    def _covers(self, start: int, buffer: bytes, wanted: int) -> bool:
+        return start <= self._pos and self._pos + wanted <= start + len(buffer)
 
 
 def iter_chunks(

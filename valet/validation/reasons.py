@@ -35,6 +35,14 @@ class Reason(StrEnum):
     TYPE_MISMATCH = "type_mismatch"  # the bytes are not of the declared type
     ACTIVE_CONTENT = "active_content"  # HTML, scripted SVG, XML, PDF JavaScript where it does not belong
     POLYGLOT = "polyglot"  # the bytes are valid as two different formats
+    IMAGE_INVALID = "image_invalid"  # declared an image; the bytes do not parse as that image format
+    IMAGE_LIMITS = "image_limits"  # dimensions or pixel count beyond the limits (decompression bombs)
+    PDF_INVALID = "pdf_invalid"  # declared a PDF; the bytes do not parse as one
+    PDF_UNVERIFIABLE = "pdf_unverifiable"  # the PDF's structure could not be checked within the read budget
+    # What a create-only SAS lets a caller do besides uploading bytes.
+    RESERVED_METADATA = "reserved_metadata"  # valet* metadata that only the app writes (spoofed state)
+    SNAPSHOT_PRESENT = "snapshot_present"  # the upload was snapshotted (the snapshot would outlive it)
+    COPY_CREATED = "copy_created"  # the upload is a Copy Blob of another URL, not bytes the caller sent
     # Content.
     SHA256_MISMATCH = "sha256_mismatch"
     ARCHIVE_INVALID = "archive_invalid"
@@ -42,6 +50,9 @@ class Reason(StrEnum):
     ARCHIVE_TOO_LARGE = "archive_too_large"
     ARCHIVE_RATIO = "archive_ratio"
     ARCHIVE_OVERLAP = "archive_overlap"  # entries share bytes: a non-recursive zip bomb
+    ARCHIVE_GAP = "archive_gap"  # bytes between entries or before the directory (hidden entries)
+    ARCHIVE_MISMATCH = "archive_mismatch"  # a local header disagrees with its central directory record
+    ARCHIVE_UNSAFE_NAME = "archive_unsafe_name"  # '..', absolute paths, drive letters, backslashes
     MALWARE = "malware"
 
 
@@ -60,12 +71,22 @@ PUBLIC_REASONS: dict[Reason, str] = {
     Reason.TYPE_MISMATCH: "type_mismatch",
     Reason.ACTIVE_CONTENT: "content_not_allowed",
     Reason.POLYGLOT: "content_not_allowed",
+    Reason.IMAGE_INVALID: "type_mismatch",
+    Reason.IMAGE_LIMITS: "too_large",
+    Reason.PDF_INVALID: "type_mismatch",
+    Reason.PDF_UNVERIFIABLE: "content_not_allowed",
+    Reason.RESERVED_METADATA: "content_not_allowed",
+    Reason.SNAPSHOT_PRESENT: "content_not_allowed",
+    Reason.COPY_CREATED: "content_not_allowed",
     Reason.SHA256_MISMATCH: "sha256_mismatch",
     Reason.ARCHIVE_INVALID: "archive_invalid",
     Reason.ARCHIVE_TOO_MANY_ENTRIES: "archive_limits",
     Reason.ARCHIVE_TOO_LARGE: "archive_limits",
     Reason.ARCHIVE_RATIO: "archive_limits",
     Reason.ARCHIVE_OVERLAP: "archive_limits",
+    Reason.ARCHIVE_GAP: "archive_invalid",
+    Reason.ARCHIVE_MISMATCH: "archive_invalid",
+    Reason.ARCHIVE_UNSAFE_NAME: "archive_invalid",
     Reason.MALWARE: "malware_detected",
 }
 

@@ -6,7 +6,8 @@ Either way an upload stays in the uploads container with no decision. A timer fu
 :meth:`Reconciler.run`: it lists the uploads container (with metadata and index tags, so a listing page
 is all it reads for blobs that need nothing), and for each blob that is
 
-* not a tombstone (already decided),
+* not a tombstone with a valid seal (already decided; see :class:`~valet.validation.trusted.Sealer`:
+  tombstone metadata that a client wrote on its own upload does not make the reconciler skip it),
 * older than ``min_age`` (the trigger had its chance; an upload in progress does not exist as a blob
   until its last byte is committed, so age counts from the blob's last write), and
 * below ``max_attempts`` recorded failed decision attempts (the validator counts them in index tags),
@@ -73,6 +74,7 @@ class Reconciler:
         blob_service: BlobServiceClient,
         uploads: str,
         decide: Callable[[str], object],
+        is_decided: Callable[[str, dict[str, str] | None], bool],
         min_age: timedelta,
         max_attempts: int,
         limit: int,
@@ -81,6 +83,7 @@ class Reconciler:
     ) -> None:
         self._container = blob_service.get_container_client(uploads)
         self._decide = decide
+        self._is_decided = is_decided  # a *sealed* tombstone: metadata a client wrote proves nothing
         self._min_age = min_age
         self._max_attempts = max_attempts
         self._limit = limit
@@ -89,7 +92,7 @@ class Reconciler:
         self._marker: str | None = None  # where the last run's listing stopped (per process)
 
     def candidate(self, blob: BlobProperties, now: datetime) -> bool:
-        if records.is_tombstone(blob.metadata):
+        if self._is_decided(blob.name, blob.metadata):
             return False
         written = blob.last_modified or blob.creation_time
         if written is not None and now - written < self._min_age:
@@ -110,7 +113,7 @@ class Reconciler:
                     report.listed += 1
                     if report.decided + report.failed >= self._limit:
                         break
-                    if not records.is_tombstone(blob.metadata) and attempts(blob.tags) >= self._max_attempts:
+                    if attempts(blob.tags) >= self._max_attempts and not self._is_decided(blob.name, blob.metadata):
                         report.needs_operator += 1
                     if not self.candidate(blob, now):
                         continue

@@ -40,6 +40,7 @@ _FIELDS = {
     "scan": "valetscan",
     "previous": "valetprevious",
     "filename": "valetfilename",
+    "evidence": "valetevidence",
 }
 _MAX_VALUE = 512
 _SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%") + " "
@@ -81,6 +82,7 @@ class Decision:
     scan: str = ""
     previous: str = ""  # set when a later verdict moved an accepted upload to quarantine
     filename: str = ""  # the sanitized original filename from the grant (for downloads), when known
+    evidence: str = ""  # set when quarantine keeps bounded evidence instead of the whole upload
 
     def metadata(self) -> dict[str, str]:
         values = {
@@ -101,6 +103,7 @@ class Decision:
             "scan": self.scan,
             "previous": self.previous,
             "filename": self.filename,
+            "evidence": self.evidence,
         }
         return {_FIELDS[k]: ascii_value(v) for k, v in values.items() if v}
 
@@ -140,6 +143,7 @@ class Decision:
             scan=get("scan"),
             previous=get("previous"),
             filename=get("filename"),
+            evidence=get("evidence"),
         )
 
 
@@ -168,4 +172,6 @@ def tag(tags: Mapping[str, str] | None, name: str) -> str:
 
 
 def is_tombstone(metadata: Mapping[str, str] | None) -> bool:
+    """Whether the metadata *says* tombstone. A client can write that too: decisions trust a tombstone only
+    once :meth:`valet.validation.trusted.Sealer.verify` accepts its seal."""
     return bool(metadata) and metadata.get(STATE) == TOMBSTONE  # type: ignore[union-attr]

@@ -14,6 +14,7 @@ from valet.validation.reconcile import Reconciler, RunReport
 from valet.validation.records import Decision
 from valet.validation.scanners import SCANNERS
 from valet.validation.status import StatusReader
+from valet.validation.structure import ImageLimits
 from valet.validation.tombstones import sweep_tombstones
 from valet.validation.validator import Validator
 
@@ -44,6 +45,8 @@ class Validation:
             sniff_bytes=options.sniff_bytes,
             copy_wait_seconds=options.copy_wait_seconds,
             scanners=[SCANNERS[name]() for name in options.scanners],
+            image_limits=ImageLimits(options.image_max_pixels, options.image_max_dimension),
+            structure_read_bytes=options.structure_read_bytes,
             clock_skew=settings.clock_skew,
         )
         status = StatusReader(blob_service=blob_service, uploads=uploads, accepted=accepted,
@@ -51,6 +54,7 @@ class Validation:
                               sas_ttl=settings.upload_window,  # renewals keep an upload pending this long
                               max_attempts=options.max_attempts)
         reconciler = Reconciler(blob_service=blob_service, uploads=uploads, decide=validator.process,
+                                is_decided=validator.is_tombstone,
                                 min_age=options.reconcile_after, max_attempts=options.max_attempts,
                                 limit=options.reconcile_limit)
         return cls(validator, status, MalwareEvents(validator, storage.account_url), options.sweep_limit,
@@ -70,4 +74,5 @@ class Validation:
         return self.reconciler.run()
 
     def sweep(self) -> int:
-        return sweep_tombstones(self.validator.service, self.validator.uploads, limit=self.sweep_limit)
+        return sweep_tombstones(self.validator.service, self.validator.uploads, limit=self.sweep_limit,
+                                sealer=self.validator.sealer)

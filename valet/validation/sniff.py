@@ -11,12 +11,17 @@ alternatives because:
   at offset 0 with one answer, so it cannot say "this is also that" (zip-based formats, polyglots).
 * **puremagic** is pure Python (no system dependency, same answer everywhere), maintained with regular
   releases, ships a large signature database (headers at fixed and negative offsets, multi-part
-  signatures), and returns *all* candidates with a confidence, which the checks below use.
+  signatures), and returns *all* candidates with a confidence, which the checks below use: the declared
+  type must be among the *best-ranked* candidates (a weak, short signature that some other format beats
+  does not count), except that a declared zip only needs the bytes to be a zip container (puremagic
+  ranks every zip as OOXML, ODF, EPUB and JAR alike), whose structure :mod:`valet.validation.archive`
+  then checks.
 
 Magic numbers alone do not catch the dangerous cases, so this module adds what they miss: markup that a
 browser would run (HTML, scripted SVG, XML) presented as an image or a document, HTML or a second format
 (``%PDF-``) embedded in the head of an image (polyglots), and JavaScript or launch actions in a PDF's head.
-All checks read only the sniff window (64 KiB by default); anything deeper is the scanners' job.
+All checks here read only the sniff window (64 KiB by default). Magic numbers are a first filter, not a
+proof: :mod:`valet.validation.structure` then parses images and PDFs.
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ from dataclasses import dataclass
 
 import puremagic
 
+from valet.validation.archive import is_zip_container
 from valet.validation.reasons import Reason
 
 OCTET_STREAM = "application/octet-stream"
+ZIP = "application/zip"
 XML_TYPES = frozenset({"application/xml", "text/xml"})
 
 _ALIASES = {
@@ -79,21 +86,31 @@ def canonical(mime: str) -> str:
     return _ALIASES.get(base, base)
 
 
-def candidates(head: bytes) -> list[str]:
-    """Every type puremagic sees in ``head``, best first, without duplicates."""
+def ranked(head: bytes) -> list[tuple[str, float]]:
+    """Every type puremagic sees in ``head`` with its best confidence, best first, without duplicates."""
     if not head:
         return []
     try:
         matches = puremagic.magic_string(head)
     except (puremagic.PureError, ValueError):
         return []
-    ranked = sorted(matches, key=lambda m: -m.confidence)
-    seen: list[str] = []
-    for match in ranked:
+    best: dict[str, float] = {}
+    for match in sorted(matches, key=lambda m: -m.confidence):
         mime = canonical(match.mime_type) if match.mime_type else ""
-        if mime and mime not in seen:
-            seen.append(mime)
-    return seen
+        if mime and mime not in best:
+            best[mime] = match.confidence
+    return list(best.items())
+
+
+def candidates(head: bytes) -> list[str]:
+    """Every type puremagic sees in ``head``, best first, without duplicates."""
+    return [mime for mime, _ in ranked(head)]
+
+
+def best_candidates(head: bytes) -> list[str]:
+    """The types tied for the highest confidence: what the bytes most likely are."""
+    found = ranked(head)
+    return [mime for mime, confidence in found if confidence == found[0][1]] if found else []
 
 
 def markup_kind(head: bytes) -> str | None:
@@ -150,12 +167,12 @@ def decide_type(head: bytes, declared: str, allowed: Mapping[str, tuple[str, ...
             return TypeVerdict(OCTET_STREAM)
         return TypeVerdict(None, Reason.TYPE_MISMATCH, f"declared {declared}; content type not recognised")
 
-    best = found[0]
-    if declared in found:
+    best, top = found[0], best_candidates(head)
+    if declared in top or (declared == ZIP and is_zip_container(head)):
         return _embedded_checks(head, declared)
     if declared == OCTET_STREAM:  # "some binary": any recognised type will do, but not hidden markup
         return _embedded_checks(head, best, recorded=best)
-    if not any(mime in allowed for mime in found):
+    if not any(mime in allowed for mime in top):
         return TypeVerdict(best, Reason.TYPE_NOT_ALLOWED, f"declared {declared}; content is {best}")
     return TypeVerdict(best, Reason.TYPE_MISMATCH, f"declared {declared}; content is {best}")
 

@@ -3,8 +3,12 @@
 The blob path comes from the caller's own partition and the date embedded in the id, so another caller's
 lookup finds nothing. When storage holds nothing, the id's owner MAC (see
 :func:`valet.naming.bind_upload_id`) tells "granted to you, not uploaded" (``pending`` or ``expired``)
-from "not yours or not ours" (404). Reads: one prefix listing of the uploads container, and of the two
-destination containers only when the source has no tombstone.
+from "not yours or not ours" (404). Reads: one prefix listing of the uploads container, and of the
+destination containers when the source has no tombstone (both) or an ``accepted`` one (quarantine only:
+a later malware verdict wins even if the tombstone was not updated yet).
+
+Nothing the client wrote decides the answer: a tombstone counts only with a valid seal
+(:class:`valet.validation.trusted.Sealer`), and the destination containers are written by the app alone.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from valet.validation import records
 from valet.validation.reasons import Outcome, public_reason
 from valet.validation.reconcile import attempts, attention
 from valet.validation.records import Decision
+from valet.validation.trusted import Sealer
 
 CLOCK_SKEW = timedelta(minutes=1)
 
@@ -45,6 +50,7 @@ class StatusReader:
         self._service = blob_service
         self._uploads, self._accepted, self._quarantine = uploads, accepted, quarantine
         self._keys = keys
+        self._sealer = Sealer(keys)
         self._ttl = sas_ttl
         self._max_attempts = max_attempts
         self._clock = clock
@@ -54,8 +60,14 @@ class StatusReader:
         prefix = f"{partition}/{issued:%Y/%m/%d}/{upload_id}."
         try:
             source = self._first(self._uploads, prefix)
-            if source is not None and records.is_tombstone(source.metadata):
-                return _body(upload_id, Decision.from_metadata(source.metadata, fallback=Outcome.QUARANTINED))
+            if source is not None and records.is_tombstone(source.metadata) and self._sealer.verify(
+                    self._uploads, source.name, source.metadata):
+                decision = Decision.from_metadata(source.metadata, fallback=Outcome.QUARANTINED)
+                if decision.outcome is Outcome.ACCEPTED:
+                    later = self._first(self._quarantine, prefix)
+                    if later is not None:
+                        decision = Decision.from_metadata(later.metadata, fallback=Outcome.QUARANTINED)
+                return _body(upload_id, decision)
             for container, outcome in ((self._quarantine, Outcome.QUARANTINED), (self._accepted, Outcome.ACCEPTED)):
                 found = self._first(container, prefix)
                 if found is not None:

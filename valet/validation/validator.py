@@ -2,29 +2,39 @@
 
 :meth:`Validator.process` takes a blob *name* in the uploads container and does, safely to repeat:
 
-1. read properties (one HEAD); a tombstone means "already decided": done;
+1. read properties (one HEAD); a *sealed* tombstone (see :mod:`valet.validation.trusted`) means
+   "already decided": done; metadata that merely says "tombstone" is the client's and decides nothing;
 2. if a destination copy with its record exists (a crash between copy and tombstone), finish that one;
-3. otherwise check the upload (grant, path, expiry, size, type from a range-read head, archive directory,
-   scanner verdicts, declared sha256 over a bounded-memory stream) and decide;
+3. otherwise list the blob's snapshots (one request) and check the upload (grant, path, expiry, no
+   app-reserved metadata, not copy-created, no snapshot, size, type from a range-read head, image and
+   PDF structure, zip directory and local headers, scanner verdicts, declared sha256 over a
+   bounded-memory stream) and decide; every read takes the bytes as stored (``decompress=False``);
 4. server-side copy to ``accepted`` or ``quarantine`` at the same name, with the record as metadata,
-   create-only (``If-None-Match: *``) and pinned to the checked source version (source ``If-Match``);
-5. replace the source with an empty tombstone (``If-Match`` the source ETag) that occupies the name until
-   the create-only SAS cannot be replayed, and carries the outcome for the status endpoint.
+   create-only (``If-None-Match: *``) and pinned to the checked source version (source ``If-Match``),
+   then the copy's HTTP properties set by the validator when the upload's differ (one more request);
+   an upload over the profile cap or copy-created gets a record with bounded evidence (its head and the
+   head's sha256) instead of a copy;
+5. replace the source with an empty, sealed tombstone (``If-Match`` the source ETag) that occupies the
+   name until the create-only SAS cannot be replayed, and carries the outcome for the status endpoint;
+   remove the snapshots seen in step 3. A quarantine always wins a race with an acceptance: the loser's
+   accepted copy is deleted.
 
 Every read of the source is pinned to the ETag first seen; if the source changes under us (a concurrent
 invocation wrote the tombstone), the whole step starts over and finds the finished decision. Storage
 failures raise :class:`DecisionFailed` so the host retries, after recording ``valetstate=error`` and the
 attempt count as index tags on the source (tags change no ETag, so recording an error does not trigger
-the function again); the upload itself stays where it is.
+the function again; the write is conditional on the ETag seen and re-checked, so it never wipes the tags
+of a tombstone written meanwhile); the upload itself stays where it is.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,20 +53,24 @@ from valet.errors import ServiceUnavailable, ValetError
 from valet.grant_token import GrantKeyRing
 from valet.naming import parse_upload_id
 from valet.policy import ArchiveLimits, Policy, Profile
-from valet.validation import grantcheck, records
-from valet.validation.archive import check_zip, directory_budget
+from valet.validation import grantcheck, records, trusted
+from valet.validation.archive import LOCAL_READ_AHEAD, check_zip, directory_budget, is_zip_container, local_budget
 from valet.validation.blobio import RangeReader, read_range, sha256_of
 from valet.validation.grantcheck import DEFAULT_CLOCK_SKEW, GrantFacts
 from valet.validation.reasons import Outcome, Reason, Rejection
 from valet.validation.records import Decision
 from valet.validation.scanners import Scanner, ScanResult, ScanSubject, Verdict
-from valet.validation.sniff import decide_type
+from valet.validation.sniff import canonical, decide_type
+from valet.validation.structure import DEFAULT_READ_BUDGET, ImageLimits, check_structure, needs_check
 
 audit = logging.getLogger("valet.audit")
 log = logging.getLogger("valet.validation")
 
 ZIP = "application/zip"
 _RESTARTS = 3
+# Quarantine keeps a record and bounded evidence, not a copy, of uploads whose bytes the caller may use
+# as free storage: over the profile cap, or fetched by storage from a URL the caller chose.
+EVIDENCE_ONLY = frozenset({Reason.TOO_LARGE.value, Reason.COPY_CREATED.value})
 
 
 class DecisionFailed(ServiceUnavailable):
@@ -101,8 +115,9 @@ class _Pinned:
         self.bytes_read = 0
 
     def download_blob(self, offset: int | None = None, length: int | None = None, **kwargs: Any) -> Any:
-        return self._blob.download_blob(
-            offset=offset, length=length, etag=self._etag, match_condition=MatchConditions.IfNotModified, **kwargs
+        return self._blob.download_blob(  # the bytes as stored, whatever Content-Encoding the client set
+            offset=offset, length=length, etag=self._etag, match_condition=MatchConditions.IfNotModified,
+            decompress=False, **kwargs
         )
 
 
@@ -121,6 +136,8 @@ class Validator:
         sniff_bytes: int = 64 * 1024,
         copy_wait_seconds: float = 60.0,
         scanners: Sequence[Scanner] = (),
+        image_limits: ImageLimits | None = None,
+        structure_read_bytes: int = DEFAULT_READ_BUDGET,
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], None] = time.sleep,
         clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
@@ -134,6 +151,9 @@ class Validator:
         self._sniff = sniff_bytes
         self._copy_wait = copy_wait_seconds
         self._scanners = tuple(scanners)
+        self._image_limits = image_limits or ImageLimits()
+        self._structure_budget = structure_read_bytes
+        self.sealer = trusted.Sealer(keys)
         self._clock = clock
         self._sleep = sleep
         self._skew = clock_skew
@@ -157,18 +177,21 @@ class Validator:
             props = self._properties(source)
             if props is None:
                 return self._find_record(name)
-            if records.is_tombstone(props.metadata):
+            if self.is_tombstone(name, props.metadata):
                 return Decision.from_metadata(props.metadata, fallback=Outcome.QUARANTINED)
-            existing = self._find_record(name)
-            if existing is not None:
-                if self._tombstone(source, props, existing, self._until(props, existing)):
-                    self._audit(existing, name)
-                return existing
-            decision = self._decide(source, props, verdict)
-            self._copy(source, props, decision)
-            if self._tombstone(source, props, decision, self._until(props, decision)):
-                self._audit(decision, name)
-            return decision
+            found = self._find_record_at(name)
+            if found is not None:
+                existing, dest, dest_props = found
+                if existing.outcome is Outcome.QUARANTINED:
+                    self._discard_accepted(name)
+                if existing.evidence == "":
+                    self._set_destination_properties(dest, dest_props.content_settings, dest_props.etag, existing)
+                return self._finish(source, props, existing, snapshots=0, created_accepted=False)
+            snapshots = self._snapshots(name)
+            decision = self._decide(source, props, verdict, snapshots)
+            decision, created = self._store(source, props, decision)
+            return self._finish(source, props, decision, snapshots=snapshots,
+                                created_accepted=created and decision.outcome is Outcome.ACCEPTED)
         except SourceChanged:
             raise
         except ResourceModifiedError as exc:
@@ -179,10 +202,30 @@ class Validator:
                 raise
             raise DecisionFailed("Storage failed while deciding the upload.", retry_after=5) from exc
 
+    def is_tombstone(self, name: str, metadata: dict[str, str] | None) -> bool:
+        """A tombstone this app wrote for ``name``: the seal proves it; metadata alone does not."""
+        return records.is_tombstone(metadata) and self.sealer.verify(self.uploads, name, metadata)
+
+    def _finish(self, source: BlobClient, props: BlobProperties, decision: Decision, *, snapshots: int,
+                created_accepted: bool) -> Decision:
+        """Tombstone the upload; the invocation whose tombstone landed audits and removes snapshots. One
+        that lost to a quarantine removes the accepted copy it made: a quarantine always wins."""
+        ours, winner = self._tombstone(source, props, decision, self._until(props, decision))
+        if ours:
+            self._audit(decision, props.name)
+            if snapshots:
+                self._delete_snapshots(source)
+            return decision
+        if winner is None or winner.outcome is decision.outcome:
+            return decision  # the same verdict: ours carries the full record
+        if winner.outcome is Outcome.QUARANTINED and created_accepted:
+            self._discard_accepted(props.name)
+        return winner
+
     # -- checks ----------------------------------------------------------------------------------------
 
     def _decide(
-        self, source: BlobClient, props: BlobProperties, verdict: ScanResult | None
+        self, source: BlobClient, props: BlobProperties, verdict: ScanResult | None, snapshots: int
     ) -> Decision:
         now = self._clock()
         facts = _Facts(name=props.name, size=props.size, created_at=props.creation_time)
@@ -192,6 +235,7 @@ class Validator:
             if verdict is not None and verdict.verdict is Verdict.MALICIOUS:
                 facts.scan = f"{verdict.scanner}:{verdict.detail}"
                 raise Rejection(Reason.MALWARE, f"{verdict.scanner} reported the upload malicious")
+            check_what_storage_says(props, snapshots)
             self._check_content(source, props, claims, facts)
         except Rejection as rejection:
             return facts.decision(Outcome.QUARANTINED, rejection.reason, rejection.detail, now)
@@ -225,9 +269,15 @@ class Validator:
             facts.detected_type = verdict.detected or ""
             if verdict.reason is not None:
                 raise Rejection(verdict.reason, verdict.detail)
-            if facts.detected_type == ZIP or claims.content_type == ZIP:
+            if needs_check(canonical(claims.content_type)):
+                check_structure(pinned, size, head, canonical(claims.content_type), self._image_limits,
+                                self._structure_budget)
+            if is_zip_container(head) or facts.detected_type == ZIP or claims.content_type == ZIP:
                 limits = profile.archive or ArchiveLimits()
-                check_zip(RangeReader(pinned, size, budget=directory_budget(limits)), size, limits)  # type: ignore[arg-type]
+                directory = RangeReader(pinned, size, budget=directory_budget(limits))
+                local = RangeReader(pinned, size, budget=local_budget(limits.max_entries),
+                                    read_ahead=LOCAL_READ_AHEAD, head=head)
+                check_zip(directory.as_file(), size, limits, local.as_file())
 
         tags = source.get_blob_tags() if self._scanners else {}
         subject = ScanSubject(self.uploads, props.name, size, tags, head)
@@ -253,6 +303,10 @@ class Validator:
             return None
 
     def _find_record(self, name: str) -> Decision | None:
+        found = self._find_record_at(name)
+        return None if found is None else found[0]
+
+    def _find_record_at(self, name: str) -> tuple[Decision, BlobClient, BlobProperties] | None:
         """A finished destination copy of ``name`` (quarantine wins over accepted), waiting out a pending
         copy; a failed copy is removed so the decision is made again."""
         for container, outcome in ((self.quarantine, Outcome.QUARANTINED), (self.accepted, Outcome.ACCEPTED)):
@@ -260,36 +314,103 @@ class Validator:
             props = self._properties(dest)
             if props is None:
                 continue
-            if self._wait_for_copy(dest, props):
-                return Decision.from_metadata(props.metadata, fallback=outcome)
+            final = self._wait_for_copy(dest, props)
+            if final is not None:
+                return Decision.from_metadata(final.metadata, fallback=outcome), dest, final
         return None
 
-    def _wait_for_copy(self, dest: BlobClient, props: BlobProperties) -> bool:
-        """True once the copy into ``dest`` succeeded; False if it failed (and was removed)."""
+    def _wait_for_copy(self, dest: BlobClient, props: BlobProperties) -> BlobProperties | None:
+        """The properties once the copy into ``dest`` succeeded; None if it failed (and was removed)."""
         deadline = time.monotonic() + self._copy_wait
         delay = 0.1
         while True:
             status = props.copy.status if props.copy else None
             if status in (None, "success"):
-                return True
+                return props
             if status in ("failed", "aborted"):
                 try:
                     dest.delete_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified)
                 except (ResourceNotFoundError, ResourceModifiedError):
                     pass
-                return False
+                return None
             if time.monotonic() >= deadline:
                 raise DecisionFailed("The server-side copy has not finished yet.", retry_after=30)
             self._sleep(delay)
             delay = min(delay * 2, 2.0)
             props = dest.get_blob_properties()
 
-    def _copy(self, source: BlobClient, props: BlobProperties, decision: Decision) -> bool:
-        """Server-side copy to the destination; True if this call created it, False if it existed."""
+    def _store(self, source: BlobClient, props: BlobProperties, decision: Decision) -> tuple[Decision, bool]:
+        """The destination record: a copy with its HTTP properties set here, or bounded evidence. Returns
+        the decision as recorded and whether this call created the destination blob."""
+        if decision.reason in EVIDENCE_ONLY:
+            return self._store_evidence(source, props, decision)
+        created, dest, settings, etag = self._copy(source, props, decision)
+        self._set_destination_properties(dest, settings, etag, decision)
+        return decision, created
+
+    def _store_evidence(self, source: BlobClient, props: BlobProperties, decision: Decision) -> tuple[Decision, bool]:
+        """A quarantine record holding the upload's head (at most the sniff window) and its sha256."""
+        if props.copy is not None and props.copy.status == "pending" and props.copy.id:
+            try:  # storage is still fetching bytes the caller pointed it at: stop it
+                source.abort_copy(props.copy.id)
+            except HttpResponseError:
+                pass
+            raise SourceChanged()  # the abort changed the blob: decide again from fresh properties
+        head = read_range(_Pinned(source, props.etag), 0, min(props.size, self._sniff))
+        evidence = f"head {len(head)} of {props.size} bytes, sha256 {hashlib.sha256(head).hexdigest()}"
+        decision = replace(decision, evidence=evidence)
+        dest = self.service.get_blob_client(self.quarantine, props.name)
+        try:
+            dest.upload_blob(head, metadata=decision.metadata(), tags=decision.tags(),
+                             content_settings=ContentSettings(content_type=trusted.OCTET_STREAM))
+            return decision, True
+        except ResourceExistsError:  # another invocation stored it first: its record stands
+            existing = self._properties(dest)
+            return (Decision.from_metadata(existing.metadata, fallback=Outcome.QUARANTINED)
+                    if existing is not None else decision), False
+
+    def _set_destination_properties(self, dest: BlobClient, have: ContentSettings, etag: str,
+                                    decision: Decision) -> None:
+        """Copy Blob carries the upload's HTTP properties, which the client chose: replace them, unless they
+        already are what the verdict says (the usual case for an accepted upload: no extra request)."""
+        wanted = trusted.destination_settings(decision.outcome is Outcome.ACCEPTED, decision.declared_type)
+        if not trusted.settings_differ(have, wanted):
+            return
+        try:
+            dest.set_http_headers(wanted, etag=etag, match_condition=MatchConditions.IfNotModified)
+        except ResourceModifiedError:
+            pass  # another invocation set them (or a requarantine moved the copy) meanwhile
+
+    def _snapshots(self, name: str) -> int:
+        """How many snapshots the upload has (``sp=c`` lets its holder take them): one listing."""
+        blobs = self.service.get_container_client(self.uploads).list_blobs(
+            name_starts_with=name, include=["snapshots"])
+        return sum(1 for blob in blobs if blob.name == name and blob.snapshot)
+
+    def _delete_snapshots(self, source: BlobClient) -> None:
+        try:
+            source.delete_blob(delete_snapshots="only")
+        except (ResourceNotFoundError, HttpResponseError) as exc:  # the sweep removes them with the tombstone
+            log.warning("snapshots of %s not removed (%s)", source.blob_name, type(exc).__name__)
+
+    def _discard_accepted(self, name: str) -> None:
+        """Quarantine wins: remove an accepted copy of an upload that is (also) in quarantine."""
+        try:
+            self.service.get_blob_client(self.accepted, name).delete_blob()
+            log.warning("accepted copy of %s removed: the upload is quarantined", name)
+        except ResourceNotFoundError:
+            pass
+
+    def _copy(self, source: BlobClient, props: BlobProperties,
+              decision: Decision) -> tuple[bool, BlobClient, ContentSettings, str]:
+        """Server-side copy to the destination. Returns whether this call created it, the client, and the
+        copy's HTTP properties and ETag. A copy that completed at once (always, within one account, for
+        blobs up to a few MiB) inherited the upload's properties, and its response carries the ETag: no
+        further request then."""
         container = self.accepted if decision.outcome is Outcome.ACCEPTED else self.quarantine
         dest = self.service.get_blob_client(container, props.name)
         try:
-            dest.start_copy_from_url(
+            result = dest.start_copy_from_url(
                 source.url,
                 metadata=decision.metadata(),
                 tags=decision.tags(),
@@ -298,6 +419,8 @@ class Validator:
                 source_match_condition=MatchConditions.IfNotModified,
             )
             created = True
+            if result.get("copy_status") == "success" and result.get("etag"):
+                return True, dest, props.content_settings, str(result["etag"])
         except ResourceExistsError:
             created = False  # another invocation got there first: "already done"
         except HttpResponseError as exc:
@@ -308,9 +431,10 @@ class Validator:
                 created = False
             else:
                 raise
-        if not self._wait_for_copy(dest, dest.get_blob_properties()):
+        final = self._wait_for_copy(dest, dest.get_blob_properties())
+        if final is None:
             raise DecisionFailed("The server-side copy failed.", retry_after=5)
-        return created
+        return created, dest, final.content_settings, final.etag
 
     def _until(self, props: BlobProperties, decision: Decision) -> datetime:
         """How long the tombstone must hold the name: until the upload's SAS can no longer be used, plus
@@ -322,49 +446,72 @@ class Validator:
             return decision.grant_expires + self._grace
         return created + self._sas_ttl + self._grace
 
-    def _tombstone(self, source: BlobClient, props: BlobProperties, decision: Decision, until: datetime) -> bool:
-        """Replace the upload with its tombstone. True if this call did: the decision is final then, so the
-        audit record is written once, also when a response was lost and the storage client sent the write
-        again (the retry finds a tombstone; its write id says whose)."""
+    def _tombstone(self, source: BlobClient, props: BlobProperties, decision: Decision,
+                   until: datetime) -> tuple[bool, Decision | None]:
+        """Replace the upload with its sealed tombstone. ``(True, None)`` if this call did: the decision is
+        final then, so the audit record is written once, also when a response was lost and the storage
+        client sent the write again (the retry finds a tombstone; its write id says whose). Otherwise
+        ``(False, the decision on the tombstone that won)``."""
         write_id = uuid.uuid4().hex
-        metadata = records.tombstone_metadata(decision, until, write_id)
+        metadata = self.sealer.seal(self.uploads, props.name, records.tombstone_metadata(decision, until, write_id))
         try:
             source.upload_blob(
                 b"",
                 overwrite=True,
                 metadata=metadata,
                 tags=records.tombstone_tags(until),
-                content_settings=ContentSettings(content_type="application/octet-stream"),
+                content_settings=ContentSettings(content_type=trusted.OCTET_STREAM),
                 etag=props.etag,
                 match_condition=MatchConditions.IfNotModified,
             )
-            return True
+            return True, None
         except ResourceModifiedError:
             now = self._properties(source)
-            if now is None or not records.is_tombstone(now.metadata):
+            if now is None or not self.is_tombstone(props.name, now.metadata):
                 raise
-            return now.metadata.get(records.WRITE_ID) == write_id
+            return self._whose(now, write_id)
         except ResourceNotFoundError:  # the name was freed: occupy it again, create-only
             try:
                 source.upload_blob(b"", metadata=metadata, tags=records.tombstone_tags(until))
-                return True
+                return True, None
             except ResourceExistsError:
                 now = self._properties(source)
-                return now is not None and now.metadata.get(records.WRITE_ID) == write_id
+                if now is None or not self.is_tombstone(props.name, now.metadata):
+                    raise
+                return self._whose(now, write_id)
+
+    @staticmethod
+    def _whose(tombstone: BlobProperties, write_id: str) -> tuple[bool, Decision | None]:
+        if tombstone.metadata.get(records.WRITE_ID) == write_id:
+            return True, None
+        return False, Decision.from_metadata(tombstone.metadata, fallback=Outcome.QUARANTINED)
 
     def _record_error(self, source: BlobClient, exc: BaseException) -> None:
-        """Best effort: the failure is also visible in the host's retry and poison handling."""
+        """Best effort: the failure is also visible in the host's retry and poison handling.
+
+        Tags change no ETag, so the write is conditional on the ETag seen (Azure honours ``If-Match`` on
+        Set Blob Tags; Azurite 3.37 ignores it), and re-checked: if a tombstone replaced the upload
+        meanwhile, its own tags are written back, so the sweep still finds it."""
         code = getattr(exc, "error_code", None) or getattr(exc, "code", None) or type(exc).__name__
         try:
             props = source.get_blob_properties()
-            if records.is_tombstone(props.metadata):
+            if self.is_tombstone(props.name, props.metadata):
                 return
             tags = source.get_blob_tags()
             previous = tags.get(records.ATTEMPTS, "0")
             attempts = int(previous) + 1 if previous.isdigit() else 1
             tags.update({records.STATE: records.ERROR, records.ATTEMPTS: str(attempts),
                          records.ERROR_CODE: _tag_safe(str(code))})
-            source.set_blob_tags(tags)
+            try:
+                source.set_blob_tags(tags, etag=props.etag, match_condition=MatchConditions.IfNotModified)
+            except ResourceModifiedError:
+                return  # the upload changed (a tombstone landed): its state is no longer ours to record
+            after = source.get_blob_properties()
+            if after.etag != props.etag and self.is_tombstone(after.name, after.metadata):
+                until = records.parse_timestamp(after.metadata.get(records.UNTIL))
+                if until is not None:
+                    source.set_blob_tags(records.tombstone_tags(until))
+                return
             log.warning("decision failed for %s (attempt %d): %s", source.blob_name, attempts, code)
         except AzureError as second:
             log.warning("decision failed for %s: %s; error state not recorded (%s)",
@@ -390,6 +537,18 @@ class Validator:
                 "decided_at": records.timestamp(decision.decided_at),
             },
         )
+
+
+def check_what_storage_says(props: BlobProperties, snapshots: int) -> None:
+    """What a create-only SAS allows besides uploading bytes, seen in facts storage itself sets."""
+    reserved = trusted.reserved_metadata(props.metadata)
+    if reserved:
+        raise Rejection(Reason.RESERVED_METADATA, f"client-written app metadata: {', '.join(reserved)}"[:200])
+    copy = props.copy
+    if copy is not None and (copy.id or copy.source or copy.status):
+        raise Rejection(Reason.COPY_CREATED, f"created by Copy Blob (status {copy.status or 'unknown'})")
+    if snapshots:
+        raise Rejection(Reason.SNAPSHOT_PRESENT, f"{snapshots} snapshot(s) of the upload")
 
 
 def check_size(size: int, declared: int, profile: Profile) -> None:
