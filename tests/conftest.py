@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
+from azure.storage.queue import QueueClient
 
 from tests.support.azurite import AzuriteUnavailable, Plan, plan_from, run_in_container
 from valet.devidp import DevIssuer
@@ -123,9 +124,30 @@ def valet_env(
         env["VALET_QUEUE_SERVICE_URL"] = storage_endpoint.queue_url
     if storage_endpoint.ca_bundle:
         env["VALET_STORAGE_CA_BUNDLE"] = storage_endpoint.ca_bundle
+    queue = _decision_queue(env)  # every decision made with these settings is announced on it
+    env["VALET_DECISION_QUEUE"] = queue.queue_name
     yield env
     for name in names.values():
         blob_service.delete_container(name)
+    queue.delete_queue()
+    queue.close()
+
+
+def _decision_queue(env: dict[str, str]) -> QueueClient:
+    """A fresh decision-event queue for one test's settings, made with the app's own client factory."""
+    from valet.settings import Settings
+    from valet.storage import make_decision_queue
+
+    storage = Settings.from_env({**env, "VALET_DECISION_QUEUE": unique_name("events")}).storage
+    credential = EmulatorCredential(storage.account_url) if storage.credential == "emulator" else None
+    if credential is None:  # pragma: no cover - live Azure only
+        from azure.identity import DefaultAzureCredential
+
+        queue = make_decision_queue(storage, DefaultAzureCredential())
+    else:
+        queue = make_decision_queue(storage, credential)
+    queue.create_queue()
+    return queue
 
 
 @pytest.fixture(scope="session")

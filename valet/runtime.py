@@ -18,8 +18,9 @@ from valet.delegation import UserDelegationKeyCache
 from valet.downloads import DownloadIssuer
 from valet.errors import ConfigurationError
 from valet.grants import GrantIssuer
-from valet.settings import Settings
-from valet.storage import RequestCounter, make_blob_service, make_credential
+from valet.settings import NO_QUEUE, Settings
+from valet.storage import RequestCounter, make_blob_service, make_credential, make_decision_queue
+from valet.validation.events import QueueEvents
 from valet.validation.service import Validation
 
 log = logging.getLogger("valet.runtime")
@@ -46,7 +47,8 @@ class Runtime:
     ) -> Runtime:
         storage = settings.storage
         counter = RequestCounter()
-        blob_service = make_blob_service(storage, credential or make_credential(storage), counter)
+        credential = credential or make_credential(storage)
+        blob_service = make_blob_service(storage, credential, counter)
         key_cache = UserDelegationKeyCache(
             blob_service,
             lifetime=settings.delegation_key_lifetime,
@@ -69,7 +71,10 @@ class Runtime:
             if settings.auth.apikey_pepper is not None:
                 keystore = BlobKeyStore(blob_service.get_container_client(settings.auth.apikey_container))
             authenticator = CallerAuthenticator(settings.auth, keystore)
-        validation = Validation.from_settings(settings, blob_service)
+        events = None
+        if storage.decision_queue != NO_QUEUE:
+            events = QueueEvents(make_decision_queue(storage, credential, counter))
+        validation = Validation.from_settings(settings, blob_service, events)
         downloads = DownloadIssuer(
             blob_service=blob_service,
             account_url=storage.account_url,

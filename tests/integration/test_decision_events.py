@@ -4,18 +4,28 @@ SDK (Base64 text, as a Functions queue trigger expects by default), and what it 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
+import azure.functions as func
 import pytest
+import requests
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
 from tests.conftest import StorageEndpoint, unique_name
+from tests.support import samples
+from tests.support.fakes import FixedCaller
+from valet import api
+from valet.runtime import Runtime
 from valet.settings import Settings
 from valet.storage import EmulatorCredential, make_decision_queue
+from valet.validation import records
 from valet.validation.events import QueueEvents, decision_message, decode, encode
 from valet.validation.reasons import Outcome
 from valet.validation.records import Decision
+from valet.validation.validator import EVENT_GRACE, DecisionFailed
 
 pytestmark = pytest.mark.azurite
 
@@ -65,3 +75,146 @@ def test_the_message_holds_no_credentials_and_round_trips() -> None:
     accepted = decision_message(Decision(outcome=Outcome.ACCEPTED, reason="ok", detail="", upload_id="u",
                                          caller="c", decided_at=DECISION.decided_at), "accepted", "n.png")
     assert "reason" not in accepted and "sha256" not in accepted
+
+
+# -- the validator announces its decisions ------------------------------------------------------------
+
+@pytest.fixture
+def runtime(valet_env: dict[str, str]) -> Iterator[Runtime]:
+    rt = Runtime.from_settings(Settings.from_env(valet_env), authenticator=FixedCaller())
+    yield rt
+    rt.blob_service.close()
+
+
+def consumer(rt: Runtime, endpoint: StorageEndpoint) -> QueueClient:
+    storage = rt.settings.storage
+    return QueueClient(storage.queue_url, storage.decision_queue, credential=EmulatorCredential(storage.account_url),
+                       connection_verify=endpoint.ca_bundle or True, message_decode_policy=TextBase64DecodePolicy())
+
+
+def messages(rt: Runtime, endpoint: StorageEndpoint) -> list[dict[str, object]]:
+    client = consumer(rt, endpoint)
+    try:
+        return [json.loads(m.content) for m in client.peek_messages(max_messages=32)]
+    finally:
+        client.close()
+
+
+def upload(rt: Runtime, endpoint: StorageEndpoint, data: bytes) -> tuple[str, str]:
+    body = {"filename": "cat.png", "contentType": "image/png", "size": len(data)}
+    response = api.create_upload(lambda: rt, func.HttpRequest(
+        method="POST", url="https://valet.example/api/uploads", headers={"content-type": "application/json"},
+        body=json.dumps(body).encode()))
+    grant = json.loads(response.get_body())
+    assert requests.put(grant["uploadUrl"], data=data, headers=grant["headers"], verify=endpoint.ca_bundle or True,
+                        timeout=30).status_code == 201
+    container = rt.settings.storage.uploads_container
+    return grant["uploadId"], urlsplit(grant["blobUri"]).path.split(f"/{container}/", 1)[1]
+
+
+def tombstone_tags(rt: Runtime, name: str) -> dict[str, str]:
+    return rt.blob_service.get_blob_client(rt.settings.storage.uploads_container, name).get_blob_tags()
+
+
+def test_an_accepted_upload_is_announced_once_after_it_is_readable(
+    runtime: Runtime, storage_endpoint: StorageEndpoint
+) -> None:
+    data = samples.png()
+    upload_id, name = upload(runtime, storage_endpoint, data)
+    runtime.validation.on_blob(runtime.settings.storage.uploads_container, name)
+    runtime.validation.on_blob(runtime.settings.storage.uploads_container, name)  # a duplicate delivery
+    [event] = messages(runtime, storage_endpoint)
+    assert event["uploadId"] == upload_id and event["status"] == "accepted"
+    assert event["blob"] == f"{runtime.settings.storage.accepted_container}/{name}"
+    assert (event["size"], event["contentType"], event["profile"]) == (len(data), "image/png", "images")
+    assert "reason" not in event and isinstance(event["decidedAt"], str) and event["caller"]
+    container, _, blob = str(event["blob"]).partition("/")
+    assert runtime.blob_service.get_blob_client(container, blob).download_blob().readall() == data
+    assert records.EVENT not in tombstone_tags(runtime, name)  # the marker went with the message
+
+
+def test_concurrent_deliveries_give_one_message(runtime: Runtime, storage_endpoint: StorageEndpoint) -> None:
+    _, name = upload(runtime, storage_endpoint, samples.html())
+    uploads = runtime.settings.storage.uploads_container
+    errors: list[BaseException] = []
+
+    def deliver() -> None:
+        try:
+            runtime.validation.on_blob(uploads, name)
+        except DecisionFailed as exc:  # a loser may be told to retry; its retry finds the decision
+            errors.append(exc)
+
+    threads = [threading.Thread(target=deliver) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for _ in errors:
+        runtime.validation.on_blob(uploads, name)
+    [event] = messages(runtime, storage_endpoint)
+    assert event["status"] == "quarantined" and event["reason"] == "active_content"  # the recorded reason
+
+
+def test_an_event_that_could_not_be_sent_is_sent_by_a_later_delivery(
+    runtime: Runtime, storage_endpoint: StorageEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upload_id, name = upload(runtime, storage_endpoint, samples.png())
+    uploads = runtime.settings.storage.uploads_container
+    queue = consumer(runtime, storage_endpoint)
+    queue.delete_queue()  # sending fails (QueueNotFound) after the decision is durable
+    with pytest.raises(DecisionFailed):
+        runtime.validation.on_blob(uploads, name)
+    assert tombstone_tags(runtime, name)[records.EVENT] == records.PENDING  # decided, event owed
+    queue.create_queue()
+    queue.close()
+    runtime.validation.on_blob(uploads, name)  # a retry at once: the writer may still be sending; not yet
+    assert messages(runtime, storage_endpoint) == []
+    later = datetime.now(UTC) + EVENT_GRACE + timedelta(seconds=5)
+    monkeypatch.setattr(runtime.validation.validator, "_clock", lambda: later)
+    runtime.validation.on_blob(uploads, name)  # the host's next retry (or the tombstone's own trigger)
+    [event] = messages(runtime, storage_endpoint)
+    assert (event["uploadId"], event["status"], event["size"]) == (upload_id, "accepted", len(samples.png()))
+    assert records.EVENT not in tombstone_tags(runtime, name)
+    before = runtime.storage_requests.count
+    runtime.validation.on_blob(uploads, name)  # a later delivery: one properties read, no event
+    assert runtime.storage_requests.count - before == 1
+    assert len(messages(runtime, storage_endpoint)) == 1
+
+
+def test_the_reconciler_sends_an_event_no_delivery_sent(
+    valet_env: dict[str, str], storage_endpoint: StorageEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt = Runtime.from_settings(Settings.from_env({**valet_env, "VALET_RECONCILE_AFTER_SECONDS": "0"}),
+                               authenticator=FixedCaller())
+    upload_id, name = upload(rt, storage_endpoint, samples.png())
+    queue = consumer(rt, storage_endpoint)
+    queue.delete_queue()
+    with pytest.raises(DecisionFailed):
+        rt.validation.on_blob(rt.settings.storage.uploads_container, name)  # and then no delivery ever again
+    queue.create_queue()
+    queue.close()
+    later = datetime.now(UTC) + EVENT_GRACE + timedelta(seconds=5)
+    monkeypatch.setattr(rt.validation.validator, "_clock", lambda: later)
+    report = rt.validation.reconcile()
+    assert report.decided == 1
+    [event] = messages(rt, storage_endpoint)
+    assert (event["uploadId"], event["status"]) == (upload_id, "accepted")
+    assert rt.validation.reconcile().decided == 0  # the marker is gone: nothing more to do
+    rt.blob_service.close()
+
+
+def test_a_later_malware_verdict_is_announced_as_a_quarantine(
+    runtime: Runtime, storage_endpoint: StorageEndpoint
+) -> None:
+    upload_id, name = upload(runtime, storage_endpoint, samples.png())
+    runtime.validation.on_blob(runtime.settings.storage.uploads_container, name)
+    storage = runtime.settings.storage
+    blob_uri = f"{storage.account_url}/{storage.accepted_container}/{name}"
+    event = samples.malware_event(blob_uri)
+    runtime.validation.on_event(str(event["eventType"]), event["data"])  # type: ignore[arg-type]
+    runtime.validation.on_event(str(event["eventType"]), event["data"])  # Event Grid delivers twice
+    accepted, quarantined = messages(runtime, storage_endpoint)
+    assert accepted["status"] == "accepted"
+    assert (quarantined["uploadId"], quarantined["status"], quarantined["reason"], quarantined["previousStatus"]) == (
+        upload_id, "quarantined", "malware", "accepted")
+    assert quarantined["blob"] == f"{storage.quarantine_container}/{name}"

@@ -12,7 +12,9 @@ is all it reads for blobs that need nothing), and for each blob that is
   until its last byte is committed, so age counts from the blob's last write), and
 * below ``max_attempts`` recorded failed decision attempts (the validator counts them in index tags),
 
-it calls the validator, which is idempotent: a blob decided meanwhile by a late trigger costs one
+it calls the validator, which is idempotent (a sealed tombstone that still carries the
+``valetevent=pending`` tag, because its decision event could not be sent, is handed to the validator
+too, which sends it): a blob decided meanwhile by a late trigger costs one
 properties read. Work per run is bounded (``limit`` decisions, ``max_pages`` listing pages); the listing
 resumes where the previous run stopped, so a container with many tombstones is covered over several
 runs, and an empty one costs one listing request.
@@ -92,12 +94,11 @@ class Reconciler:
         self._marker: str | None = None  # where the last run's listing stopped (per process)
 
     def candidate(self, blob: BlobProperties, now: datetime) -> bool:
-        if self._is_decided(blob.name, blob.metadata):
-            return False
         written = blob.last_modified or blob.creation_time
-        if written is not None and now - written < self._min_age:
-            return False
-        return attempts(blob.tags) < self._max_attempts
+        old_enough = written is None or now - written >= self._min_age
+        if self._is_decided(blob.name, blob.metadata):  # decided; its event may still be owed
+            return old_enough and records.tag(blob.tags, records.EVENT) == records.PENDING
+        return old_enough and attempts(blob.tags) < self._max_attempts
 
     def run(self) -> RunReport:
         """One bounded pass; storage failures end the pass early (the next run resumes)."""

@@ -20,6 +20,8 @@ ERROR = "error"
 UNTIL = "valetuntil"
 ATTEMPTS = "valetattempts"
 ERROR_CODE = "valeterror"
+EVENT = "valetevent"  # index tag: "pending" until the decision's event is on the queue
+PENDING = "pending"
 WRITE_ID = "valetwriteid"  # random per tombstone write: tells our own write from another invocation's
 
 _FIELDS = {
@@ -161,9 +163,14 @@ def tombstone_metadata(decision: Decision, until: datetime, write_id: str = "") 
     return meta
 
 
-def tombstone_tags(until: datetime) -> dict[str, str]:
-    """Index tags that let the sweeper find expired tombstones without listing the container."""
-    return {STATE: TOMBSTONE, UNTIL: timestamp(until)}
+def tombstone_tags(until: datetime, *, event_pending: bool = False) -> dict[str, str]:
+    """Index tags that let the sweeper find expired tombstones without listing the container; with
+    ``event_pending``, also the marker that the decision's event is not yet on the queue (cleared once it
+    is, so a later delivery that sees more tags than these two knows to send it)."""
+    tags = {STATE: TOMBSTONE, UNTIL: timestamp(until)}
+    if event_pending:
+        tags[EVENT] = PENDING
+    return tags
 
 
 def tag(tags: Mapping[str, str] | None, name: str) -> str:

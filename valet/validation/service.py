@@ -9,6 +9,7 @@ from typing import Any
 from azure.storage.blob import BlobServiceClient
 
 from valet.settings import Settings
+from valet.validation.events import DecisionEvents
 from valet.validation.malware import MalwareEvents
 from valet.validation.reconcile import Reconciler, RunReport
 from valet.validation.records import Decision
@@ -28,7 +29,10 @@ class Validation:
     reconciler: Reconciler
 
     @classmethod
-    def from_settings(cls, settings: Settings, blob_service: BlobServiceClient) -> Validation:
+    def from_settings(cls, settings: Settings, blob_service: BlobServiceClient,
+                      events: DecisionEvents | None = None) -> Validation:
+        """``events``: where decisions are announced (the runtime passes the decision queue); ``None``
+        announces nothing (tools and tests that only decide)."""
         storage, options = settings.storage, settings.validation
         uploads, accepted, quarantine = (
             storage.uploads_container, storage.accepted_container, storage.quarantine_container
@@ -48,6 +52,7 @@ class Validation:
             image_limits=ImageLimits(options.image_max_pixels, options.image_max_dimension),
             structure_read_bytes=options.structure_read_bytes,
             clock_skew=settings.clock_skew,
+            events=events,
         )
         status = StatusReader(blob_service=blob_service, uploads=uploads, accepted=accepted,
                               quarantine=quarantine, keys=settings.grant_keys,

@@ -56,6 +56,7 @@ from valet.policy import ArchiveLimits, Policy, Profile
 from valet.validation import grantcheck, records, trusted
 from valet.validation.archive import LOCAL_READ_AHEAD, check_zip, directory_budget, is_zip_container, local_budget
 from valet.validation.blobio import RangeReader, read_range, sha256_of
+from valet.validation.events import DecisionEvents
 from valet.validation.grantcheck import DEFAULT_CLOCK_SKEW, GrantFacts
 from valet.validation.reasons import Outcome, Reason, Rejection
 from valet.validation.records import Decision
@@ -68,6 +69,9 @@ log = logging.getLogger("valet.validation")
 
 ZIP = "application/zip"
 _RESTARTS = 3
+EVENT_GRACE = timedelta(seconds=30)  # a tombstone's writer has this long to send its event
+# A tombstone with more index tags than these still owes its decision event (records.EVENT).
+_TOMBSTONE_TAGS = len(records.tombstone_tags(datetime.fromtimestamp(0).astimezone()))
 # Quarantine keeps a record and bounded evidence, not a copy, of uploads whose bytes the caller may use
 # as free storage: over the profile cap, or fetched by storage from a URL the caller chose.
 EVIDENCE_ONLY = frozenset({Reason.TOO_LARGE.value, Reason.COPY_CREATED.value})
@@ -141,6 +145,7 @@ class Validator:
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], None] = time.sleep,
         clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
+        events: DecisionEvents | None = None,
     ) -> None:
         self.service = blob_service
         self.uploads, self.accepted, self.quarantine = uploads, accepted, quarantine
@@ -157,6 +162,7 @@ class Validator:
         self._clock = clock
         self._sleep = sleep
         self._skew = clock_skew
+        self._events = events  # None: decisions are not announced (tools and tests that do not care)
 
     # -- the one entry point ---------------------------------------------------------------------------
 
@@ -178,7 +184,10 @@ class Validator:
             if props is None:
                 return self._find_record(name)
             if self.is_tombstone(name, props.metadata):
-                return Decision.from_metadata(props.metadata, fallback=Outcome.QUARANTINED)
+                decision = Decision.from_metadata(props.metadata, fallback=Outcome.QUARANTINED)
+                if self._events is not None and (props.tag_count or 0) > _TOMBSTONE_TAGS:
+                    self._announce_pending(source, props, decision)  # an earlier delivery could not send it
+                return decision
             found = self._find_record_at(name)
             if found is not None:
                 existing, dest, dest_props = found
@@ -210,11 +219,13 @@ class Validator:
                 created_accepted: bool) -> Decision:
         """Tombstone the upload; the invocation whose tombstone landed audits and removes snapshots. One
         that lost to a quarantine removes the accepted copy it made: a quarantine always wins."""
-        ours, winner = self._tombstone(source, props, decision, self._until(props, decision))
+        until = self._until(props, decision)
+        ours, winner = self._tombstone(source, props, decision, until)
         if ours:
             self._audit(decision, props.name)
             if snapshots:
                 self._delete_snapshots(source)
+            self._announce(source, decision, props.name, until)
             return decision
         if winner is None or winner.outcome is decision.outcome:
             return decision  # the same verdict: ours carries the full record
@@ -459,7 +470,7 @@ class Validator:
                 b"",
                 overwrite=True,
                 metadata=metadata,
-                tags=records.tombstone_tags(until),
+                tags=records.tombstone_tags(until, event_pending=self._events is not None),
                 content_settings=ContentSettings(content_type=trusted.OCTET_STREAM),
                 etag=props.etag,
                 match_condition=MatchConditions.IfNotModified,
@@ -472,7 +483,8 @@ class Validator:
             return self._whose(now, write_id)
         except ResourceNotFoundError:  # the name was freed: occupy it again, create-only
             try:
-                source.upload_blob(b"", metadata=metadata, tags=records.tombstone_tags(until))
+                source.upload_blob(b"", metadata=metadata,
+                                   tags=records.tombstone_tags(until, event_pending=self._events is not None))
                 return True, None
             except ResourceExistsError:
                 now = self._properties(source)
@@ -516,6 +528,48 @@ class Validator:
         except AzureError as second:
             log.warning("decision failed for %s: %s; error state not recorded (%s)",
                         source.blob_name, code, type(second).__name__)
+
+    # -- decision events -------------------------------------------------------------------------------
+    #
+    # At least once, and once in the ordinary case: only the invocation whose tombstone landed sends the
+    # event, after the decision is durable (the destination copy with its record exists, the tombstone
+    # holds the name), so a consumer can always read the accepted blob. The tombstone is written with the
+    # index tag valetevent=pending and the tag is removed once the message is on the queue. If sending
+    # fails, the invocation fails and the host tries again; that delivery (or the tombstone's own trigger)
+    # finds the tombstone, sees from its tag count (in the same properties read) that the marker is still
+    # there, and sends the event then, once the tombstone is older than EVENT_GRACE (before that its
+    # writer may still be sending it; the reconciler picks up older tombstones that still owe one). A
+    # crash between sending and removing the marker repeats the event: consumers de-duplicate by
+    # uploadId + status.
+
+    def destination(self, decision: Decision) -> str:
+        return self.accepted if decision.outcome is Outcome.ACCEPTED else self.quarantine
+
+    @property
+    def events(self) -> DecisionEvents | None:
+        return self._events
+
+    def _announce(self, source: BlobClient, decision: Decision, name: str, until: datetime) -> None:
+        if self._events is None:
+            return
+        self._events.publish(decision, self.destination(decision), name)
+        source.set_blob_tags(records.tombstone_tags(until))  # the marker goes: the event is on the queue
+
+    def _announce_pending(self, source: BlobClient, props: BlobProperties, tombstone: Decision) -> None:
+        """Send the event a tombstone still owes, unless its writer may still be sending it: a tombstone
+        younger than :data:`EVENT_GRACE` is left alone (its writer removes the marker milliseconds after
+        the write), so concurrent deliveries do not repeat the event; the reconciler comes back to older
+        ones (see :mod:`valet.validation.reconcile`)."""
+        assert self._events is not None
+        written = props.last_modified or props.creation_time
+        if written is not None and self._clock() - written < EVENT_GRACE:
+            return
+        tags = source.get_blob_tags()
+        if tags.get(records.EVENT) != records.PENDING:
+            return
+        decision = self._find_record(props.name) or tombstone  # the full record lives on the destination copy
+        self._events.publish(decision, self.destination(decision), props.name)
+        source.set_blob_tags({k: v for k, v in tags.items() if k != records.EVENT})
 
     def _audit(self, decision: Decision, name: str) -> None:
         audit.info(
