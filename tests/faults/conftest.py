@@ -28,10 +28,13 @@ def storage_proxy(storage_endpoint: StorageEndpoint, tmp_path: Path) -> Iterator
 
 @pytest.fixture
 def proxied_env(valet_env: dict[str, str], storage_proxy: FaultProxy, issuer: DevIssuer) -> dict[str, str]:
-    """``valet_env`` with the storage account URL (and CA) of the proxy, and the session issuer trusted."""
+    """``valet_env`` with the storage account URL (and CA) of the proxy, and the session issuer trusted.
+    The proxy fronts the blob service only, so decision events are off here (sending them while the queue
+    fails is tested in tests/integration/test_decision_events.py)."""
     assert storage_proxy.ca_bundle is not None
     return {**valet_env, "VALET_STORAGE_ACCOUNT_URL": storage_proxy.url,
-            "VALET_STORAGE_CA_BUNDLE": storage_proxy.ca_bundle, "VALET_AUTH_ISSUERS": issuer.settings_value()}
+            "VALET_STORAGE_CA_BUNDLE": storage_proxy.ca_bundle, "VALET_AUTH_ISSUERS": issuer.settings_value(),
+            "VALET_DECISION_QUEUE": "none"}
 
 
 BODY = {"filename": "photo.png", "contentType": "image/png", "size": 8}
