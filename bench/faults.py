@@ -119,12 +119,15 @@ def main() -> int:
             "VALET_AUTH_ISSUERS": issuer.settings_value(),
             "VALET_RATE_LIMIT_PER_MINUTE": "0",
             "VALET_STORAGE_TIMEOUT_SECONDS": f"{args.timeout:g}",
+            "VALET_QUEUE_SERVICE_URL": azurite.queue_url,
         }
         provision(BlobServiceClient(azurite.blob_url, credential=EmulatorCredential(azurite.blob_url),
                                     connection_verify=str(azurite.cert)), direct_env, azurite.queue_url,
                   str(azurite.cert))
         assert proxy.ca_bundle is not None
-        env = {**direct_env, "VALET_STORAGE_ACCOUNT_URL": proxy.url, "VALET_STORAGE_CA_BUNDLE": proxy.ca_bundle}
+        # The proxy fronts the blob service only: decision events are off in this benchmark of blob faults.
+        env = {**direct_env, "VALET_STORAGE_ACCOUNT_URL": proxy.url, "VALET_STORAGE_CA_BUNDLE": proxy.ca_bundle,
+               "VALET_DECISION_QUEUE": "none"}
         token = issuer.mint("bench-user")
 
         print(f"# bench/faults.py — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.python_version()}, "

@@ -74,6 +74,7 @@ def main() -> None:
         key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
         env = {
             "VALET_STORAGE_ACCOUNT_URL": azurite.blob_url,
+            "VALET_QUEUE_SERVICE_URL": azurite.queue_url,
             "VALET_STORAGE_CREDENTIAL": "emulator",
             "VALET_STORAGE_CA_BUNDLE": str(azurite.cert),
             "VALET_GRANT_SIGNING_KEYS": f"bench:{key}",

@@ -37,6 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from azure.storage.blob import BlobServiceClient, ContentSettings
+from azure.storage.queue import QueueClient
 
 from tests.support import samples
 from valet.emulator import Azurite
@@ -249,10 +250,15 @@ def main() -> None:
             "VALET_STORAGE_ACCOUNT_URL": azurite.blob_url, "VALET_STORAGE_CREDENTIAL": "emulator",
             "VALET_STORAGE_CA_BUNDLE": str(azurite.cert), "VALET_GRANT_SIGNING_KEYS": f"k1:{key}",
             "VALET_STORAGE_TIMEOUT_SECONDS": "60", "VALET_SCANNERS": "none",
+            "VALET_QUEUE_SERVICE_URL": azurite.queue_url,
         }
         svc = service(env)
         for role in ("uploads", "accepted", "quarantine"):
             svc.create_container(role)
+        queue = QueueClient(azurite.queue_url, "valet-decisions", credential=EmulatorCredential(azurite.queue_url),
+                            connection_verify=str(azurite.cert))
+        queue.create_queue()  # decisions are announced there, as in a deployment
+        queue.close()
         head_bytes, head_gets, png_size, decision_requests = bytes_per_accepted_upload(env, options.runs)
 
         block = os.urandom(BLOCK)
