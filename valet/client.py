@@ -168,20 +168,15 @@ class ValetClient:
     def cancel(self, grant: dict[str, Any]) -> None:
         """Give an unused grant back: its upload URL can no longer create the blob."""
         response = self._call("DELETE", grant["statusUrl"], headers=self._auth(), params={"blobUri": grant["blobUri"]})
-        if response.status_code == 204:
-            return
-        problem = _problem(response)
-        code = {401: EXIT_AUTH, 403: EXIT_AUTH, 409: EXIT_REJECTED}.get(response.status_code, EXIT_TRANSIENT)
-        raise UploadError(f"Not cancelled: {problem['detail']}", code, problem["code"])
+        if response.status_code != 204:
+            raise _refused(response, "Not cancelled")
 
     def download(self, status_url: str) -> dict[str, Any]:
         """A short-lived read URL for an accepted upload: ``{"downloadUrl", "expiresOn", ...}``."""
         response = self._call("GET", f"{status_url}/download", headers=self._auth())
-        if response.status_code == 200:
-            return response.json()  # type: ignore[no-any-return]
-        problem = _problem(response)
-        code = {401: EXIT_AUTH, 403: EXIT_AUTH, 409: EXIT_REJECTED}.get(response.status_code, EXIT_TRANSIENT)
-        raise UploadError(f"No download URL: {problem['detail']}", code, problem["code"])
+        if response.status_code != 200:
+            raise _refused(response, "No download URL")
+        return response.json()  # type: ignore[no-any-return]
 
     def wait(self, status_url: str, *, timeout: float = 120.0, interval: float = 1.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -331,6 +326,13 @@ def _expired(grant: dict[str, Any], margin: timedelta = timedelta(0)) -> bool:
     except (KeyError, ValueError):
         return False
     return datetime.now(UTC) + margin >= expires
+
+
+def _refused(response: requests.Response, what: str) -> UploadError:
+    """The error for a refused call: 3 for authentication, 1 for a state that forbids it (409), 4 else."""
+    problem = _problem(response)
+    code = {401: EXIT_AUTH, 403: EXIT_AUTH, 409: EXIT_REJECTED}.get(response.status_code, EXIT_TRANSIENT)
+    return UploadError(f"{what}: {problem['detail']}", code, problem["code"])
 
 
 def _problem(response: requests.Response) -> dict[str, str]:

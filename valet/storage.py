@@ -92,34 +92,29 @@ class RequestCounter:
             self.count += 1
 
 
+def _client_options(storage: StorageSettings, credential: TokenCredential,
+                    counter: RequestCounter | None) -> dict[str, Any]:
+    """Bounded timeouts and retries, the one identity, the emulator's CA: a storage outage costs seconds."""
+    timeout = storage.timeout_seconds
+    return {
+        "credential": credential,
+        "connection_verify": storage.ca_bundle or True,
+        "retry_policy": LinearRetry(backoff=1, random_jitter_range=1, retry_total=2),
+        "connection_timeout": min(timeout, 3.0),
+        "read_timeout": timeout,
+        "raw_request_hook": counter,
+    }
+
+
 def make_blob_service(
     storage: StorageSettings, credential: TokenCredential, counter: RequestCounter | None = None
 ) -> BlobServiceClient:
     """A service client with bounded timeouts and retries: a storage outage costs seconds, not minutes."""
-    timeout = storage.timeout_seconds
-    return BlobServiceClient(
-        storage.account_url,
-        credential=credential,
-        connection_verify=storage.ca_bundle or True,
-        retry_policy=LinearRetry(backoff=1, random_jitter_range=1, retry_total=2),
-        connection_timeout=min(timeout, 3.0),
-        read_timeout=timeout,
-        raw_request_hook=counter,
-    )
+    return BlobServiceClient(storage.account_url, **_client_options(storage, credential, counter))
 
 
 def make_decision_queue(
     storage: StorageSettings, credential: TokenCredential, counter: RequestCounter | None = None
 ) -> QueueClient:
     """The decision-event queue, with the same identity, timeouts and retries as the blob client."""
-    timeout = storage.timeout_seconds
-    return QueueClient(
-        storage.queue_url,
-        storage.decision_queue,
-        credential=credential,
-        connection_verify=storage.ca_bundle or True,
-        retry_policy=LinearRetry(backoff=1, random_jitter_range=1, retry_total=2),
-        connection_timeout=min(timeout, 3.0),
-        read_timeout=timeout,
-        raw_request_hook=counter,
-    )
+    return QueueClient(storage.queue_url, storage.decision_queue, **_client_options(storage, credential, counter))
