@@ -21,7 +21,7 @@ def create_upload(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @app.function_name("upload_status")
-@app.route(route="uploads/{uploadId}", methods=["GET", "OPTIONS"])
+@app.route(route="uploads/{uploadId}", methods=["GET", "DELETE", "OPTIONS"])  # DELETE: cancel an unused grant
 def upload_status(req: func.HttpRequest) -> func.HttpResponse:
     return api.upload_status(runtime, req)
 

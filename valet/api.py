@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import azure.functions as func
 
 from valet import cors, openapi, webui
-from valet.errors import ConfigurationError, PayloadTooLarge, UnsupportedMediaType
+from valet.errors import BadRequest, ConfigurationError, Conflict, PayloadTooLarge, UnsupportedMediaType
 from valet.grants import BlobUploadState, parse_grant_request, parse_renew_request
 from valet.http import json_response, problems
 from valet.runtime import Runtime, RuntimeHolder
@@ -70,7 +70,8 @@ def create_upload(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> 
 
 
 def upload_status(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
-    return _with_cors(get_runtime, req, ("GET",), _upload_status)
+    handler = _cancel_upload if req.method.upper() == "DELETE" else _upload_status
+    return _with_cors(get_runtime, req, ("GET", "DELETE"), handler)
 
 
 def list_profiles(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
@@ -109,6 +110,24 @@ def _upload_status(get_runtime: Callable[[], Runtime], req: func.HttpRequest) ->
     caller = runtime.authenticator.admit_read(req)  # its own per-caller budget: clients poll
     upload_id = req.route_params.get("uploadId", "")
     return json_response(200, runtime.validation.status.status(caller.partition, upload_id))
+
+
+@problems
+def _cancel_upload(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
+    """``DELETE /api/uploads/{uploadId}?blobUri=...``: give an unused grant back (seed 002's "the
+    application can invalidate the key", for a SAS that cannot be revoked one by one)."""
+    runtime = get_runtime()
+    caller = runtime.authenticator.admit(req)  # the grant budget: it writes to storage
+    blob_uri = req.params.get("blobUri") or ""
+    if not blob_uri or len(blob_uri) > 4096:
+        raise BadRequest("'blobUri' is required: the blobUri of the grant to cancel.", code="invalid_blob_uri")
+    upload_id = req.route_params.get("uploadId", "")
+    name, facts, _, _ = runtime.grants.granted_name(caller, upload_id, blob_uri)
+    if runtime.validation.validator.now() >= facts.deadline:
+        raise Conflict("The upload's window has closed: its SAS can no longer be used.", code="upload_window_closed")
+    runtime.validation.validator.cancel(name, upload_id=upload_id, caller=caller.id,
+                                        until=facts.deadline + runtime.settings.validation.tombstone_grace)
+    return func.HttpResponse(status_code=204)
 
 
 def upload_download(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:

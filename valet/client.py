@@ -165,6 +165,15 @@ class ValetClient:
         code = EXIT_AUTH if response.status_code in (401, 403) else EXIT_TRANSIENT
         raise UploadError(f"Status unavailable: {problem['detail']}", code, problem["code"])
 
+    def cancel(self, grant: dict[str, Any]) -> None:
+        """Give an unused grant back: its upload URL can no longer create the blob."""
+        response = self._call("DELETE", grant["statusUrl"], headers=self._auth(), params={"blobUri": grant["blobUri"]})
+        if response.status_code == 204:
+            return
+        problem = _problem(response)
+        code = {401: EXIT_AUTH, 403: EXIT_AUTH, 409: EXIT_REJECTED}.get(response.status_code, EXIT_TRANSIENT)
+        raise UploadError(f"Not cancelled: {problem['detail']}", code, problem["code"])
+
     def download(self, status_url: str) -> dict[str, Any]:
         """A short-lived read URL for an accepted upload: ``{"downloadUrl", "expiresOn", ...}``."""
         response = self._call("GET", f"{status_url}/download", headers=self._auth())

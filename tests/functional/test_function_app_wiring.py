@@ -30,7 +30,7 @@ def test_every_function_and_binding(monkeypatch: pytest.MonkeyPatch) -> None:
     [blob] = [b for b in functions["validate_upload"] if b["type"] == "blobTrigger"]
     assert (blob["path"], blob["source"], blob["connection"]) == ("incoming/{name}", "EventGrid", "Uploads")
     [route] = [b for b in functions["upload_status"] if b["type"] == "httpTrigger"]
-    assert route["route"] == "uploads/{uploadId}" and [str(m.value) for m in route["methods"]] == ["GET", "OPTIONS"]
+    assert route["route"] == "uploads/{uploadId}" and [str(m.value) for m in route["methods"]] == ["GET", "DELETE", "OPTIONS"]
     [download] = [b for b in functions["upload_download"] if b["type"] == "httpTrigger"]
     assert download["route"] == "uploads/{uploadId}/download"
     assert [str(m.value) for m in download["methods"]] == ["GET", "OPTIONS"]

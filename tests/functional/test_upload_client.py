@@ -164,3 +164,22 @@ def test_an_expired_sas_is_renewed_or_replaced(monkeypatch: pytest.MonkeyPatch, 
             watcher.stop()
     assert (result.grants, result.renewals) == (grants, renewals)
     assert result.status == "accepted"
+
+
+def test_the_client_cancels_an_unused_grant(stack: FunctionHost, issuer: DevIssuer,
+                                            storage_endpoint: StorageEndpoint) -> None:
+    import requests
+
+    client = ValetClient(stack.url, token=issuer.mint("canceller"), storage_verify=storage_endpoint.ca_bundle or True)
+    grant = client.grant(filename="cat.png", content_type="image/png", size=len(png()))
+    client.cancel(grant)
+    refused = requests.put(grant["uploadUrl"], data=png(), headers=grant["headers"],
+                           verify=storage_endpoint.ca_bundle or True, timeout=30)
+    assert refused.status_code == 403
+    assert client.status(grant["statusUrl"])["status"] == "cancelled"
+    used = client.grant(filename="cat.png", content_type="image/png", size=len(png()))
+    assert requests.put(used["uploadUrl"], data=png(), headers=used["headers"],
+                        verify=storage_endpoint.ca_bundle or True, timeout=30).status_code == 201
+    with pytest.raises(UploadError) as raised:
+        client.cancel(used)
+    assert (raised.value.exit_code, raised.value.code) == (EXIT_REJECTED, "upload_exists")

@@ -243,3 +243,22 @@ def test_the_page_script_renews_a_grant_and_the_renewed_url_uploads(stack: Funct
     assert out["renewed"]["uploadUrl"].split("?")[0] == out["before"]["uploadUrl"].split("?")[0]  # same blob
     assert "x-ms-meta-valetgrant" in out["headers"]  # the original grant's headers are kept
     assert out["put"] == 201 and out["decision"]["status"] == "accepted"
+
+
+def test_the_page_script_cancels_a_grant_and_downloads_an_accepted_upload(
+        stack: FunctionHost, token: str, storage_endpoint: StorageEndpoint, tmp_path: Path) -> None:
+    """valet/ui/valet-upload.js's cancelGrant and requestDownload, run in Node against real storage."""
+    if NODE is None:
+        pytest.skip("node is not installed")
+    file = tmp_path / "cat.png"
+    file.write_bytes(REAL_PNG)
+    env = {**os.environ, "NODE_EXTRA_CA_CERTS": storage_endpoint.ca_bundle or ""}
+    done = subprocess.run([NODE, str(Path(__file__).parent / "js" / "page_cancel_download.mjs"), f"{stack.url}/api/",
+                           token, str(file)], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["cancelledPut"] == 403 and out["cancelledStatus"]["status"] == "cancelled"
+    assert out["put"] == 201 and out["decision"]["status"] == "accepted"
+    assert out["download"]["status"] == 200 and out["download"]["same"] is True
+    assert out["download"]["disposition"].startswith('attachment; filename="cat.png"')

@@ -131,6 +131,14 @@ export async function waitForDecision(statusUrl, auth, { timeoutMs = 300_000, on
   }
 }
 
+/** Give an unused grant back (DELETE /api/uploads/{id}?blobUri=...): its uploadUrl can no longer create the
+ * blob, and the status says "cancelled". Fails with code "upload_exists" once something was uploaded. */
+export async function cancelGrant(grant, auth) {
+  const url = new URL(grant.statusUrl);
+  url.searchParams.set("blobUri", grant.blobUri);
+  await callApi(url, { method: "DELETE", headers: authHeaders(auth) });
+}
+
 /** A short-lived, read-only URL for an accepted upload: {downloadUrl, expiresOn}. Storage serves it as an
  * attachment of the verified type, so a browser saves it instead of rendering it. 409 unless accepted. */
 export async function requestDownload(statusUrl, auth) {

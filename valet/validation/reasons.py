@@ -15,10 +15,12 @@ from enum import StrEnum
 class Outcome(StrEnum):
     ACCEPTED = "accepted"
     QUARANTINED = "quarantined"
+    CANCELLED = "cancelled"  # the caller gave the grant back before uploading: a tombstone, no copy
 
 
 class Reason(StrEnum):
     OK = "ok"
+    CANCELLED = "cancelled"
     # The grant carried by the upload (x-ms-meta-valetgrant).
     MISSING_GRANT = "missing_grant"
     BAD_GRANT = "bad_grant"
@@ -58,6 +60,7 @@ class Reason(StrEnum):
 
 PUBLIC_REASONS: dict[Reason, str] = {
     Reason.OK: "ok",
+    Reason.CANCELLED: "cancelled",
     Reason.MISSING_GRANT: "grant_invalid",
     Reason.BAD_GRANT: "grant_invalid",
     Reason.PATH_MISMATCH: "grant_invalid",

@@ -20,6 +20,7 @@ ERROR = "error"
 UNTIL = "valetuntil"
 ATTEMPTS = "valetattempts"
 ERROR_CODE = "valeterror"
+OUTCOME = "valetoutcome"
 EVENT = "valetevent"  # index tag: "pending" until the decision's event is on the queue
 PENDING = "pending"
 WRITE_ID = "valetwriteid"  # random per tombstone write: tells our own write from another invocation's

@@ -53,7 +53,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient, ContentSettings
 
 from valet.clock import utcnow
-from valet.errors import ServiceUnavailable, ValetError
+from valet.errors import Conflict, ServiceUnavailable, ValetError
 from valet.grant_token import GrantKeyRing
 from valet.naming import parse_upload_id
 from valet.policy import ArchiveLimits, Policy, Profile
@@ -525,6 +525,31 @@ class Validator:
                 if now is None or not self.is_tombstone(props.name, now.metadata):
                     raise
                 return self._whose(now, write_id)
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    def cancel(self, name: str, *, upload_id: str, caller: str, until: datetime) -> None:
+        """Occupy ``name`` with a sealed ``cancelled`` tombstone before anything was uploaded, so the
+        grant's SAS (which cannot be revoked one by one) can no longer create the blob. Create-only:
+        :class:`~valet.errors.Conflict` once an upload exists or was decided; a repeated cancel succeeds."""
+        decision = Decision(outcome=Outcome.CANCELLED, reason=Reason.CANCELLED.value, detail="cancelled by the caller",
+                            upload_id=upload_id, caller=caller, decided_at=self._clock())
+        metadata = self.sealer.seal(self.uploads, name, records.tombstone_metadata(decision, until, uuid.uuid4().hex))
+        source = self.service.get_blob_client(self.uploads, name)
+        try:
+            source.upload_blob(b"", overwrite=False, metadata=metadata, tags=records.tombstone_tags(until),
+                               content_settings=ContentSettings(content_type=trusted.OCTET_STREAM))
+        except ResourceExistsError:
+            now = self._properties(source)
+            if now is not None and self.is_tombstone(name, now.metadata) and \
+                    now.metadata.get(records.OUTCOME) == Outcome.CANCELLED.value:
+                return  # cancelled already
+            raise Conflict("Something was uploaded already; see the upload's status.", code="upload_exists") from None
+        except AzureError as exc:
+            raise ServiceUnavailable("Storage is unavailable right now.", code="storage_unavailable") from exc
+        audit.info("grant cancelled", extra={"event": "cancel", "upload_id": upload_id, "caller": caller,
+                                             "blob": f"{self.uploads}/{name}"})
 
     @staticmethod
     def _whose(tombstone: BlobProperties, write_id: str) -> tuple[bool, Decision | None]:
