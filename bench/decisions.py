@@ -9,8 +9,8 @@ decision is of a fresh small PNG uploaded with the grant's headers (``Validator.
 as the blob trigger calls it), with decision events on the real queue. Requests are counted at the HTTP
 transport (each client's ``raw_response_hook``), blob and queue apart; the time is ``process()``'s wall
 time, and the time until the tombstone write's response (from then on the status route gives the
-verdict; the decision event follows). Printed: medians over all runs of each design, per case (no scanner; Defender with a clean tag on
-the upload; the re-trigger on the tombstone).
+verdict; the decision event follows). Printed: medians over all runs of each design, per case (no
+scanner; Defender with a clean tag on the upload; the re-trigger on the tombstone).
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ def child(tree: str, env: dict[str, str], runs: int) -> None:
                     and "x-ms-copy-source" not in req.headers and "/uploads/" in req.url):
                 stamps["tombstone"] = time.perf_counter()  # the verdict is durable (and the status says it)
             counts["marker" if marker else kind] += 1  # the event marker's removal counts with the events
-            kinds[f"{kind} {req.method} {'comp=' + req.url.split('comp=')[1].split('&')[0] if 'comp=' in req.url else ''}"
-                  .strip()] += 1
+            comp = "comp=" + req.url.split("comp=")[1].split("&")[0] if "comp=" in req.url else ""
+            kinds[f"{kind} {req.method} {comp}".strip()] += 1
         return count
 
     url = env["VALET_STORAGE_ACCOUNT_URL"]
@@ -171,15 +171,16 @@ def main() -> None:
                     kinds[label][case] = data["kinds"]
 
     print(f"{options.rounds} round(s) x {options.runs} decisions per design and case; medians")
-    print(f"{'design':<10} {'case':<11} {'n':>3} {'blob req':>8} {'event req (queue + marker)':>26} {'decision ms':>11} {'to tombstone ms':>15} "
-          f"{'re-trigger blob req':>19} {'re-trigger ms':>13}")
+    print(f"{'design':<10} {'case':<11} {'n':>3} {'blob req':>8} {'event req (queue + marker)':>26} "
+          f"{'decision ms':>11} {'to tombstone ms':>15} {'re-trigger blob req':>19} {'re-trigger ms':>13}")
     for label in trees:
         for case, rows in results[label].items():
             def med(key: str, rows: list[dict[str, float]] = rows) -> float:
                 return statistics.median(r[key] for r in rows)
             events = f"{med('queue') + med('marker'):.0f} ({med('queue'):.0f} + {med('marker'):.0f})"
             print(f"{label:<10} {case:<11} {len(rows):>3} {med('blob'):>8.0f} {events:>26} "
-                  f"{med('ms'):>11.1f} {med('verdict_ms'):>15.1f} {med('retrigger_blob'):>19.0f} {med('retrigger_ms'):>13.1f}")
+                  f"{med('ms'):>11.1f} {med('verdict_ms'):>15.1f} {med('retrigger_blob'):>19.0f} "
+                  f"{med('retrigger_ms'):>13.1f}")
     for label in trees:
         for case, per in kinds[label].items():
             print(f"{label} / {case}: " + ", ".join(f"{k} x{v:g}" for k, v in sorted(per.items())))

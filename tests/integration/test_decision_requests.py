@@ -14,7 +14,8 @@ import pytest
 
 from tests.adversarial.kit import decided, hooked_validation
 from tests.conftest import StorageEndpoint
-from tests.integration.test_validation import Upload, containers, grant, runtime  # noqa: F401 - fixtures
+from tests.integration import test_validation
+from tests.integration.test_validation import Upload, containers
 from tests.support import samples
 from valet.runtime import Runtime
 from valet.validation import records
@@ -25,6 +26,7 @@ from valet.validation.service import Validation
 from valet.validation.validator import FIRST_TRY
 
 pytestmark = pytest.mark.azurite
+grant, runtime = test_validation.grant, test_validation.runtime  # the fixtures of the validation tests
 
 
 class Requests:
@@ -113,7 +115,7 @@ def test_an_older_upload_finishes_a_copy_an_earlier_try_left(
                        upload_id=up.upload_id, caller="earlier", decided_at=source.get_blob_properties().creation_time)
     service.get_blob_client(quarantine, up.name).start_copy_from_url(source.url, metadata=earlier.metadata())
     later = source.get_blob_properties().creation_time + FIRST_TRY + timedelta(seconds=1)
-    validation.validator._clock = lambda: later  # noqa: SLF001 - the retry comes after the first try's window
+    validation.validator._clock = lambda: later  # the retry comes after the first try's window
     decision = decided(validation, up)
     assert (decision.outcome, decision.reason) == (Outcome.QUARANTINED, "malware")
     assert records.is_tombstone(source.get_blob_properties().metadata)
