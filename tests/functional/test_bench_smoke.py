@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -39,3 +40,10 @@ def test_structure_benchmark_runs_and_images_cost_nothing_beyond_the_head() -> N
 def test_faults_benchmark_runs() -> None:
     out = run("bench/faults.py", "--runs", "1", "--timeout", "1", "--modes", "down", "--outages", "3")
     assert "| down | 503 |" in out and "| 3 | 2 |" in out
+
+
+def test_decisions_benchmark_runs_and_counts_four_blob_requests() -> None:
+    out = run("bench/decisions.py", "--runs", "2", "--rounds", "1")
+    rows = [re.match(r"this tree\s+(no scanner|Defender)\s+(\d+)\s+(\d+)\s", line) for line in out.splitlines()]
+    found = {m.group(1): (m.group(2), m.group(3)) for m in rows if m}
+    assert found == {"no scanner": ("2", "4"), "Defender": ("2", "4")}, out  # n, blob requests per decision

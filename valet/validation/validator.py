@@ -2,13 +2,17 @@
 
 :meth:`Validator.process` takes a blob *name* in the uploads container and does, safely to repeat:
 
-1. read properties (one HEAD); a *sealed* tombstone (see :mod:`valet.validation.trusted`) means
-   "already decided": done; metadata that merely says "tombstone" is the client's and decides nothing;
-2. if a destination copy with its record exists (a crash between copy and tombstone), finish that one;
-3. otherwise list the blob's snapshots (one request) and check the upload (grant, path, expiry, no
-   app-reserved metadata, not copy-created, no snapshot, size, type from a range-read head, image and
-   PDF structure, zip directory and local headers, scanner verdicts, declared sha256 over a
-   bounded-memory stream) and decide; every read takes the bytes as stored (``decompress=False``);
+1. list the name (one List Blobs with snapshots, metadata, copy status and index tags): the upload's
+   properties, its tags (a scanner's verdict) and its snapshots in one request; a *sealed* tombstone (see
+   :mod:`valet.validation.trusted`) means "already decided": done, in that one request; metadata that
+   merely says "tombstone" is the client's and decides nothing;
+2. if an earlier invocation may have failed after its copy (a failure recorded in the upload's tags, or
+   an upload older than :data:`FIRST_TRY`), look for a destination copy with its record and finish that
+   one; a fresh upload skips both lookups (a concurrent invocation's copy is met by the create-only copy);
+3. check the upload (grant, path, expiry, no app-reserved metadata, not copy-created, no snapshot, size,
+   type from a range-read head pinned to the listed ETag, image and PDF structure, zip directory and
+   local headers, scanner verdicts, declared sha256 over a bounded-memory stream) and decide; every read
+   takes the bytes as stored (``decompress=False``);
 4. server-side copy to ``accepted`` or ``quarantine`` at the same name, with the record as metadata,
    create-only (``If-None-Match: *``) and pinned to the checked source version (source ``If-Match``),
    then the copy's HTTP properties set by the validator when the upload's differ (one more request);
@@ -16,7 +20,7 @@
    head's sha256) instead of a copy;
 5. replace the source with an empty, sealed tombstone (``If-Match`` the source ETag) that occupies the
    name until the create-only SAS cannot be replayed, and carries the outcome for the status endpoint;
-   remove the snapshots seen in step 3. A quarantine always wins a race with an acceptance: the loser's
+   remove the snapshots seen in step 1. A quarantine always wins a race with an acceptance: the loser's
    accepted copy is deleted.
 
 Every read of the source is pinned to the ETag first seen; if the source changes under us (a concurrent
@@ -69,6 +73,7 @@ log = logging.getLogger("valet.validation")
 
 ZIP = "application/zip"
 _RESTARTS = 3
+FIRST_TRY = timedelta(seconds=60)  # an upload younger than this, with no failure recorded, is on its first try
 EVENT_GRACE = timedelta(seconds=30)  # a tombstone's writer has this long to send its event
 # A tombstone with more index tags than these still owes its decision event (records.EVENT).
 _TOMBSTONE_TAGS = len(records.tombstone_tags(datetime.fromtimestamp(0).astimezone()))
@@ -180,7 +185,7 @@ class Validator:
     def _process_once(self, name: str, verdict: ScanResult | None) -> Decision | None:
         source = self.service.get_blob_client(self.uploads, name)
         try:
-            props = self._properties(source)
+            props, snapshots = self._look(name)
             if props is None:
                 return self._find_record(name)
             if self.is_tombstone(name, props.metadata):
@@ -188,7 +193,7 @@ class Validator:
                 if self._events is not None and (props.tag_count or 0) > _TOMBSTONE_TAGS:
                     self._announce_pending(source, props, decision)  # an earlier delivery could not send it
                 return decision
-            found = self._find_record_at(name)
+            found = self._find_record_at(name) if self._may_have_tried(props) else None
             if found is not None:
                 existing, dest, dest_props = found
                 if existing.outcome is Outcome.QUARANTINED:
@@ -196,7 +201,6 @@ class Validator:
                 if existing.evidence == "":
                     self._set_destination_properties(dest, dest_props.content_settings, dest_props.etag, existing)
                 return self._finish(source, props, existing, snapshots=0, created_accepted=False)
-            snapshots = self._snapshots(name)
             decision = self._decide(source, props, verdict, snapshots)
             decision, created = self._store(source, props, decision)
             return self._finish(source, props, decision, snapshots=snapshots,
@@ -290,7 +294,7 @@ class Validator:
                                     read_ahead=LOCAL_READ_AHEAD, head=head)
                 check_zip(directory.as_file(), size, limits, local.as_file())
 
-        tags = source.get_blob_tags() if self._scanners else {}
+        tags = dict(props.tags or {}) if self._scanners else {}  # listed with the properties: no request
         subject = ScanSubject(self.uploads, props.name, size, tags, head)
         for scanner in self._scanners:
             result = scanner.scan(subject)
@@ -355,7 +359,9 @@ class Validator:
         the decision as recorded and whether this call created the destination blob."""
         if decision.reason in EVIDENCE_ONLY:
             return self._store_evidence(source, props, decision)
-        created, dest, settings, etag = self._copy(source, props, decision)
+        created, dest, settings, etag, stored = self._copy(source, props, decision)
+        if stored is not None:
+            decision = stored  # another invocation's copy was there first: its record stands
         self._set_destination_properties(dest, settings, etag, decision)
         return decision, created
 
@@ -392,11 +398,38 @@ class Validator:
         except ResourceModifiedError:
             pass  # another invocation set them (or a requarantine moved the copy) meanwhile
 
-    def _snapshots(self, name: str) -> int:
-        """How many snapshots the upload has (``sp=c`` lets its holder take them): one listing."""
+    def _look(self, name: str) -> tuple[BlobProperties | None, int]:
+        """The upload's properties, metadata, copy status and index tags, and how many snapshots it has
+        (``sp=c`` lets its holder take them), from one List Blobs on the name. Storage sets every one of
+        these facts itself (see :mod:`valet.validation.trusted`); the ETag listed pins every later read
+        and write, so a version written after the listing is never decided on this listing's facts."""
+        base: BlobProperties | None = None
+        snapshots = 0
         blobs = self.service.get_container_client(self.uploads).list_blobs(
-            name_starts_with=name, include=["snapshots"])
-        return sum(1 for blob in blobs if blob.name == name and blob.snapshot)
+            name_starts_with=name, include=["snapshots", "metadata", "copy", "tags"])
+        for blob in blobs:
+            if blob.name != name:
+                continue  # another blob whose name starts with this one
+            if blob.snapshot:
+                snapshots += 1
+            else:
+                base = blob
+        if base is not None:
+            base.etag = _quoted(base.etag)  # listings give it bare; headers and conditions quote it
+            base.metadata = base.metadata or {}
+        return base, snapshots
+
+    def _may_have_tried(self, props: BlobProperties) -> bool:
+        """Whether an earlier invocation may have stored a destination copy and then failed before its
+        tombstone: it recorded its failure in the upload's tags, or the upload is old enough for a retry
+        after a crash (or the reconciler) to be deciding it. A fresh upload with no failure recorded was
+        not tried before, so the two destination lookups are skipped; a copy made by a concurrent
+        invocation is still found by the create-only copy (409) and the race on the tombstone."""
+        tags = props.tags or {}
+        if tags.get(records.STATE) == records.ERROR or records.ATTEMPTS in tags:
+            return True
+        created = props.creation_time
+        return created is None or self._clock() - created >= FIRST_TRY
 
     def _delete_snapshots(self, source: BlobClient) -> None:
         try:
@@ -413,7 +446,7 @@ class Validator:
             pass
 
     def _copy(self, source: BlobClient, props: BlobProperties,
-              decision: Decision) -> tuple[bool, BlobClient, ContentSettings, str]:
+              decision: Decision) -> tuple[bool, BlobClient, ContentSettings, str, Decision | None]:
         """Server-side copy to the destination. Returns whether this call created it, the client, and the
         copy's HTTP properties and ETag. A copy that completed at once (always, within one account, for
         blobs up to a few MiB) inherited the upload's properties, and its response carries the ETag: no
@@ -431,7 +464,7 @@ class Validator:
             )
             created = True
             if result.get("copy_status") == "success" and result.get("etag"):
-                return True, dest, props.content_settings, str(result["etag"])
+                return True, dest, props.content_settings, str(result["etag"]), None
         except ResourceExistsError:
             created = False  # another invocation got there first: "already done"
         except HttpResponseError as exc:
@@ -445,7 +478,8 @@ class Validator:
         final = self._wait_for_copy(dest, dest.get_blob_properties())
         if final is None:
             raise DecisionFailed("The server-side copy failed.", retry_after=5)
-        return created, dest, final.content_settings, final.etag
+        stored = None if created else Decision.from_metadata(final.metadata, fallback=decision.outcome)
+        return created, dest, final.content_settings, final.etag, stored
 
     def _until(self, props: BlobProperties, decision: Decision) -> datetime:
         """How long the tombstone must hold the name: until the upload's SAS can no longer be used, plus
@@ -589,7 +623,7 @@ class Validator:
         written = props.last_modified or props.creation_time
         if written is not None and self._clock() - written < EVENT_GRACE:
             return
-        tags = source.get_blob_tags()
+        tags = dict(props.tags or {})  # listed with the properties
         if tags.get(records.EVENT) != records.PENDING:
             return
         decision = self._find_record(props.name) or tombstone  # the full record lives on the destination copy
@@ -647,6 +681,10 @@ def _upload_id_from_name(name: str) -> str:
     except ValetError:
         return ""
     return stem
+
+
+def _quoted(etag: str) -> str:
+    return etag if etag.startswith('"') else f'"{etag}"'
 
 
 def _tag_safe(value: str) -> str:
