@@ -98,7 +98,8 @@ def _renew_upload(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> 
     caller = runtime.authenticator.admit(req)
     blob_uri = parse_renew_request(_body(req, runtime.settings.max_request_bytes))
     upload_id = req.route_params.get("uploadId", "")
-    state = BlobUploadState(runtime.blob_service, runtime.settings.storage.uploads_container)
+    state = BlobUploadState(runtime.blob_service, runtime.settings.storage.uploads_container,
+                            runtime.validation.validator.is_tombstone)
     grant = runtime.grants.renew(caller, upload_id, blob_uri, state)
     status_url = f"{_base_url(req, runtime)}{ROUTE_PREFIX}/uploads/{grant.upload_id}"
     return json_response(200, grant.to_json(status_url))

@@ -126,10 +126,7 @@ class ValetClient:
         if response.status_code == 201:
             return response.json()  # type: ignore[no-any-return]
         problem = _problem(response)
-        if response.status_code in (401, 403):
-            raise UploadError(f"Not allowed: {problem['detail']}", EXIT_AUTH, problem["code"])
-        if response.status_code in _TRANSIENT:
-            raise UploadError(f"The service is unavailable: {problem['detail']}", EXIT_TRANSIENT, problem["code"])
+        _raise_unless_refused(response, problem)
         raise UploadError(f"Grant refused: {problem['detail']}", EXIT_REJECTED, problem["code"])
 
     def renew(self, grant: dict[str, Any]) -> dict[str, Any]:
@@ -139,11 +136,7 @@ class ValetClient:
                               json={"blobUri": grant["blobUri"]}, headers=self._auth())
         if response.status_code == 200:
             return response.json()  # type: ignore[no-any-return]
-        problem = _problem(response)
-        if response.status_code in (401, 403):
-            raise UploadError(f"Not allowed: {problem['detail']}", EXIT_AUTH, problem["code"])
-        if response.status_code in _TRANSIENT:
-            raise UploadError(f"The service is unavailable: {problem['detail']}", EXIT_TRANSIENT, problem["code"])
+        _raise_unless_refused(response, _problem(response))
         raise _RenewRefused()
 
     def _fresh_sas(self, grant: dict[str, Any]) -> None:
@@ -326,6 +319,14 @@ def _expired(grant: dict[str, Any], margin: timedelta = timedelta(0)) -> bool:
     except (KeyError, ValueError):
         return False
     return datetime.now(UTC) + margin >= expires
+
+
+def _raise_unless_refused(response: requests.Response, problem: dict[str, str]) -> None:
+    """Authentication (3) and transient (4) failures; what remains is the service refusing the request."""
+    if response.status_code in (401, 403):
+        raise UploadError(f"Not allowed: {problem['detail']}", EXIT_AUTH, problem["code"])
+    if response.status_code in _TRANSIENT:
+        raise UploadError(f"The service is unavailable: {problem['detail']}", EXIT_TRANSIENT, problem["code"])
 
 
 def _refused(response: requests.Response, what: str) -> UploadError:

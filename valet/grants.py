@@ -36,7 +36,6 @@ from valet.naming import (
     sanitize_filename,
 )
 from valet.policy import Policy, Profile, normalize_content_type
-from valet.validation.records import is_tombstone
 
 audit = logging.getLogger("valet.audit")
 
@@ -349,8 +348,10 @@ class BlobUploadState:
     """:data:`UploadState` from storage: one Get Blob Properties on the uploads container (404: nothing
     committed yet, blocks may be staged; a tombstone: decided; anything else: uploaded, not yet decided)."""
 
-    def __init__(self, blob_service: BlobServiceClient, container: str) -> None:
+    def __init__(self, blob_service: BlobServiceClient, container: str,
+                 is_decided: Callable[[str, dict[str, str] | None], bool]) -> None:
         self._container = blob_service.get_container_client(container)
+        self._is_decided = is_decided  # the validator's sealed-tombstone check: client metadata proves nothing
 
     def __call__(self, name: str) -> str:
         try:
@@ -359,4 +360,4 @@ class BlobUploadState:
             return ABSENT
         except AzureError as exc:
             raise ServiceUnavailable("Storage is unavailable right now.", code="storage_unavailable") from exc
-        return DECIDED if is_tombstone(props.metadata) else UPLOADED
+        return DECIDED if self._is_decided(name, props.metadata) else UPLOADED

@@ -94,6 +94,16 @@ def test_a_complete_upload_is_not_renewed(runtime: Runtime, storage_endpoint: St
     assert problem(renew(runtime, str(g["uploadId"]), g["blobUri"])) == (409, "upload_complete")
 
 
+def test_tombstone_metadata_a_client_wrote_does_not_count_as_decided(runtime: Runtime,
+                                                                     storage_endpoint: StorageEndpoint) -> None:
+    data = samples.png()
+    g = grant(runtime, data)
+    spoofed = {**g["headers"], "x-ms-meta-valetstate": "tombstone"}  # type: ignore[dict-item]
+    assert requests.put(str(g["uploadUrl"]), data=data, headers=spoofed, timeout=10,
+                        verify=storage_endpoint.ca_bundle or True).status_code == 201
+    assert problem(renew(runtime, str(g["uploadId"]), g["blobUri"])) == (409, "upload_complete")
+
+
 def test_another_callers_upload_or_a_made_up_uri_is_not_found(runtime: Runtime, caller: FixedCaller) -> None:
     g = grant(runtime, samples.png())
     upload_id, uri = str(g["uploadId"]), str(g["blobUri"])
