@@ -9,12 +9,12 @@ def test_valet_dev_without_the_development_extra_says_what_to_install(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import sys
 
-    import valet
-    from valet import cli
+    import valet.local
+    from valet.local import cli
 
-    for name in ("dev", "devhost", "demo"):  # so each is imported afresh (from valet import dev reads both)
-        monkeypatch.delitem(sys.modules, f"valet.{name}", raising=False)
-        monkeypatch.delattr(valet, name, raising=False)
+    for name in ("dev", "devhost", "demo"):  # so each is imported afresh (from valet.local import dev reads both)
+        monkeypatch.delitem(sys.modules, f"valet.local.{name}", raising=False)
+        monkeypatch.delattr(valet.local, name, raising=False)
     monkeypatch.setitem(sys.modules, "waitress", None)  # what importing an uninstalled package raises
     for command in ("dev", "demo"):
         assert cli.main([command]) == 2

@@ -3,6 +3,7 @@
 Prints ``UPLOAD_URL=...``, ``UPLOAD_HEADERS=(-H 'name: value' ...)`` and ``STATUS_URL=...``, quoted for
 bash, so ``eval "$(python -m valet.grantshell grant.json)"`` followed by
 ``curl -X PUT "$UPLOAD_URL" "${UPLOAD_HEADERS[@]}" --data-binary @file`` uploads exactly as granted.
+(It lives in the local stack; ``valet/grantshell.py`` keeps the command's name.)
 """
 
 from __future__ import annotations
