@@ -21,3 +21,18 @@ def test_valet_dev_without_the_development_extra_says_what_to_install(
         err = capsys.readouterr().err
         assert f"valet {command}: this command needs the development extra (missing module 'waitress')" in err
         assert "pip install -e '.[dev]'" in err and "Traceback" not in err
+
+
+def test_valet_upload_without_the_client_says_what_to_install(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    from valet.local import cli
+
+    for name in ("valet.local.upload", "valet_client", "valet_client.cli", "valet_client.client"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setitem(sys.modules, "valet_client", None)  # what importing an uninstalled package raises
+    assert cli.main(["upload", "photo.png"]) == 2
+    err = capsys.readouterr().err
+    assert "valet upload: this command needs the Python client (missing module 'valet_client')" in err
+    assert "pip install -e ./clients/python" in err and "Traceback" not in err

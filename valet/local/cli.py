@@ -15,7 +15,7 @@ def _without_dev_extra(command: str, exc: ModuleNotFoundError) -> int:
     to install, no traceback."""
     module = (exc.name or "").split(".")[0]
     if module == CLIENT_MODULE:
-        print(f"valet {command}: this command needs the Python client (missing module '{exc.name}').\n"
+        print(f"valet {command}: this command needs the Python client (missing module '{module}').\n"
               "  Install it with:  pip install -e ./clients/python   (in a checkout)", file=sys.stderr)
         return 2
     if module not in DEV_EXTRA_MODULES:
