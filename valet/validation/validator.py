@@ -41,6 +41,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -171,6 +172,7 @@ class Validator:
         self._sleep = sleep
         self._skew = clock_skew
         self._events = events  # None: decisions are not announced (tools and tests that do not care)
+        self._sender: ThreadPoolExecutor | None = None
 
     # -- the one entry point ---------------------------------------------------------------------------
 
@@ -203,10 +205,10 @@ class Validator:
                     self._discard_accepted(name)
                 if existing.evidence == "":
                     self._set_destination_properties(dest, dest_props.content_settings, dest_props.etag, existing)
-                return self._finish(source, props, existing, created_accepted=False)
+                return self._finish(source, props, existing, sends=True, created_accepted=False)
             decision = self._decide(source, props, head, verdict)
             decision, created = self._store(source, props, head, decision)
-            return self._finish(source, props, decision,
+            return self._finish(source, props, decision, sends=created,
                                 created_accepted=created and decision.outcome is Outcome.ACCEPTED)
         except SourceChanged:
             raise
@@ -222,20 +224,34 @@ class Validator:
         """A tombstone this app wrote for ``name``: the seal proves it; metadata alone does not."""
         return records.is_tombstone(metadata) and self.sealer.verify(self.uploads, name, metadata)
 
-    def _finish(self, source: BlobClient, props: BlobProperties, decision: Decision, *,
+    def _finish(self, source: BlobClient, props: BlobProperties, decision: Decision, *, sends: bool,
                 created_accepted: bool) -> Decision:
-        """Tombstone the upload; the invocation whose tombstone landed audits and announces. One that lost
-        to a quarantine removes the accepted copy it made: a quarantine always wins."""
+        """Tombstone the upload; the invocation whose tombstone landed audits it. ``sends``: this invocation
+        stored the record (or finishes an earlier try's), so it sends the decision event, at the same time
+        as the tombstone write (see "Decision events" below). One that lost to a quarantine removes the
+        accepted copy it made: a quarantine always wins."""
         until = self._until(props, decision)
-        ours, winner = self._tombstone(source, props, decision, until)
+        sending = self._send(decision, props.name) if sends and self._events is not None else None
+        try:
+            ours, winner = self._tombstone(source, props, decision, until)
+        finally:
+            failure = sending.exception() if sending is not None else None  # waits for the queue's answer
+        sent = sending is not None and failure is None
         if ours:
             self._audit(decision, props.name)
-            self._announce(source, decision, props.name, until)
+            if failure is not None:
+                raise failure  # the marker stays on the tombstone: a later delivery or the reconciler sends it
+            if sent:
+                source.set_blob_tags(records.tombstone_tags(until))  # the marker goes: the event is on the queue
             return decision
         if winner is None or winner.outcome is decision.outcome:
+            if sent:
+                self._clear_marker(source)  # the tombstone that won owes no event: ours is on the queue
             return decision  # the same verdict: ours carries the full record
         if winner.outcome is Outcome.QUARANTINED and created_accepted:
             self._discard_accepted(props.name)
+        if sent:
+            self._correct(props.name, winner)
         return winner
 
     # -- checks ----------------------------------------------------------------------------------------
@@ -596,16 +612,21 @@ class Validator:
 
     # -- decision events -------------------------------------------------------------------------------
     #
-    # At least once, and once in the ordinary case: only the invocation whose tombstone landed sends the
-    # event, after the decision is durable (the destination copy with its record exists, the tombstone
-    # holds the name), so a consumer can always read the accepted blob. The tombstone is written with the
-    # index tag valetevent=pending and the tag is removed once the message is on the queue. If sending
-    # fails, the invocation fails and the host tries again; that delivery (or the tombstone's own trigger)
-    # finds the tombstone, sees from its tag count (in the same properties read) that the marker is still
-    # there, and sends the event then, once the tombstone is older than EVENT_GRACE (before that its
-    # writer may still be sending it; the reconciler picks up older tombstones that still owe one). A
-    # crash between sending and removing the marker repeats the event: consumers de-duplicate by
-    # uploadId + status.
+    # At least once, and once in the ordinary case. The event is sent once the decision is durable (the
+    # destination copy with its record exists, so a consumer can always read the accepted blob), by the
+    # invocation that stored that record (create-only: one per destination) or that finishes a record an
+    # earlier try stored; concurrent deliveries that found the record stored send nothing. The message goes
+    # out while the tombstone is written, not after it (one request less on the way to the end of the
+    # invocation; the event can reach a consumer a few milliseconds before the status route shows the
+    # verdict). The tombstone carries the index tag valetevent=pending, removed once the message is on the
+    # queue, so "decided, event owed" survives any crash: if sending fails, the invocation fails and the
+    # host tries again; that delivery (or the tombstone's own trigger) finds the tombstone, sees from its
+    # tag count (in the same head read) that the marker is still there, and sends the event then, once the
+    # tombstone is older than EVENT_GRACE (before that its writer may still be sending it; the reconciler
+    # picks up older tombstones that still owe one). A crash between sending and removing the marker
+    # repeats the event, and so can a sender that lost the tombstone race to a different verdict (it
+    # then sends the final verdict again, after its own): consumers de-duplicate by uploadId + status and
+    # take the last status.
 
     def destination(self, decision: Decision) -> str:
         return self.accepted if decision.outcome is Outcome.ACCEPTED else self.quarantine
@@ -614,11 +635,33 @@ class Validator:
     def events(self) -> DecisionEvents | None:
         return self._events
 
-    def _announce(self, source: BlobClient, decision: Decision, name: str, until: datetime) -> None:
-        if self._events is None:
-            return
-        self._events.publish(decision, self.destination(decision), name)
-        source.set_blob_tags(records.tombstone_tags(until))  # the marker goes: the event is on the queue
+    def _send(self, decision: Decision, name: str) -> Future[None]:
+        """Start sending the event on the validator's sender threads (the storage clients are thread-safe)."""
+        assert self._events is not None
+        if self._sender is None:
+            self._sender = ThreadPoolExecutor(max_workers=4, thread_name_prefix="valet-events")
+        return self._sender.submit(self._events.publish, decision, self.destination(decision), name)
+
+    def _clear_marker(self, source: BlobClient) -> None:
+        """Remove the event marker from the tombstone another invocation wrote for a decision whose event
+        this one sent. Best effort: a marker left behind repeats the event later, it loses nothing."""
+        try:
+            now = source.get_blob_properties()
+            until = records.parse_timestamp(now.metadata.get(records.UNTIL))
+            if until is not None and self.is_tombstone(now.name, now.metadata):
+                source.set_blob_tags(records.tombstone_tags(until))
+        except AzureError as exc:
+            log.warning("event marker of %s not removed (%s)", source.blob_name, type(exc).__name__)
+
+    def _correct(self, name: str, winner: Decision) -> None:
+        """This invocation announced a verdict that lost to a quarantine: announce the one that stands, so
+        the last event this invocation sent is the final verdict (the winner sends its own as well)."""
+        assert self._events is not None
+        decision = self._find_record(name) or winner
+        try:
+            self._events.publish(decision, self.destination(decision), name)
+        except AzureError as exc:
+            log.warning("correction event for %s not sent (%s)", name, type(exc).__name__)
 
     def _announce_pending(self, source: BlobClient, props: BlobProperties, tombstone: Decision) -> None:
         """Send the event a tombstone still owes, unless its writer may still be sending it: a tombstone
