@@ -1,7 +1,7 @@
 // valet on Azure: the entry point `azd up` deploys (subscription scope, so azd can create the resource group).
 // Everything else is in resources.bicep; the Event Grid subscriptions are in eventgrid.bicep, deployed by the
-// postdeploy hook once the app's code runs (their webhook URLs need the app's extension keys). README: "Deploy
-// to Azure". These templates are checked by checkov and parse tests only; CI has never deployed them.
+// postdeploy hook once the app's code runs (their webhook URLs need the app's extension keys). See
+// docs/deployment.md. These templates are checked by checkov and parse tests only; CI has never deployed them.
 targetScope = 'subscription'
 
 @minLength(1)
@@ -26,7 +26,7 @@ param grantSigningKeys string
 @description('VALET_APIKEY_PEPPER: base64url of at least 32 random bytes; stored only in Key Vault. The preprovision hook creates one per azd environment.')
 param apiKeyPepper string
 
-@description('VALET_AUTH_ISSUERS: the trusted token issuers (README, Authentication), a JSON list; [] refuses every bearer token. An array, not a string: azd substitutes a string parameter\'s value into the JSON text of the parameter file, so a value holding " would break it; an array parameter\'s value is parsed as JSON on its own (azd 1.23.4 and later, azure.yaml).')
+@description('VALET_AUTH_ISSUERS: the trusted token issuers (docs/authentication.md), a JSON list; [] refuses every bearer token. An array, not a string: azd substitutes a string parameter\'s value into the JSON text of the parameter file, so a value holding " would break it; an array parameter\'s value is parsed as JSON on its own (azd 1.23.4 and later, azure.yaml).')
 param authIssuers array = []
 
 @minLength(1)
@@ -79,7 +79,7 @@ module app 'resources.bicep' = {
   }
 }
 
-// azd stores these in the environment (`azd env get-values`); the postdeploy hook and the README use them.
+// azd stores these in the environment (`azd env get-values`); the postdeploy hook and docs/deployment.md use them.
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = rg.name

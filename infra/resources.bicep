@@ -1,6 +1,6 @@
 // Every resource valet needs, in one resource group. Least privilege: the app's one identity gets exactly the
 // role assignments listed under "Role assignments" below, each at the narrowest scope Azure allows for it; the
-// README's table says why each exists, and tests/infra/test_bicep.py pins the set.
+// table in docs/deployment.md says why each exists, and tests/infra/test_bicep.py pins the set.
 
 @description('azd environment name.')
 param environmentName string
@@ -19,7 +19,7 @@ param grantSigningKeys string
 @description('VALET_APIKEY_PEPPER (stored in Key Vault only).')
 param apiKeyPepper string
 
-@description('VALET_AUTH_ISSUERS: the trusted token issuers (README, Authentication); the app setting is this list as JSON.')
+@description('VALET_AUTH_ISSUERS: the trusted token issuers (docs/authentication.md); the app setting is this list as JSON.')
 param authIssuers array = []
 
 @description('Changes the Key Vault name when the azd environment is deployed again after `azd down` (VALET_VAULT_GENERATION, made by the preprovision hook, cleared by the postdown hook): the old vault stays soft-deleted under purge protection, and its name cannot be reused until its retention ends.')
@@ -540,7 +540,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
 // starts, BCP178; tests/infra/test_bicep.py checks every `for` expression for that.)
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   // checkov reads every sites/config child as the site's web configuration; this one ('appsettings') holds app settings only:
-  // checkov:skip=CKV_AZURE_13: valet authenticates every request itself (bearer tokens or API keys, README "Authentication"); App Service authentication would stand in front of the public upload page and health route.
+  // checkov:skip=CKV_AZURE_13: valet authenticates every request itself (bearer tokens or API keys, docs/authentication.md); App Service authentication would stand in front of the public upload page and health route.
   // checkov:skip=CKV_AZURE_63: HTTP logs are an App Service file-system feature; the app logs to Application Insights with Entra ID (the APPLICATIONINSIGHTS_* settings below).
   // checkov:skip=CKV_AZURE_65: Detailed error pages are an App Service file-system feature; valet answers every error as problem+json and logs to Application Insights.
   // checkov:skip=CKV_AZURE_66: Failed request tracing is an App Service file-system feature; requests are traced in Application Insights.
@@ -571,7 +571,7 @@ resource uploadsTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
 // An account can have only one Event Grid system topic, and turning on Defender's on-upload scanning creates a
 // system topic for the account (Microsoft's malware scanning docs). Deployed in parallel, Defender's could come
 // first and this template's would then fail; so Defender is turned on only once this topic exists. (That Defender
-// then uses the existing topic is what a first deployment must confirm: README, "Deploy to Azure".)
+// then uses the existing topic is what a first deployment must confirm: docs/deployment.md.)
 module malwareScanning 'malware.bicep' = if (enableMalwareScanning) {
   name: 'valet-malware-scanning'
   params: {

@@ -1,8 +1,10 @@
 """Attack 4: what ``sp=c`` allows besides a Put Blob: snapshots and Copy Blob into the granted name.
 
-Before the fix a snapshot kept the unchecked bytes after the tombstone replaced the upload, deleting a
-tombstone with a snapshot failed with 409 ``SnapshotsPresent`` and stopped the whole sweep at that blob,
-and a Copy Blob from a URL the caller chose was decided like bytes the caller had sent."""
+Before the fix deleting a tombstone with a snapshot failed with 409 ``SnapshotsPresent`` and stopped the
+whole sweep at that blob, and a Copy Blob from a URL the caller chose was decided like bytes the caller
+had sent. A snapshot of the upload was quarantined (``snapshot_present``) until the decision moved to
+three requests (issue 19): it holds the decided bytes, cannot be read with the grant, and goes with the
+tombstone, as the first test shows."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from tests.adversarial.kit import sas_request, where
 from tests.integration.test_validation import Upload, assert_quarantined, containers, names_in, upload
 from tests.support import samples
 from valet.runtime import Runtime
+from valet.validation.reasons import Outcome
 from valet.validation.tombstones import sweep_tombstones
 
 pytestmark = pytest.mark.azurite
@@ -31,14 +34,31 @@ def later() -> datetime:
     return datetime.now(UTC) + timedelta(days=1)
 
 
-def test_snapshot_before_the_decision_is_quarantined_and_removed(grant: Callable[..., Upload], runtime: Runtime,
-                                                                 blob_service: BlobServiceClient) -> None:
-    up = upload(grant, samples.png())
+def test_snapshot_before_the_decision_holds_the_decided_bytes_and_goes_with_the_tombstone(
+        grant: Callable[..., Upload], runtime: Runtime, blob_service: BlobServiceClient) -> None:
+    """The decision does not look for snapshots (no request says whether a blob has any, and the
+    decision's requests are the product's latency and bill). What makes that safe is asserted here: the
+    create-only SAS cannot change the blob, so the snapshot holds exactly the bytes that were decided; the
+    grant cannot read the snapshot back (no free storage); the sweep deletes it with the tombstone."""
+    data = samples.png()
+    up = upload(grant, data)
     assert sas_request(up, "PUT", "&comp=snapshot").status_code == 201  # the create-only SAS allows it
-    uploads = containers(runtime)[0]
-    assert len(snapshots_of(blob_service, uploads, up.name)) == 1
-    assert_quarantined(up, blob_service, "snapshot_present")
-    assert snapshots_of(blob_service, uploads, up.name) == []  # removed with the decision
+    other = sas_request(up, "PUT", headers={"x-ms-blob-type": "BlockBlob", **up.headers}, data=samples.png(8, 8))
+    assert other.status_code in (403, 409), other.text  # ... but no new bytes under the name
+    uploads, accepted, _ = containers(runtime)
+    (snapshot,) = snapshots_of(blob_service, uploads, up.name)
+
+    decision = up.decide()
+    assert (decision.outcome, decision.reason) == (Outcome.ACCEPTED, "ok")
+    kept = blob_service.get_blob_client(uploads, up.name, snapshot=snapshot).download_blob().readall()
+    assert kept == data == blob_service.get_blob_client(accepted, up.name).download_blob().readall()
+    assert sas_request(up, "GET").status_code == 403
+    assert sas_request(up, "GET", f"&snapshot={snapshot}").status_code == 403
+
+    sealer = runtime.validation.validator.sealer
+    assert sweep_tombstones(blob_service, uploads, limit=10, clock=later, sealer=sealer) == 1
+    assert snapshots_of(blob_service, uploads, up.name) == []
+    assert up.name not in names_in(blob_service, uploads)
 
 
 def test_snapshot_of_the_tombstone_does_not_wedge_the_sweep(grant: Callable[..., Upload], runtime: Runtime,

@@ -146,7 +146,7 @@ class Stage:
         assert (meta["valetoutcome"], meta["valetreason"]) == (outcome, reason)
         source = self.blob_service.get_blob_client(s.uploads_container, up.name)
         tomb = source.get_blob_properties()
-        assert where.tombstone and tomb.size == 0 and tomb.metadata["valetoutcome"] == outcome
+        assert where.tombstone and tomb.size == len(records.TOMBSTONE_BODY) and tomb.metadata["valetoutcome"] == outcome
         before = self.proxy.requests
         self.trigger(up)  # the tombstone's own trigger, or a duplicate delivery: nothing changes
         assert source.get_blob_properties().etag == tomb.etag

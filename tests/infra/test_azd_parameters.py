@@ -1,8 +1,8 @@
 """infra/main.parameters.json as azd reads it (tests/infra/azd.py reproduces azd's substitution), fed with every
-example value the README gives for the azd environment, down to the app settings valet loads.
+example value the README and docs/ give for the azd environment, down to the app settings valet loads.
 
 A string parameter gets its raw value pasted into the JSON text of the parameter file, so a value holding ``"``
-(the README's VALET_AUTH_ISSUERS) used to stop ``azd provision`` with "error unmarshalling Bicep template
+(the documented VALET_AUTH_ISSUERS) used to stop ``azd provision`` with "error unmarshalling Bicep template
 parameters"; an array parameter's value is parsed as JSON on its own.
 """
 
@@ -43,21 +43,21 @@ def mapped_variables() -> dict[str, str]:
     return mapped
 
 
-def readme_examples() -> list[tuple[str, str]]:
-    """(variable, value) for every `azd env set` in the README, as the shell passes it (with stand-ins for the
-    `az` calls and shell variables the README uses), and every VALET_AUTH_ISSUERS example block."""
-    readme = (ROOT / "README.md").read_text()
+def documented_examples() -> list[tuple[str, str]]:
+    """(variable, value) for every `azd env set` in the README and docs/, as the shell passes it (with stand-ins
+    for the `az` calls and shell variables they use), and every VALET_AUTH_ISSUERS example block."""
+    text = "\n".join(page.read_text() for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
     stubs = ('azd() { python3 -c \'import json, sys; print(json.dumps(sys.argv[1:]))\' "$@"; }\n'
              f'az() {{ echo {SIGNED_IN_USER}; }}\nTENANT_ID={TENANT_ID}\nAPI_APP_ID={API_APP_ID}\n')
     examples = []
-    for command in re.findall(r"^\s*(azd env set [A-Z_]+ .+)$|`(azd env set [A-Z_]+ [^`]+)`", readme, re.M):
+    for command in re.findall(r"^\s*(azd env set [A-Z_]+ .+)$|`(azd env set [A-Z_]+ [^`]+)`", text, re.M):
         line = command[0] or command[1]
         out = subprocess.run(["sh", "-c", stubs + line], capture_output=True, text=True, timeout=30, check=True,
                              env={"PATH": os.environ["PATH"]}).stdout
         args = json.loads(out)
         assert args[:2] == ["env", "set"] and len(args) == 4, line
         examples.append((args[2], args[3]))
-    for block in re.findall(r"```json\n(VALET_AUTH_ISSUERS=.*?)```", readme, re.S):
+    for block in re.findall(r"```json\n(VALET_AUTH_ISSUERS=.*?)```", text, re.S):
         examples.append(("VALET_AUTH_ISSUERS", " ".join(block.split("=", 1)[1].split())))
     return examples
 
@@ -68,10 +68,10 @@ def base_env() -> dict[str, str]:
             "VALET_VAULT_GENERATION": "20261201T091500Z", **hook_secrets()}
 
 
-EXAMPLES = readme_examples()
+EXAMPLES = documented_examples()
 
 
-def test_the_readme_gives_examples_for_every_optional_setting() -> None:
+def test_the_docs_give_examples_for_every_optional_setting() -> None:
     variables = {v for v, _ in EXAMPLES}
     assert {"VALET_AUTH_ISSUERS", "VALET_CORS_ORIGINS", "VALET_MALWARE_SCANNING", "VALET_KEYS_ADMIN_PRINCIPAL_ID",
             "AZURE_LOCATION", "VALET_GRANT_SIGNING_KEYS"} <= variables
@@ -88,7 +88,7 @@ def after_preprovision(env: dict[str, str], bin_dir: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(("variable", "value"), EXAMPLES, ids=[f"{v}-{i}" for i, (v, _) in enumerate(EXAMPLES)])
-def test_azd_passes_every_readme_example_through_unchanged(variable: str, value: str, tmp_path: Path) -> None:
+def test_azd_passes_every_documented_example_through_unchanged(variable: str, value: str, tmp_path: Path) -> None:
     types, defaults = template_parameters()
     env = after_preprovision({**base_env(), variable: value}, tmp_path)
     if value == "":  # `azd env set X ""` asks the hook for a new value
@@ -106,8 +106,8 @@ def test_azd_passes_every_readme_example_through_unchanged(variable: str, value:
 
 
 def test_every_string_parameter_survives_azds_substitution() -> None:
-    """The rule behind the VALET_AUTH_ISSUERS failure, for every string parameter: no example value the README
-    gives may change (or break) when azd pastes it into the JSON text."""
+    """The rule behind the VALET_AUTH_ISSUERS failure, for every string parameter: no example value the docs
+    give may change (or break) when azd pastes it into the JSON text."""
     types, defaults = template_parameters()
     mapped = mapped_variables()
     checked = 0
@@ -123,8 +123,8 @@ def test_every_string_parameter_survives_azds_substitution() -> None:
 
 
 @pytest.mark.parametrize("value", [v for name, v in EXAMPLES if name == "VALET_AUTH_ISSUERS"])
-def test_readme_issuers_reach_the_app_as_settings_valet_loads(value: str) -> None:
-    value = re.sub(r"<[a-z-]+>", TENANT_ID, value)  # the README's placeholders (<tenant-id>, ...): a GUID
+def test_documented_issuers_reach_the_app_as_settings_valet_loads(value: str) -> None:
+    value = re.sub(r"<[a-z-]+>", TENANT_ID, value)  # the docs' placeholders (<tenant-id>, ...): a GUID
     types, defaults = template_parameters()
     loaded = load_parameters(PARAMETER_FILE, types, defaults, {**base_env(), "VALET_AUTH_ISSUERS": value})
     env = resolved(app_settings(authIssuers=loaded["authIssuers"]))

@@ -2,7 +2,7 @@
 
 No Bicep compiler or Azure subscription is available here, so these tests pin what can be read from the
 source: identity, access, role assignments and scopes, CORS, Event Grid wiring. They do not prove that
-Azure accepts the templates (README, "Deploy to Azure": not deployed by CI).
+Azure accepts the templates (docs/deployment.md, "Checked, not yet deployed").
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 TAGS_ROLE = "blobTagsRole"
 APP = "identity.properties.principalId"
 
-# (scope, role) for the app's identity: exactly these, nothing broader (README, "Role assignments").
+# (scope, role) for the app's identity: exactly these, nothing broader (docs/deployment.md, "Role assignments").
 EXPECTED_APP_ROLES = {
     ("uploadsAccount", DELEGATOR),
     ("uploadsContainer", BLOB_CONTRIBUTOR),
@@ -271,7 +271,7 @@ def test_tombstone_lifecycle_rule_matches_the_validators_tags(resources: Templat
     assert rule["definition"]["actions"]["baseBlob"]["delete"]["daysAfterModificationGreaterThan"] * 24 * 60 > 60 + 24 * 60
 
 
-def test_outputs_the_readme_and_hooks_use_exist() -> None:
+def test_outputs_the_docs_and_hooks_use_exist() -> None:
     outputs = parse("main.bicep")["outputs"]
     for name in ("VALET_API_URL", "VALET_STORAGE_ACCOUNT_NAME", "AZURE_FUNCTION_APP_NAME", "AZURE_RESOURCE_GROUP",
                  "VALET_UPLOADS_TOPIC_NAME", "VALET_MALWARE_TOPIC_NAME", "VALET_UPLOADS_CONTAINER"):
@@ -279,8 +279,8 @@ def test_outputs_the_readme_and_hooks_use_exist() -> None:
     hook = (INFRA / "hooks" / "postdeploy.sh").read_text()
     used = set(re.findall(r"\$\{?((?:AZURE|VALET)_[A-Z_]+)", hook)) - {"VALET_KEY_WAIT_TRIES", "VALET_KEY_WAIT_SECONDS"}
     assert used <= set(outputs), used - set(outputs)
-    readme = (ROOT / "README.md").read_text()
-    assert "VALET_API_URL" in readme and "VALET_STORAGE_ACCOUNT_NAME" in readme
+    page = (ROOT / "docs" / "deployment.md").read_text()
+    assert "VALET_API_URL" in page and "VALET_STORAGE_ACCOUNT_NAME" in page
 
 
 def test_azd_parameters_cover_the_entry_template() -> None:

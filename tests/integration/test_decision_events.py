@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import azure.functions as func
 import pytest
 import requests
+from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
+from tests.adversarial.kit import OnRequest
+from tests.adversarial.test_5_races import tombstone_write
 from tests.conftest import StorageEndpoint, unique_name
 from tests.support import samples
 from tests.support.fakes import FixedCaller
@@ -25,6 +28,7 @@ from valet.validation import records
 from valet.validation.events import QueueEvents, decision_message, decode, encode
 from valet.validation.reasons import Outcome
 from valet.validation.records import Decision
+from valet.validation.service import Validation
 from valet.validation.validator import EVENT_GRACE, DecisionFailed
 
 pytestmark = pytest.mark.azurite
@@ -218,3 +222,50 @@ def test_a_later_malware_verdict_is_announced_as_a_quarantine(
     assert (quarantined["uploadId"], quarantined["status"], quarantined["reason"], quarantined["previousStatus"]) == (
         upload_id, "quarantined", "malware", "accepted")
     assert quarantined["blob"] == f"{storage.quarantine_container}/{name}"
+
+
+# -- the event goes out while the tombstone is written: races between senders --------------------------
+
+def hooked(rt: Runtime, endpoint: StorageEndpoint, before_tombstone: Callable[[], object]) -> Validation:
+    """A second validator on the same storage and queue whose tombstone write waits for ``before_tombstone``."""
+    service = BlobServiceClient(rt.settings.storage.account_url, credential=EmulatorCredential(endpoint.blob_url),
+                                connection_verify=endpoint.ca_bundle or True,
+                                raw_request_hook=OnRequest(tombstone_write, before_tombstone))
+    return Validation.from_settings(rt.settings, service, rt.validation.validator.events)
+
+
+def test_a_sender_that_loses_the_tombstone_race_leaves_one_message_and_no_marker(
+    runtime: Runtime, storage_endpoint: StorageEndpoint
+) -> None:
+    """The invocation that stored the record sends; a concurrent delivery that found the record stored
+    wins the tombstone (with the marker) but sends nothing; the sender, losing, removes the marker."""
+    upload_id, name = upload(runtime, storage_endpoint, samples.png())
+    concurrent = lambda: runtime.validation.validator.process(name)  # noqa: E731
+    sender = hooked(runtime, storage_endpoint, concurrent)
+    decision = sender.validator.process(name)
+    assert decision is not None and decision.outcome is Outcome.ACCEPTED
+    [event] = messages(runtime, storage_endpoint)
+    assert (event["uploadId"], event["status"]) == (upload_id, "accepted")
+    assert records.EVENT not in tombstone_tags(runtime, name)  # nothing left for the reconciler to repeat
+
+
+def test_a_sender_that_loses_to_a_quarantine_announces_the_quarantine_last(
+    runtime: Runtime, storage_endpoint: StorageEndpoint
+) -> None:
+    """The trigger accepted and announced it, then a Defender ``Malicious`` verdict won the tombstone: the
+    accepted copy goes, and the last message says quarantined, whatever order the two senders' messages
+    reached the queue in."""
+    upload_id, name = upload(runtime, storage_endpoint, samples.png())
+    uploads, accepted = runtime.settings.storage.uploads_container, runtime.settings.storage.accepted_container
+    blob_uri = f"{runtime.settings.storage.account_url}/{uploads}/{name}"
+    verdict = lambda: runtime.validation.on_event(  # noqa: E731
+        "Microsoft.Security.MalwareScanningResult", {"blobUri": blob_uri, "scanResultType": "Malicious"})
+    trigger = hooked(runtime, storage_endpoint, verdict)
+    decision = trigger.validator.process(name)
+    assert decision is not None and decision.outcome is Outcome.QUARANTINED
+    sent = [(m["uploadId"], m["status"]) for m in messages(runtime, storage_endpoint)]
+    assert sorted(sent) == [(upload_id, "accepted"), (upload_id, "quarantined"), (upload_id, "quarantined")]
+    assert sent[-1] == (upload_id, "quarantined")
+    assert sent.index((upload_id, "accepted")) < len(sent) - 1
+    assert not runtime.blob_service.get_blob_client(accepted, name).exists()
+    assert records.EVENT not in tombstone_tags(runtime, name)

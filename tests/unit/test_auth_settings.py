@@ -121,12 +121,12 @@ def test_rate_limiter_is_thread_safe() -> None:
     assert len(allowed) == 100
 
 
-def test_every_auth_setting_is_documented_in_its_module_and_the_readme_configuration_table() -> None:
+def test_every_auth_setting_is_documented_in_its_module_and_the_configuration_table() -> None:
     from valet.auth import settings as module
     from valet.local.emulator import PROJECT_ROOT
 
-    readme = (PROJECT_ROOT / "README.md").read_text()
-    table = readme[readme.index("## Configuration"):readme.index("## Deploy to Azure")]
+    page = (PROJECT_ROOT / "docs" / "configuration.md").read_text()
+    table = page[page.index("## App settings"):page.index("## Profiles")]
     names = {v for v in vars(module).values() if isinstance(v, str) and v.startswith("VALET_")}
     assert {"VALET_AUTH_FAILURES_PER_MINUTE", "VALET_STATUS_RATE_LIMIT_BURST"} <= names
     assert not {n for n in names if n not in (module.__doc__ or "")}

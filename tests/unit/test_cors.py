@@ -28,14 +28,14 @@ def test_rules_allow_only_what_an_upload_sends() -> None:
     assert "x-ms-meta-*" in rule.allowed_headers and "*" not in rule.allowed_headers.split(",")
 
 
-def test_readme_storage_cors_json_is_what_the_code_applies() -> None:
+def test_documented_storage_cors_json_is_what_the_code_applies() -> None:
     import json
     import re
     from pathlib import Path
 
     from valet.cors import arm_cors_rules
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
-    section = readme[readme.index("### CORS, on both sides"):readme.index("### Tested in a real browser")]
+    page = (Path(__file__).resolve().parents[2] / "docs" / "clients.md").read_text("utf-8")
+    section = page[page.index("### CORS, on both sides"):page.index("### Tested in a real browser")]
     [block] = re.findall(r"```json\n(.*?)```", section, flags=re.S)
     assert json.loads(block) == arm_cors_rules(("https://app.example.com",))

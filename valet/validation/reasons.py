@@ -43,7 +43,9 @@ class Reason(StrEnum):
     PDF_UNVERIFIABLE = "pdf_unverifiable"  # the PDF's structure could not be checked within the read budget
     # What a create-only SAS lets a caller do besides uploading bytes.
     RESERVED_METADATA = "reserved_metadata"  # valet* metadata that only the app writes (spoofed state)
-    SNAPSHOT_PRESENT = "snapshot_present"  # the upload was snapshotted (the snapshot would outlive it)
+    # No longer given (issue 19: a snapshot holds the decided bytes and goes with the tombstone); kept so
+    # records written before still read and map.
+    SNAPSHOT_PRESENT = "snapshot_present"
     COPY_CREATED = "copy_created"  # the upload is a Copy Blob of another URL, not bytes the caller sent
     # Content.
     SHA256_MISMATCH = "sha256_mismatch"

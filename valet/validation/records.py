@@ -150,6 +150,12 @@ class Decision:
         )
 
 
+# A tombstone's bytes. Not empty: a ranged GET of an empty blob is 416 with no properties, and the
+# validator's first request (a ranged GET of the head) must answer "decided" for a tombstone by itself.
+# Only the seal in the metadata makes a blob a tombstone; these bytes say what it is to a person.
+TOMBSTONE_BODY = b"valet tombstone\n"
+
+
 def tombstone_metadata(decision: Decision, until: datetime, write_id: str = "") -> dict[str, str]:
     meta = {
         STATE: TOMBSTONE,

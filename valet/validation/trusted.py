@@ -13,8 +13,8 @@ the grant token (``valetgrant`` meta)     HS256 with the app's grant keys; any c
                                           and its container/blob claims pin it to one name
 the blob's container and name             chosen by the server at grant time; the SAS covers that one
                                           name (the path check ties the token to it)
-size, creation time, ETag, copy status    set by storage itself on every write; no request header sets
-and copy source, the snapshot listing     them
+size, creation time, ETag, copy status,   set by storage itself on every write; no request header sets
+copy source, index tag count              them (all in the head read's response headers)
 the bytes, *as stored*                    read with ``decompress=False``, so a client-chosen
                                           ``Content-Encoding`` cannot change what is checked
 tombstone state (``valetstate`` etc.)     trusted only with a valid :class:`Sealer` seal: an HMAC, by a
@@ -29,7 +29,9 @@ a ``Malicious`` scanner verdict           can only hurt the uploader; a *clean* 
 What is *not* trusted, and what happens to it: any ``valet*`` metadata other than the grant header makes
 the upload suspect (:func:`reserved_metadata`, reason ``reserved_metadata``); the blob's Content-Type is
 only compared with the grant and never reaches the accepted copy, whose HTTP properties the validator sets
-itself (:func:`destination_settings`); a snapshot or a copy-created upload is quarantined.
+itself (:func:`destination_settings`); a copy-created upload is quarantined. Snapshots are not looked
+for: ``sp=c`` cannot change an existing blob, so a snapshot holds the bytes the decision checked, no grant
+can read it back, and the sweep deletes it with the tombstone (``delete_snapshots="include"``).
 """
 
 from __future__ import annotations

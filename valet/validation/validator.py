@@ -2,29 +2,32 @@
 
 :meth:`Validator.process` takes a blob *name* in the uploads container and does, safely to repeat:
 
-1. list the name (one List Blobs with snapshots, metadata, copy status and index tags): the upload's
-   properties, its tags (a scanner's verdict) and its snapshots in one request; a *sealed* tombstone (see
+1. read the head (one ranged GET of up to the sniff window, with the bytes as stored): the same response
+   carries the properties, metadata, copy status and index tag count; a *sealed* tombstone (see
    :mod:`valet.validation.trusted`) means "already decided": done, in that one request; metadata that
-   merely says "tombstone" is the client's and decides nothing;
+   merely says "tombstone" is the client's and decides nothing. The index tags are read (one more
+   request) only when the tag count says there are any (a scanner's verdict, a recorded failure);
 2. if an earlier invocation may have failed after its copy (a failure recorded in the upload's tags, or
    an upload older than :data:`FIRST_TRY`), look for a destination copy with its record and finish that
    one; a fresh upload skips both lookups (a concurrent invocation's copy is met by the create-only copy);
-3. check the upload (grant, path, expiry, no app-reserved metadata, not copy-created, no snapshot, size,
-   type from a range-read head pinned to the listed ETag, image and PDF structure, zip directory and
-   local headers, scanner verdicts, declared sha256 over a bounded-memory stream) and decide; every read
-   takes the bytes as stored (``decompress=False``);
+3. check the upload (grant, path, expiry, no app-reserved metadata, not copy-created, size, type from
+   that head, image and PDF structure, zip directory and local headers, scanner verdicts, declared
+   sha256 over a bounded-memory stream) and decide; every read takes the bytes as stored
+   (``decompress=False``);
 4. server-side copy to ``accepted`` or ``quarantine`` at the same name, with the record as metadata,
    create-only (``If-None-Match: *``) and pinned to the checked source version (source ``If-Match``),
    then the copy's HTTP properties set by the validator when the upload's differ (one more request);
    an upload over the profile cap or copy-created gets a record with bounded evidence (its head and the
    head's sha256) instead of a copy;
-5. replace the source with an empty, sealed tombstone (``If-Match`` the source ETag) that occupies the
-   name until the create-only SAS cannot be replayed, and carries the outcome for the status endpoint;
-   remove the snapshots seen in step 1. A quarantine always wins a race with an acceptance: the loser's
-   accepted copy is deleted.
+5. replace the source with a sealed tombstone (``If-Match`` the source ETag) that occupies the name until
+   the create-only SAS cannot be replayed, and carries the outcome for the status endpoint. Snapshots
+   (``sp=c`` lets its holder take them) are not looked for: a create-only SAS cannot change the blob, so a
+   snapshot holds the very bytes decided here, no grant can read it, and the sweep deletes it with the
+   tombstone (``delete_snapshots="include"``). A quarantine always wins a race with an acceptance: the
+   loser's accepted copy is deleted.
 
-Every read of the source is pinned to the ETag first seen; if the source changes under us (a concurrent
-invocation wrote the tombstone), the whole step starts over and finds the finished decision. Storage
+Every later read of the source is pinned to the ETag of the head's response; if the source changes under
+us (a concurrent invocation wrote the tombstone), the whole step starts over and finds the finished decision. Storage
 failures raise :class:`DecisionFailed` so the host retries, after recording ``valetstate=error`` and the
 attempt count as index tags on the source (tags change no ETag, so recording an error does not trigger
 the function again; the write is conditional on the ETag seen and re-checked, so it never wipes the tags
@@ -38,6 +41,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -59,7 +63,7 @@ from valet.naming import parse_upload_id
 from valet.policy import ArchiveLimits, Policy, Profile
 from valet.validation import grantcheck, records, trusted
 from valet.validation.archive import LOCAL_READ_AHEAD, check_zip, directory_budget, is_zip_container, local_budget
-from valet.validation.blobio import RangeReader, read_range, sha256_of
+from valet.validation.blobio import RangeReader, sha256_of
 from valet.validation.events import DecisionEvents
 from valet.validation.grantcheck import DEFAULT_CLOCK_SKEW, GrantFacts
 from valet.validation.reasons import Outcome, Reason, Rejection
@@ -168,6 +172,7 @@ class Validator:
         self._sleep = sleep
         self._skew = clock_skew
         self._events = events  # None: decisions are not announced (tools and tests that do not care)
+        self._sender: ThreadPoolExecutor | None = None
 
     # -- the one entry point ---------------------------------------------------------------------------
 
@@ -185,7 +190,7 @@ class Validator:
     def _process_once(self, name: str, verdict: ScanResult | None) -> Decision | None:
         source = self.service.get_blob_client(self.uploads, name)
         try:
-            props, snapshots = self._look(name)
+            props, head = self._look(source)
             if props is None:
                 return self._find_record(name)
             if self.is_tombstone(name, props.metadata):
@@ -193,17 +198,17 @@ class Validator:
                 if self._events is not None and (props.tag_count or 0) > _TOMBSTONE_TAGS:
                     self._announce_pending(source, props, decision)  # an earlier delivery could not send it
                 return decision
-            found = self._find_record_at(name) if self._may_have_tried(props) else None
+            found = self._find_record_at(name) if self._may_have_tried(source, props) else None
             if found is not None:
                 existing, dest, dest_props = found
                 if existing.outcome is Outcome.QUARANTINED:
                     self._discard_accepted(name)
                 if existing.evidence == "":
                     self._set_destination_properties(dest, dest_props.content_settings, dest_props.etag, existing)
-                return self._finish(source, props, existing, snapshots=0, created_accepted=False)
-            decision = self._decide(source, props, verdict, snapshots)
-            decision, created = self._store(source, props, decision)
-            return self._finish(source, props, decision, snapshots=snapshots,
+                return self._finish(source, props, existing, sends=True, created_accepted=False)
+            decision = self._decide(source, props, head, verdict)
+            decision, created = self._store(source, props, head, decision)
+            return self._finish(source, props, decision, sends=created,
                                 created_accepted=created and decision.outcome is Outcome.ACCEPTED)
         except SourceChanged:
             raise
@@ -219,28 +224,40 @@ class Validator:
         """A tombstone this app wrote for ``name``: the seal proves it; metadata alone does not."""
         return records.is_tombstone(metadata) and self.sealer.verify(self.uploads, name, metadata)
 
-    def _finish(self, source: BlobClient, props: BlobProperties, decision: Decision, *, snapshots: int,
+    def _finish(self, source: BlobClient, props: BlobProperties, decision: Decision, *, sends: bool,
                 created_accepted: bool) -> Decision:
-        """Tombstone the upload; the invocation whose tombstone landed audits and removes snapshots. One
-        that lost to a quarantine removes the accepted copy it made: a quarantine always wins."""
+        """Tombstone the upload; the invocation whose tombstone landed audits it. ``sends``: this invocation
+        stored the record (or finishes an earlier try's), so it sends the decision event, at the same time
+        as the tombstone write (see "Decision events" below). One that lost to a quarantine removes the
+        accepted copy it made: a quarantine always wins."""
         until = self._until(props, decision)
-        ours, winner = self._tombstone(source, props, decision, until)
+        sending = self._send(decision, props.name) if sends and self._events is not None else None
+        try:
+            ours, winner = self._tombstone(source, props, decision, until)
+        finally:
+            failure = sending.exception() if sending is not None else None  # waits for the queue's answer
+        sent = sending is not None and failure is None
         if ours:
             self._audit(decision, props.name)
-            if snapshots:
-                self._delete_snapshots(source)
-            self._announce(source, decision, props.name, until)
+            if failure is not None:
+                raise failure  # the marker stays on the tombstone: a later delivery or the reconciler sends it
+            if sent:
+                source.set_blob_tags(records.tombstone_tags(until))  # the marker goes: the event is on the queue
             return decision
         if winner is None or winner.outcome is decision.outcome:
+            if sent:
+                self._clear_marker(source)  # the tombstone that won owes no event: ours is on the queue
             return decision  # the same verdict: ours carries the full record
         if winner.outcome is Outcome.QUARANTINED and created_accepted:
             self._discard_accepted(props.name)
+        if sent:
+            self._correct(props.name, winner)
         return winner
 
     # -- checks ----------------------------------------------------------------------------------------
 
     def _decide(
-        self, source: BlobClient, props: BlobProperties, verdict: ScanResult | None, snapshots: int
+        self, source: BlobClient, props: BlobProperties, head: bytes, verdict: ScanResult | None
     ) -> Decision:
         now = self._clock()
         facts = _Facts(name=props.name, size=props.size, created_at=props.creation_time)
@@ -250,8 +267,8 @@ class Validator:
             if verdict is not None and verdict.verdict is Verdict.MALICIOUS:
                 facts.scan = f"{verdict.scanner}:{verdict.detail}"
                 raise Rejection(Reason.MALWARE, f"{verdict.scanner} reported the upload malicious")
-            check_what_storage_says(props, snapshots)
-            self._check_content(source, props, claims, facts)
+            check_what_storage_says(props)
+            self._check_content(source, props, head, claims, facts)
         except Rejection as rejection:
             return facts.decision(Outcome.QUARANTINED, rejection.reason, rejection.detail, now)
         return facts.decision(Outcome.ACCEPTED, Reason.OK, "all checks passed", now)
@@ -267,7 +284,8 @@ class Validator:
         grantcheck.check_window(claims, props.creation_time, self._skew)
         return claims
 
-    def _check_content(self, source: BlobClient, props: BlobProperties, claims: GrantFacts, facts: _Facts) -> None:
+    def _check_content(self, source: BlobClient, props: BlobProperties, head: bytes, claims: GrantFacts,
+                       facts: _Facts) -> None:
         profile = self._policy.profiles.get(claims.profile)
         if profile is None:
             raise Rejection(Reason.UNKNOWN_PROFILE, "the grant's profile is no longer configured")
@@ -275,8 +293,7 @@ class Validator:
         check_size(size, claims.size, profile)
         grantcheck.check_stored_type(props.content_settings.content_type, claims.content_type)
 
-        pinned = _Pinned(source, props.etag)
-        head = read_range(pinned, 0, min(size, self._sniff))
+        pinned = _Pinned(source, props.etag)  # the head came with the properties; later reads keep to that version
         if size == 0:
             facts.detected_type = claims.content_type
         else:
@@ -294,7 +311,7 @@ class Validator:
                                     read_ahead=LOCAL_READ_AHEAD, head=head)
                 check_zip(directory.as_file(), size, limits, local.as_file())
 
-        tags = dict(props.tags or {}) if self._scanners else {}  # listed with the properties: no request
+        tags = self._tags(source, props) if self._scanners else {}  # a request only if a tag exists
         subject = ScanSubject(self.uploads, props.name, size, tags, head)
         for scanner in self._scanners:
             result = scanner.scan(subject)
@@ -354,18 +371,20 @@ class Validator:
             delay = min(delay * 2, 2.0)
             props = dest.get_blob_properties()
 
-    def _store(self, source: BlobClient, props: BlobProperties, decision: Decision) -> tuple[Decision, bool]:
+    def _store(self, source: BlobClient, props: BlobProperties, head: bytes,
+               decision: Decision) -> tuple[Decision, bool]:
         """The destination record: a copy with its HTTP properties set here, or bounded evidence. Returns
         the decision as recorded and whether this call created the destination blob."""
         if decision.reason in EVIDENCE_ONLY:
-            return self._store_evidence(source, props, decision)
+            return self._store_evidence(source, props, head, decision)
         created, dest, settings, etag, stored = self._copy(source, props, decision)
         if stored is not None:
             decision = stored  # another invocation's copy was there first: its record stands
         self._set_destination_properties(dest, settings, etag, decision)
         return decision, created
 
-    def _store_evidence(self, source: BlobClient, props: BlobProperties, decision: Decision) -> tuple[Decision, bool]:
+    def _store_evidence(self, source: BlobClient, props: BlobProperties, head: bytes,
+                        decision: Decision) -> tuple[Decision, bool]:
         """A quarantine record holding the upload's head (at most the sniff window) and its sha256."""
         if props.copy is not None and props.copy.status == "pending" and props.copy.id:
             try:  # storage is still fetching bytes the caller pointed it at: stop it
@@ -373,7 +392,6 @@ class Validator:
             except HttpResponseError:
                 pass
             raise SourceChanged()  # the abort changed the blob: decide again from fresh properties
-        head = read_range(_Pinned(source, props.etag), 0, min(props.size, self._sniff))
         evidence = f"head {len(head)} of {props.size} bytes, sha256 {hashlib.sha256(head).hexdigest()}"
         decision = replace(decision, evidence=evidence)
         dest = self.service.get_blob_client(self.quarantine, props.name)
@@ -398,44 +416,47 @@ class Validator:
         except ResourceModifiedError:
             pass  # another invocation set them (or a requarantine moved the copy) meanwhile
 
-    def _look(self, name: str) -> tuple[BlobProperties | None, int]:
-        """The upload's properties, metadata, copy status and index tags, and how many snapshots it has
-        (``sp=c`` lets its holder take them), from one List Blobs on the name. Storage sets every one of
-        these facts itself (see :mod:`valet.validation.trusted`); the ETag listed pins every later read
-        and write, so a version written after the listing is never decided on this listing's facts."""
-        base: BlobProperties | None = None
-        snapshots = 0
-        blobs = self.service.get_container_client(self.uploads).list_blobs(
-            name_starts_with=name, include=["snapshots", "metadata", "copy", "tags"])
-        for blob in blobs:
-            if blob.name != name:
-                continue  # another blob whose name starts with this one
-            if blob.snapshot:
-                snapshots += 1
-            else:
-                base = blob
-        if base is not None:
-            base.etag = _quoted(base.etag)  # listings give it bare; headers and conditions quote it
-            base.metadata = base.metadata or {}
-        return base, snapshots
+    def _look(self, source: BlobClient) -> tuple[BlobProperties | None, bytes]:
+        """The upload's head (up to the sniff window) with its properties, metadata, copy status and index
+        tag count, from one ranged GET: the decision's first request, and for a tombstone its only one.
+        Storage sets every one of these facts itself (see :mod:`valet.validation.trusted`); the ETag in
+        the same response pins every later read and write. An empty blob has no byte range (416): its
+        properties then take a second request."""
+        try:
+            stream = source.download_blob(offset=0, length=self._sniff, max_concurrency=1, decompress=False)
+        except ResourceNotFoundError:
+            return None, b""
+        except HttpResponseError as exc:
+            if exc.status_code != 416:
+                raise
+            return self._properties(source), b""
+        head: bytes = stream.readall()
+        props: BlobProperties = stream.properties
+        total = str(props.content_range or "").rpartition("/")[2]
+        if not total.isdigit():
+            raise DecisionFailed("Storage did not say how large the upload is.", retry_after=5)
+        props.size = int(total)  # the download's properties give the range's length; the blob's is after "/"
+        props.metadata = props.metadata or {}
+        return props, head
 
-    def _may_have_tried(self, props: BlobProperties) -> bool:
+    @staticmethod
+    def _tags(source: BlobClient, props: BlobProperties) -> dict[str, str]:
+        """The upload's index tags: a request only when the tag count read with the head says any exist."""
+        if props.tags is None:
+            props.tags = source.get_blob_tags() if (props.tag_count or 0) > 0 else {}
+        return dict(props.tags)
+
+    def _may_have_tried(self, source: BlobClient, props: BlobProperties) -> bool:
         """Whether an earlier invocation may have stored a destination copy and then failed before its
         tombstone: it recorded its failure in the upload's tags, or the upload is old enough for a retry
         after a crash (or the reconciler) to be deciding it. A fresh upload with no failure recorded was
         not tried before, so the two destination lookups are skipped; a copy made by a concurrent
         invocation is still found by the create-only copy (409) and the race on the tombstone."""
-        tags = props.tags or {}
+        tags = self._tags(source, props)
         if tags.get(records.STATE) == records.ERROR or records.ATTEMPTS in tags:
             return True
         created = props.creation_time
         return created is None or self._clock() - created >= FIRST_TRY
-
-    def _delete_snapshots(self, source: BlobClient) -> None:
-        try:
-            source.delete_blob(delete_snapshots="only")
-        except (ResourceNotFoundError, HttpResponseError) as exc:  # the sweep removes them with the tombstone
-            log.warning("snapshots of %s not removed (%s)", source.blob_name, type(exc).__name__)
 
     def _discard_accepted(self, name: str) -> None:
         """Quarantine wins: remove an accepted copy of an upload that is (also) in quarantine."""
@@ -501,7 +522,7 @@ class Validator:
         metadata = self.sealer.seal(self.uploads, props.name, records.tombstone_metadata(decision, until, write_id))
         try:
             source.upload_blob(
-                b"",
+                records.TOMBSTONE_BODY,
                 overwrite=True,
                 metadata=metadata,
                 tags=records.tombstone_tags(until, event_pending=self._events is not None),
@@ -517,7 +538,7 @@ class Validator:
             return self._whose(now, write_id)
         except ResourceNotFoundError:  # the name was freed: occupy it again, create-only
             try:
-                source.upload_blob(b"", metadata=metadata,
+                source.upload_blob(records.TOMBSTONE_BODY, metadata=metadata,
                                    tags=records.tombstone_tags(until, event_pending=self._events is not None))
                 return True, None
             except ResourceExistsError:
@@ -538,7 +559,8 @@ class Validator:
         metadata = self.sealer.seal(self.uploads, name, records.tombstone_metadata(decision, until, uuid.uuid4().hex))
         source = self.service.get_blob_client(self.uploads, name)
         try:
-            source.upload_blob(b"", overwrite=False, metadata=metadata, tags=records.tombstone_tags(until),
+            source.upload_blob(records.TOMBSTONE_BODY, overwrite=False, metadata=metadata,
+                               tags=records.tombstone_tags(until),
                                content_settings=ContentSettings(content_type=trusted.OCTET_STREAM))
         except ResourceExistsError:
             now = self._properties(source)
@@ -590,16 +612,21 @@ class Validator:
 
     # -- decision events -------------------------------------------------------------------------------
     #
-    # At least once, and once in the ordinary case: only the invocation whose tombstone landed sends the
-    # event, after the decision is durable (the destination copy with its record exists, the tombstone
-    # holds the name), so a consumer can always read the accepted blob. The tombstone is written with the
-    # index tag valetevent=pending and the tag is removed once the message is on the queue. If sending
-    # fails, the invocation fails and the host tries again; that delivery (or the tombstone's own trigger)
-    # finds the tombstone, sees from its tag count (in the same properties read) that the marker is still
-    # there, and sends the event then, once the tombstone is older than EVENT_GRACE (before that its
-    # writer may still be sending it; the reconciler picks up older tombstones that still owe one). A
-    # crash between sending and removing the marker repeats the event: consumers de-duplicate by
-    # uploadId + status.
+    # At least once, and once in the ordinary case. The event is sent once the decision is durable (the
+    # destination copy with its record exists, so a consumer can always read the accepted blob), by the
+    # invocation that stored that record (create-only: one per destination) or that finishes a record an
+    # earlier try stored; concurrent deliveries that found the record stored send nothing. The message goes
+    # out while the tombstone is written, not after it (one request less on the way to the end of the
+    # invocation; the event can reach a consumer a few milliseconds before the status route shows the
+    # verdict). The tombstone carries the index tag valetevent=pending, removed once the message is on the
+    # queue, so "decided, event owed" survives any crash: if sending fails, the invocation fails and the
+    # host tries again; that delivery (or the tombstone's own trigger) finds the tombstone, sees from its
+    # tag count (in the same head read) that the marker is still there, and sends the event then, once the
+    # tombstone is older than EVENT_GRACE (before that its writer may still be sending it; the reconciler
+    # picks up older tombstones that still owe one). A crash between sending and removing the marker
+    # repeats the event, and so can a sender that lost the tombstone race to a different verdict (it
+    # then sends the final verdict again, after its own): consumers de-duplicate by uploadId + status and
+    # take the last status.
 
     def destination(self, decision: Decision) -> str:
         return self.accepted if decision.outcome is Outcome.ACCEPTED else self.quarantine
@@ -608,11 +635,33 @@ class Validator:
     def events(self) -> DecisionEvents | None:
         return self._events
 
-    def _announce(self, source: BlobClient, decision: Decision, name: str, until: datetime) -> None:
-        if self._events is None:
-            return
-        self._events.publish(decision, self.destination(decision), name)
-        source.set_blob_tags(records.tombstone_tags(until))  # the marker goes: the event is on the queue
+    def _send(self, decision: Decision, name: str) -> Future[None]:
+        """Start sending the event on the validator's sender threads (the storage clients are thread-safe)."""
+        assert self._events is not None
+        if self._sender is None:
+            self._sender = ThreadPoolExecutor(max_workers=4, thread_name_prefix="valet-events")
+        return self._sender.submit(self._events.publish, decision, self.destination(decision), name)
+
+    def _clear_marker(self, source: BlobClient) -> None:
+        """Remove the event marker from the tombstone another invocation wrote for a decision whose event
+        this one sent. Best effort: a marker left behind repeats the event later, it loses nothing."""
+        try:
+            now = source.get_blob_properties()
+            until = records.parse_timestamp(now.metadata.get(records.UNTIL))
+            if until is not None and self.is_tombstone(now.name, now.metadata):
+                source.set_blob_tags(records.tombstone_tags(until))
+        except AzureError as exc:
+            log.warning("event marker of %s not removed (%s)", source.blob_name, type(exc).__name__)
+
+    def _correct(self, name: str, winner: Decision) -> None:
+        """This invocation announced a verdict that lost to a quarantine: announce the one that stands, so
+        the last event this invocation sent is the final verdict (the winner sends its own as well)."""
+        assert self._events is not None
+        decision = self._find_record(name) or winner
+        try:
+            self._events.publish(decision, self.destination(decision), name)
+        except AzureError as exc:
+            log.warning("correction event for %s not sent (%s)", name, type(exc).__name__)
 
     def _announce_pending(self, source: BlobClient, props: BlobProperties, tombstone: Decision) -> None:
         """Send the event a tombstone still owes, unless its writer may still be sending it: a tombstone
@@ -623,7 +672,7 @@ class Validator:
         written = props.last_modified or props.creation_time
         if written is not None and self._clock() - written < EVENT_GRACE:
             return
-        tags = dict(props.tags or {})  # listed with the properties
+        tags = self._tags(source, props)  # the tag count said there is more than the tombstone's own
         if tags.get(records.EVENT) != records.PENDING:
             return
         decision = self._find_record(props.name) or tombstone  # the full record lives on the destination copy
@@ -652,7 +701,7 @@ class Validator:
         )
 
 
-def check_what_storage_says(props: BlobProperties, snapshots: int) -> None:
+def check_what_storage_says(props: BlobProperties) -> None:
     """What a create-only SAS allows besides uploading bytes, seen in facts storage itself sets."""
     reserved = trusted.reserved_metadata(props.metadata)
     if reserved:
@@ -660,8 +709,6 @@ def check_what_storage_says(props: BlobProperties, snapshots: int) -> None:
     copy = props.copy
     if copy is not None and (copy.id or copy.source or copy.status):
         raise Rejection(Reason.COPY_CREATED, f"created by Copy Blob (status {copy.status or 'unknown'})")
-    if snapshots:
-        raise Rejection(Reason.SNAPSHOT_PRESENT, f"{snapshots} snapshot(s) of the upload")
 
 
 def check_size(size: int, declared: int, profile: Profile) -> None:
@@ -681,10 +728,6 @@ def _upload_id_from_name(name: str) -> str:
     except ValetError:
         return ""
     return stem
-
-
-def _quoted(etag: str) -> str:
-    return etag if etag.startswith('"') else f'"{etag}"'
 
 
 def _tag_safe(value: str) -> str:
