@@ -201,7 +201,7 @@ def test_steady_state_grants_make_no_storage_requests(runtime: Runtime) -> None:
 def test_azurite_refuses_block_uploads_with_a_create_only_sas(runtime: Runtime,
                                                               storage_endpoint: StorageEndpoint) -> None:
     """Azure allows Put Block with ``sp=c`` since 2026-04-06 (see tests/live); Azurite 3.37 does not.
-    This pins the documented difference: if it starts passing, the README's table needs updating."""
+    This pins the documented difference: if it starts passing, the table in docs/local-development.md needs updating."""
     if storage_endpoint.how == "environment" and not storage_endpoint.blob_url.startswith("https://127."):
         pytest.skip("this checks the emulator's behaviour")
     g = grant(runtime)

@@ -183,7 +183,7 @@ def test_an_upload_that_exhausted_its_retries_needs_an_operator_who_hands_it_bac
     assert (third.failed, third.decided, third.needs_operator) == (0, 0, 1)
     assert counter.count - before == 1
 
-    # The operator's path (README, "Failure behaviour"): fix the cause, then reset the upload's tags.
+    # The operator's path (docs/validation.md, "Failure behaviour"): fix the cause, then reset the upload's tags.
     uploads = blob_service.get_container_client(rt.settings.storage.uploads_container)
     assert uploads.get_blob_client(name).download_blob().readall() == samples.png()  # nothing was lost
     uploads.get_blob_client(name).set_blob_tags({records.ATTEMPTS: "0"})

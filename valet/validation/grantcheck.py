@@ -27,7 +27,7 @@ from valet.validation.reasons import Reason, Rejection
 from valet.validation.sniff import OCTET_STREAM, canonical
 
 # The one clock-skew allowance (VALET_CLOCK_SKEW_SECONDS): grant token ``iat`` and "created before the grant
-# window closed". See the README (Configuration) for why 300 s.
+# window closed". See docs/configuration.md for why 300 s.
 DEFAULT_CLOCK_SKEW = timedelta(seconds=300)
 
 
