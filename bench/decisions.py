@@ -133,7 +133,7 @@ def main() -> None:
     from azure.storage.blob import BlobServiceClient
     from azure.storage.queue import QueueClient
 
-    from valet.emulator import Azurite
+    from valet.local.emulator import Azurite
     from valet.storage import EmulatorCredential
 
     trees = {"this tree": str(HERE)}

@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.support import samples
 from tests.support.faultproxy import Fault, FaultProxy, Request
 from valet import api
-from valet.dev import provision
-from valet.devidp import DevIssuer
-from valet.emulator import Azurite
+from valet.local.dev import provision
+from valet.local.devidp import DevIssuer
+from valet.local.emulator import Azurite
 from valet.runtime import RuntimeHolder
 from valet.storage import EmulatorCredential
 from valet.validation.validator import DecisionFailed

@@ -33,9 +33,9 @@ from azure.storage.blob import BlobServiceClient, UserDelegationKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from valet.dev import provision
-from valet.devidp import DevIssuer
-from valet.emulator import Azurite
+from valet.local.dev import provision
+from valet.local.devidp import DevIssuer
+from valet.local.emulator import Azurite
 from valet.runtime import RuntimeHolder
 from valet.storage import EmulatorCredential
 

@@ -40,8 +40,8 @@ from azure.storage.blob import BlobServiceClient, ContentSettings
 from azure.storage.queue import QueueClient
 
 from tests.support import samples
-from valet.emulator import Azurite
 from valet.grant_token import GRANT_METADATA_KEY, GrantClaims
+from valet.local.emulator import Azurite
 from valet.naming import blob_name, new_upload_id
 from valet.settings import Settings
 from valet.storage import EmulatorCredential

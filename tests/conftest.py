@@ -24,8 +24,8 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient
 
 from tests.support.azurite import AzuriteUnavailable, Plan, plan_from, run_in_container
-from valet.devidp import DevIssuer
-from valet.emulator import Azurite
+from valet.local.devidp import DevIssuer
+from valet.local.emulator import Azurite
 from valet.settings import is_loopback_url
 from valet.storage import EmulatorCredential
 

@@ -1,4 +1,6 @@
-"""The upload page at ``/api/ui``: static files from ``valet/ui`` with a strict Content-Security-Policy.
+"""The upload page at ``/api/ui``: static files from ``valet/ui`` and the JavaScript client's module
+(``clients/js/valet-upload.js``, the npm package's one file, which ``.funcignore`` keeps in the deployment
+package) with a strict Content-Security-Policy.
 
 Off unless ``VALET_UI_ENABLED`` is true (``valet dev`` turns it on). The page may run scripts and styles
 from this app only, and may connect only to this app and the storage account's blob endpoint, so a pasted
@@ -17,16 +19,17 @@ from valet.errors import NotFound
 from valet.settings import Settings
 
 UI_DIR = Path(__file__).resolve().parent / "ui"
+JS_CLIENT = Path(__file__).resolve().parent.parent / "clients" / "js" / "valet-upload.js"
 ASSETS = {  # route asset -> (file, media type); nothing else under /api/ui is served
-    "": ("index.html", "text/html"),
-    "valet-upload.js": ("valet-upload.js", "text/javascript"),
-    "valet-upload.css": ("valet-upload.css", "text/css"),
+    "": (UI_DIR / "index.html", "text/html"),
+    "valet-upload.js": (JS_CLIENT, "text/javascript"),
+    "valet-upload.css": (UI_DIR / "valet-upload.css", "text/css"),
 }
 
 
 @cache
-def _read(name: str) -> bytes:
-    return (UI_DIR / name).read_bytes()
+def _read(path: Path) -> bytes:
+    return path.read_bytes()
 
 
 def _origin(url: str) -> str:
@@ -54,9 +57,9 @@ def serve(settings: Settings, asset: str) -> func.HttpResponse:
     """One of the page's files, or ``404`` when the page is off or the file is not one of ours."""
     if not settings.ui_enabled or asset not in ASSETS:
         raise NotFound("No such page.", code="not_found")
-    name, media_type = ASSETS[asset]
+    path, media_type = ASSETS[asset]
     return func.HttpResponse(
-        _read(name),
+        _read(path),
         status_code=200,
         mimetype=media_type,
         charset="utf-8",

@@ -21,8 +21,8 @@ import requests
 
 from tests.support.devstack import DevStack, valet_dev
 from tests.support.samples import png
-from valet.emulator import PROJECT_ROOT
-from valet.webui import ASSETS, UI_DIR
+from valet.local.emulator import PROJECT_ROOT
+from valet.webui import ASSETS
 
 pytestmark = [pytest.mark.azurite, pytest.mark.browser]
 
@@ -83,8 +83,8 @@ class _ForeignOrigin(BaseHTTPRequestHandler):
         if asset not in ASSETS:
             self.send_error(404)
             return
-        name, media_type = ASSETS[asset]
-        body = (UI_DIR / name).read_bytes()
+        path, media_type = ASSETS[asset]
+        body = path.read_bytes()
         self.send_response(200)
         self.send_header("Content-Type", f"{media_type}; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import StorageEndpoint
 from tests.support.faultproxy import Fault, FaultProxy
 from tests.support.functions import user_function
-from valet.devidp import DevIssuer
+from valet.local.devidp import DevIssuer
 from valet.settings import is_loopback_url
 
 

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from tests.support.faultproxy import Fault, FaultProxy
-from valet.emulator import make_certificate
+from valet.local.emulator import make_certificate
 
 pytestmark = pytest.mark.timeout(60)
 

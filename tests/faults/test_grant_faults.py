@@ -19,7 +19,7 @@ import pytest
 from tests.faults.conftest import MODES, apply, call_grant
 from tests.support.faultproxy import FaultProxy
 from tests.support.functions import fresh_app
-from valet.devidp import DevIssuer
+from valet.local.devidp import DevIssuer
 
 pytestmark = [pytest.mark.azurite, pytest.mark.timeout(90)]
 

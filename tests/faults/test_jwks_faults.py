@@ -27,7 +27,7 @@ from tests.support.faultproxy import Fault, FaultProxy
 from tests.support.functions import fresh_app
 from valet.auth.jwks import IssuerKeys, KeysUnavailable, UnknownKey
 from valet.auth.settings import IssuerConfig
-from valet.devidp import DEV_AUDIENCE, DEV_TENANT, DevIssuer
+from valet.local.devidp import DEV_AUDIENCE, DEV_TENANT, DevIssuer
 
 pytestmark = [pytest.mark.azurite, pytest.mark.timeout(60)]
 

@@ -19,7 +19,7 @@ import schemathesis
 from tests.support.devstack import DevStack, valet_dev
 from tests.support.functions import fresh_app, functions
 from valet import openapi
-from valet.emulator import PROJECT_ROOT, free_port
+from valet.local.emulator import PROJECT_ROOT, free_port
 
 pytestmark = pytest.mark.azurite
 

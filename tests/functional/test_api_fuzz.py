@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, settings
 
 from tests.support.devstack import DevStack, valet_dev
 from valet import openapi
-from valet.emulator import PROJECT_ROOT
+from valet.local.emulator import PROJECT_ROOT
 
 pytestmark = pytest.mark.azurite
 

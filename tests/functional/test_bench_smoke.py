@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from valet.emulator import PROJECT_ROOT
+from valet.local.emulator import PROJECT_ROOT
 
 pytestmark = pytest.mark.azurite
 

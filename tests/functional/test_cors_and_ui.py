@@ -15,9 +15,9 @@ import pytest
 from tests.support.fakes import FixedCaller
 from tests.support.functions import fresh_app, functions, user_function
 from valet import api
-from valet.devhost import _route_pattern
-from valet.emulator import free_port
 from valet.errors import ConfigurationError
+from valet.local.devhost import _route_pattern
+from valet.local.emulator import free_port
 from valet.runtime import Runtime
 from valet.settings import Settings
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from valet.demo import Demo
+from valet.local.demo import Demo
 
 pytestmark = pytest.mark.azurite
 

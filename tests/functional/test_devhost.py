@@ -13,8 +13,8 @@ import requests
 from tests.conftest import StorageEndpoint
 from tests.support.functions import fresh_app
 from tests.support.samples import EICAR, malware_event, png
-from valet.devhost import FunctionHost
-from valet.devidp import DevIssuer
+from valet.local.devhost import FunctionHost
+from valet.local.devidp import DevIssuer
 
 pytestmark = pytest.mark.azurite
 
@@ -113,7 +113,7 @@ def test_the_host_refuses_non_loopback_addresses(monkeypatch: pytest.MonkeyPatch
 
 
 def test_timer_functions_are_listed_with_their_schedules(host: FunctionHost) -> None:
-    from valet.ncrontab import Schedule
+    from valet.local.ncrontab import Schedule
 
     assert host.schedules == {"sweep_tombstones": "0 */5 * * * *", "reconcile_uploads": "30 */5 * * * *"}
     for expression in host.schedules.values():

@@ -13,7 +13,7 @@ import requests
 
 from tests.conftest import StorageEndpoint
 from tests.support.functions import fresh_app, user_function
-from valet.devidp import DevIssuer
+from valet.local.devidp import DevIssuer
 
 pytestmark = pytest.mark.azurite
 

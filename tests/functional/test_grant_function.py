@@ -17,7 +17,7 @@ import pytest
 from tests.support.fakes import FixedCaller
 from tests.support.functions import fresh_app, functions, user_function
 from valet import api
-from valet.emulator import free_port
+from valet.local.emulator import free_port
 from valet.runtime import Runtime
 from valet.settings import Settings
 

@@ -8,7 +8,7 @@ import json
 import azure.functions as func
 
 from valet import api
-from valet.emulator import free_port
+from valet.local.emulator import free_port
 from valet.runtime import RuntimeHolder
 
 ENV = {

@@ -15,7 +15,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 from tests.conftest import unique_name
 from tests.support.functions import fresh_app, user_function
 from valet.auth import BlobKeyStore, KeyRecord, apikeys
-from valet.devidp import DevIssuer
+from valet.local.devidp import DevIssuer
 
 pytestmark = pytest.mark.azurite
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from valet.emulator import PROJECT_ROOT, Azurite, EmulatorError
+from valet.local.emulator import PROJECT_ROOT, Azurite, EmulatorError
 
 SCRIPTS = PROJECT_ROOT / "scripts"
 

@@ -14,12 +14,12 @@ from azure.storage.blob import BlobServiceClient
 from tests.conftest import StorageEndpoint
 from tests.support.functions import fresh_app
 from tests.support.samples import html, pdf, png
-from valet.client import EXIT_ACCEPTED, EXIT_AUTH, EXIT_REJECTED, EXIT_TRANSIENT, EXIT_USAGE, UploadError, ValetClient
-from valet.dev import BlobWatcher
-from valet.devhost import FunctionHost
-from valet.devidp import DevIssuer
-from valet.emulator import free_port
-from valet.upload import main as upload_main
+from valet.local.dev import BlobWatcher
+from valet.local.devhost import FunctionHost
+from valet.local.devidp import DevIssuer
+from valet.local.emulator import free_port
+from valet.local.upload import main as upload_main
+from valet_client import EXIT_ACCEPTED, EXIT_AUTH, EXIT_REJECTED, EXIT_TRANSIENT, EXIT_USAGE, UploadError, ValetClient
 
 pytestmark = pytest.mark.azurite
 

@@ -19,7 +19,7 @@ import requests
 
 from tests.support.devstack import valet_dev
 from tests.support.samples import malware_event, png
-from valet.emulator import PROJECT_ROOT, free_port, listening_ports, port_in_use
+from valet.local.emulator import PROJECT_ROOT, free_port, listening_ports, port_in_use
 
 pytestmark = pytest.mark.azurite
 
@@ -74,7 +74,7 @@ def test_valet_dev_end_to_end_and_clean_shutdown(dev: tuple[subprocess.Popen[str
     assert preflight("https://evil.example").status_code == 403
 
     # The reference client against the running stack: a disguised page ends quarantined.
-    from valet.client import ValetClient
+    from valet_client import ValetClient
 
     fake = root / "cute.png"
     fake.write_bytes(b"<!DOCTYPE html><html><script>alert(1)</script></html>")

@@ -10,7 +10,8 @@ import azure.functions as func
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from valet import api, keys
+from valet import api
+from valet.local import keys
 from valet.runtime import Runtime
 from valet.settings import Settings
 

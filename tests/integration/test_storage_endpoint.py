@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import PLAN, StorageEndpoint
 from tests.support.azurite import LABEL
-from valet.emulator import PROJECT_ROOT
+from valet.local.emulator import PROJECT_ROOT
 
 pytestmark = pytest.mark.azurite
 

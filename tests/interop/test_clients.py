@@ -32,11 +32,11 @@ from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings
 from tests.conftest import StorageEndpoint
 from tests.support.functions import fresh_app
 from tests.support.samples import html, png
-from valet.dev import BlobWatcher
-from valet.devhost import FunctionHost
-from valet.devidp import DevIssuer
-from valet.emulator import PROJECT_ROOT
-from valet.upload import main as upload_main
+from valet.local.dev import BlobWatcher
+from valet.local.devhost import FunctionHost
+from valet.local.devidp import DevIssuer
+from valet.local.emulator import PROJECT_ROOT
+from valet.local.upload import main as upload_main
 
 pytestmark = pytest.mark.azurite
 
@@ -229,7 +229,7 @@ def test_a_client_declaring_another_type_gets_content_type_mismatch(
 def test_the_page_script_renews_a_grant_and_the_renewed_url_uploads(stack: FunctionHost, token: str,
                                                                     storage_endpoint: StorageEndpoint,
                                                                     tmp_path: Path) -> None:
-    """valet/ui/valet-upload.js's own API calls (requestGrant, renewGrant, waitForDecision), run in Node."""
+    """clients/js/valet-upload.js's own API calls (requestGrant, renewGrant, waitForDecision), run in Node."""
     if NODE is None:
         pytest.skip("node is not installed")
     file = tmp_path / "cat.png"
@@ -247,7 +247,7 @@ def test_the_page_script_renews_a_grant_and_the_renewed_url_uploads(stack: Funct
 
 def test_the_page_script_cancels_a_grant_and_downloads_an_accepted_upload(
         stack: FunctionHost, token: str, storage_endpoint: StorageEndpoint, tmp_path: Path) -> None:
-    """valet/ui/valet-upload.js's cancelGrant and requestDownload, run in Node against real storage."""
+    """clients/js/valet-upload.js's cancelGrant and requestDownload, run in Node against real storage."""
     if NODE is None:
         pytest.skip("node is not installed")
     file = tmp_path / "cat.png"

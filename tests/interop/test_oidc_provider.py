@@ -23,8 +23,8 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from tests.support.devstack import valet_dev
 from tests.support.functions import fresh_app
-from valet.devhost import FunctionHost
-from valet.emulator import PROJECT_ROOT, free_port
+from valet.local.devhost import FunctionHost
+from valet.local.emulator import PROJECT_ROOT, free_port
 
 pytestmark = pytest.mark.azurite
 

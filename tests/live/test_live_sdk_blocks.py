@@ -20,7 +20,7 @@ from azure.storage.blob import BlobClient, ContentSettings
 from tests.live.test_live_azure import runtime  # noqa: F401  (the live-account fixture)
 from tests.support.samples import png
 from valet import api
-from valet.emulator import PROJECT_ROOT
+from valet.local.emulator import PROJECT_ROOT
 from valet.runtime import Runtime
 
 pytestmark = pytest.mark.live_azure

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from valet.emulator import ACCOUNT, azurite_arguments, listening_ports, make_certificate, pinned_version
+from valet.local.emulator import ACCOUNT, azurite_arguments, listening_ports, make_certificate, pinned_version
 
 MODES = ("auto", "container", "process")
 MICROSOFT_IMAGE = "mcr.microsoft.com/azure-storage/azurite"

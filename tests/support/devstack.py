@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from valet.emulator import PROJECT_ROOT, free_port
+from valet.local.emulator import PROJECT_ROOT, free_port
 
 
 def read_env(path: Path) -> dict[str, str]:

@@ -28,7 +28,7 @@ from email.message import Message
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from valet.emulator import make_certificate
+from valet.local.emulator import make_certificate
 
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
                          "upgrade"})

@@ -123,7 +123,7 @@ def test_rate_limiter_is_thread_safe() -> None:
 
 def test_every_auth_setting_is_documented_in_its_module_and_the_configuration_table() -> None:
     from valet.auth import settings as module
-    from valet.emulator import PROJECT_ROOT
+    from valet.local.emulator import PROJECT_ROOT
 
     page = (PROJECT_ROOT / "docs" / "configuration.md").read_text()
     table = page[page.index("## App settings"):page.index("## Profiles")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.azurite import LOCAL_IMAGE, MICROSOFT_IMAGE, AzuriteUnavailable, Engine, choose
-from valet.emulator import listening_ports
+from valet.local.emulator import listening_ports
 
 V = "3.37.0"
 UP = Engine(True, images={})

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from valet.dev import with_dev_issuer
+from valet.local.dev import with_dev_issuer
 
 DEV = json.dumps([{"issuer": "http://127.0.0.1:7099/dev", "audiences": ["api://valet-dev"]}])
 REAL = {"issuer": "https://login.example.com/tenant/v2.0", "audiences": ["valet"]}

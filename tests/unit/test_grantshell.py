@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from valet.grantshell import main, shell_assignments
+from valet.local.grantshell import main, shell_assignments
 
 GRANT = {
     "uploadUrl": "https://127.0.0.1:10000/devstoreaccount1/uploads/a/b.png?sv=x&sig=a%2Bb%3D",

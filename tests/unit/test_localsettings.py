@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from valet.localsettings import effective_environment, init
+from valet.local.localsettings import effective_environment, init
 from valet.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,7 +4,7 @@ from datetime import datetime
 
 import pytest
 
-from valet.ncrontab import Schedule
+from valet.local.ncrontab import Schedule
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import io
 
-from valet.upload import Progress
+from valet_client.cli import Progress
 
 
 def test_terminal_progress_is_a_bar_with_rate_and_eta() -> None:

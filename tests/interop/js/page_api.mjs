@@ -1,9 +1,9 @@
-// valet/ui/valet-upload.js in Node (its fetch-based API calls): request a grant, renew it, PUT with the
+// clients/js/valet-upload.js in Node (its fetch-based API calls): request a grant, renew it, PUT with the
 // renewed URL and the original headers, wait for the decision.
 //   node page_api.mjs <apiBase> <bearer token> <file>
 // Prints one JSON line {grant, renewed, put, decision}. NODE_EXTRA_CA_CERTS names the emulator's certificate.
 import { readFileSync } from "node:fs";
-import { requestGrant, renewGrant, waitForDecision } from "../../../valet/ui/valet-upload.js";
+import { requestGrant, renewGrant, waitForDecision } from "../../../clients/js/valet-upload.js";
 
 const [apiBase, token, path] = process.argv.slice(2);
 const auth = { kind: "bearer", secret: token };

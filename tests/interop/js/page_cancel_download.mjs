@@ -1,10 +1,10 @@
-// valet/ui/valet-upload.js in Node: cancel one grant (its URL can then no longer create the blob), upload
+// clients/js/valet-upload.js in Node: cancel one grant (its URL can then no longer create the blob), upload
 // with another and fetch a download URL for it once accepted.
 //   node page_cancel_download.mjs <apiBase> <bearer token> <file>
 // Prints one JSON line {cancelledPut, cancelledStatus, put, decision, download}. NODE_EXTRA_CA_CERTS names
 // the emulator's certificate.
 import { readFileSync } from "node:fs";
-import { cancelGrant, requestDownload, requestGrant, waitForDecision } from "../../../valet/ui/valet-upload.js";
+import { cancelGrant, requestDownload, requestGrant, waitForDecision } from "../../../clients/js/valet-upload.js";
 
 const [apiBase, token, path] = process.argv.slice(2);
 const auth = { kind: "bearer", secret: token };

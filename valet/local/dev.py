@@ -33,11 +33,11 @@ from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
 from valet.cors import apply_storage_cors, parse_origins
-from valet.devhost import FunctionHost
-from valet.devidp import DevIssuer
-from valet.emulator import PROJECT_ROOT, Azurite, EmulatorError, port_in_use
-from valet.localsettings import LOCAL, effective_environment, init
-from valet.ncrontab import Schedule
+from valet.local.devhost import FunctionHost
+from valet.local.devidp import DevIssuer
+from valet.local.emulator import PROJECT_ROOT, Azurite, EmulatorError, port_in_use
+from valet.local.localsettings import LOCAL, effective_environment, init
+from valet.local.ncrontab import Schedule
 from valet.storage import EmulatorCredential
 
 DEV_ISSUER_PORT = 7072

@@ -1,4 +1,7 @@
-"""``valet upload FILE``: the reference desktop client on the command line (see :mod:`valet.client`)."""
+"""``valet-upload FILE``: the reference desktop client on the command line (see :mod:`valet_client.client`).
+
+``valet upload`` in a valet checkout is this command with the checkout's defaults (:mod:`valet.local.upload`).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from valet.client import EXIT_USAGE, UploadError, ValetClient
-from valet.emulator import PROJECT_ROOT
+from valet_client.client import EXIT_USAGE, UploadError, ValetClient
 
 
 class Progress:
@@ -38,10 +40,13 @@ class Progress:
             print(f"uploaded {sent} of {total} bytes ({fraction:.0%}, {rate / 2**20:.1f} MiB/s)", file=self._out)
 
 
-def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, environ: dict[str, str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, environ: dict[str, str] | None = None,
+         prog: str = "valet-upload", local_ca: Path | None = None) -> int:
+    """Exit codes as :mod:`valet_client.client` lists them. ``local_ca``: a local emulator's certificate,
+    used for a loopback ``http://127.0.0.1`` service when it exists and no CA is given."""
     out = out or sys.stdout
     env = dict(os.environ if environ is None else environ)
-    parser = argparse.ArgumentParser(prog="valet upload", description="Upload a file through a valet grant")
+    parser = argparse.ArgumentParser(prog=prog, description="Upload a file through a valet grant")
     parser.add_argument("file", type=Path)
     parser.add_argument("--url", default=env.get("VALET_URL"), help="valet base URL (env VALET_URL)")
     parser.add_argument("--token", default=env.get("VALET_TOKEN") or env.get("VALET_DEV_TOKEN"),
@@ -53,7 +58,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, enviro
     parser.add_argument("--sha256", action="store_true", help="compute and declare the file's sha256")
     parser.add_argument("--mode", choices=["auto", "single", "blocks"], default="auto")
     parser.add_argument("--storage-ca", default=env.get("VALET_STORAGE_CA_BUNDLE"),
-                        help="CA file for a local emulator's certificate (default: .valet's when present)")
+                        help="CA file for a local emulator's certificate (env VALET_STORAGE_CA_BUNDLE"
+                        + ("; default: .valet's when present)" if local_ca else ")"))
     parser.add_argument("--no-wait", action="store_true", help="do not wait for the validator's decision")
     parser.add_argument("--download-url", action="store_true",
                         help="once accepted, print a short-lived read URL for the file (a credential: keep it private)")
@@ -63,14 +69,13 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, enviro
     except SystemExit as exc:
         return EXIT_USAGE if exc.code else 0
     if not args.url:
-        print("valet upload: give --url or set VALET_URL", file=sys.stderr)
+        print(f"{prog}: give --url or set VALET_URL", file=sys.stderr)
         return EXIT_USAGE
     if not args.file.is_file():
-        print(f"valet upload: {args.file} is not a file", file=sys.stderr)
+        print(f"{prog}: {args.file} is not a file", file=sys.stderr)
         return EXIT_USAGE
     ca = args.storage_ca
-    local_ca = PROJECT_ROOT / ".valet" / "azurite" / "tls" / "cert.pem"
-    if ca is None and local_ca.exists() and args.url.startswith("http://127.0.0.1"):
+    if ca is None and local_ca is not None and local_ca.exists() and args.url.startswith("http://127.0.0.1"):
         ca = str(local_ca)
     client = ValetClient(args.url.rstrip("/"), token=args.token, api_key=args.api_key,
                          storage_verify=ca or True)
@@ -79,7 +84,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, enviro
         result = client.upload(args.file, content_type=args.content_type, profile=args.profile,
                                sha256=args.sha256, mode=args.mode, progress=progress, wait=not args.no_wait)
     except UploadError as exc:
-        print(f"valet upload: {exc}" + (f" ({exc.code})" if exc.code else ""), file=sys.stderr)
+        print(f"{prog}: {exc}" + (f" ({exc.code})" if exc.code else ""), file=sys.stderr)
         return exc.exit_code
     reason = f" ({result.reason})" if result.reason else ""
     print(f"{args.file.name}: {result.status}{reason}  upload {result.upload_id}, {result.mode} upload", file=out)
@@ -87,7 +92,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, enviro
         try:
             link = client.download(result.status_url)
         except UploadError as exc:
-            print(f"valet upload: {exc}" + (f" ({exc.code})" if exc.code else ""), file=sys.stderr)
+            print(f"{prog}: {exc}" + (f" ({exc.code})" if exc.code else ""), file=sys.stderr)
             return exc.exit_code
         print(f"download: {link['downloadUrl']}  (until {link['expiresOn']})", file=out)
     return result.exit_code

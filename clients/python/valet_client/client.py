@@ -1,4 +1,4 @@
-"""The reference upload client (library and ``valet upload``).
+"""The reference upload client (library, ``valet-upload`` and ``valet upload``).
 
 It does what every client of the API should do: get a grant with a bearer token or an API key, upload the
 file straight to storage with exactly the grant's ``uploadUrl`` and ``headers``, then poll ``statusUrl``
@@ -8,9 +8,11 @@ kept) and gets a fresh grant only when renewal is refused; large files go up as 
 service allows create-only blocks (Azure, service version 2026-04-06 and later), else as one Put Blob (up
 to 5,000 MiB).
 
-Exit codes of ``valet upload``: 0 accepted (with ``--no-wait``: uploaded, decision ``pending``), 1 rejected
-(quarantined, or the grant was refused), 2 usage, 3 authentication/authorization failure, 4 transient
-failure (gave up after retries).
+Exit codes of ``valet-upload`` (and ``valet upload``): 0 accepted (with ``--no-wait``: uploaded, decision
+``pending``), 1 rejected (quarantined, or the grant was refused), 2 usage, 3 authentication/authorization
+failure, 4 transient failure (gave up after retries).
+
+Needs ``requests`` and the standard library only: nothing of the server (``valet``) is imported.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ RENEW_BEFORE = timedelta(seconds=30)  # renew a SAS this long before it expires
 
 
 class UploadError(Exception):
-    """Why an upload did not end accepted; ``exit_code`` is what ``valet upload`` returns."""
+    """Why an upload did not end accepted; ``exit_code`` is what ``valet-upload`` returns."""
 
     def __init__(self, message: str, exit_code: int, code: str | None = None) -> None:
         super().__init__(message)

@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl
 import azure.functions as func
 from waitress import create_server, wasyncore  # type: ignore[import-untyped]
 
-log = logging.getLogger("valet.devhost")
+log = logging.getLogger("valet.local.devhost")
 
 MAX_BODY = 64 * 1024 * 1024
 

@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from valet.emulator import PROJECT_ROOT
+from valet.local.emulator import PROJECT_ROOT
 
 SAMPLE = "local.settings.sample.json"
 LOCAL = "local.settings.json"

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from valet.auth import AuthSettings, BlobKeyStore, KeyStore
 from valet.auth.keytool import main as keytool
-from valet.localsettings import effective_environment
+from valet.local.localsettings import effective_environment
 from valet.settings import Settings
 from valet.storage import make_blob_service, make_credential
 

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # valet/local/emulator.py -> the checkout
 ACCOUNT = "devstoreaccount1"
 # Flags both the subprocess and the container start Azurite with (see the module docstring).
 AZURITE_FLAGS = ("--oauth", "basic", "--skipApiVersionCheck", "--disableTelemetry", "--loose")

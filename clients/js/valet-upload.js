@@ -1,6 +1,7 @@
 // valet-upload.js: the browser side of a valet key upload, with no dependencies and no build step.
 //
-// Copy what you need into your web app. The three steps, each usable on its own:
+// Install it (npm package valet-upload-client, clients/js) or copy what you need into your web app; the
+// app's upload page (/api/ui) serves this same file. The three steps, each usable on its own:
 //   const { profiles } = await listProfiles(apiBase, auth);         // fetch: GET /api/profiles (optional)
 //   checkFile(profiles[0], file);                                   // size and type, before any grant
 //   const grant = await requestGrant(apiBase, auth, file);          // fetch: POST /api/uploads

@@ -2,7 +2,7 @@
 
 Runs ``valet dev`` (Azurite with HTTPS and OAuth, the development issuer and API key, the app's own
 registered functions on a real HTTP port, the watched blob trigger) in a temporary folder on free ports,
-then acts as a client would with the reference client (:mod:`valet.client`): uploads a real PNG and an
+then acts as a client would with the reference client (:mod:`valet_client`): uploads a real PNG and an
 HTML page disguised as a PNG and waits for the validator's verdicts, shows that storage refuses the
 misuse a leaked upload URL invites, and that the API refuses a disallowed type and a caller without
 credentials. Exit code 0 only when every step behaved as it should.
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import requests
 
-from valet import dev
-from valet.client import UploadError, ValetClient
-from valet.emulator import PROJECT_ROOT, free_port
+from valet.local import dev
+from valet.local.emulator import PROJECT_ROOT, free_port
+from valet_client import UploadError, ValetClient
 
 DISGUISED_HTML = b"<!DOCTYPE html><html><body><script>alert(document.cookie)</script></body></html>"
 
