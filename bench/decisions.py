@@ -9,8 +9,9 @@ decision is of a fresh small PNG uploaded with the grant's headers (``Validator.
 as the blob trigger calls it), with decision events on the real queue. Requests are counted at the HTTP
 transport (each client's ``raw_response_hook``), blob and queue apart; the time is ``process()``'s wall
 time, and the time until the tombstone write's response (from then on the status route gives the
-verdict; the decision event is sent while the tombstone is written, its marker removed after both). Printed: medians over all runs of each design, per case (no
-scanner; Defender with a clean tag on the upload; the re-trigger on the tombstone).
+verdict; the decision event is sent while the tombstone is written, its marker removed after both).
+Printed: medians over all runs of each design, per case (no scanner; Defender with a clean tag on the
+upload; the re-trigger on the tombstone).
 """
 
 from __future__ import annotations
