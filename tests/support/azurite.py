@@ -14,9 +14,11 @@ and the session reads them from the container's log (a port another process hold
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import os
 import re
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,12 +94,19 @@ def probe_engine(candidates: list[str]) -> Engine:
     import docker  # testcontainers depends on it
     from docker.errors import DockerException, ImageNotFound
 
+    client, failure = None, ""
     try:
         client = docker.from_env(timeout=5)
         client.ping()
     except DockerException as exc:
-        detail = " ".join(str(exc).split())[:160]
-        return Engine(False, f"no Docker engine answers ({type(exc).__name__}: {detail})")
+        failure = f"no Docker engine answers ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})"
+    if failure:
+        if client is not None:
+            client.close()
+        with warnings.catch_warnings():  # docker-py leaves the socket of a failed version check unclosed:
+            warnings.simplefilter("ignore", ResourceWarning)  # collect it here, not during the first test
+            gc.collect()
+        return Engine(False, failure)
     images: dict[str, str] = {}
     try:
         for tag in candidates:

@@ -40,6 +40,23 @@ class Progress:
             print(f"uploaded {sent} of {total} bytes ({fraction:.0%}, {rate / 2**20:.1f} MiB/s)", file=self._out)
 
 
+# Where the credential comes from when no flag names one, first match wins: what the user set beats the
+# development credentials `valet dev` writes to .valet/dev.env; within each pair the API key comes first.
+CREDENTIAL_ENV = (("api_key", "VALET_API_KEY"), ("token", "VALET_TOKEN"),
+                  ("api_key", "VALET_DEV_API_KEY"), ("token", "VALET_DEV_TOKEN"))
+
+
+def credential(token: str | None, api_key: str | None, env: dict[str, str]) -> tuple[str | None, str | None]:
+    """``(token, api_key)`` to send, one of them set at most: a flag on the command line wins over every
+    environment variable; otherwise the first of :data:`CREDENTIAL_ENV` that is set."""
+    if token or api_key:
+        return token or None, api_key or None
+    for kind, name in CREDENTIAL_ENV:
+        if env.get(name):
+            return (env[name], None) if kind == "token" else (None, env[name])
+    return None, None
+
+
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, environ: dict[str, str] | None = None,
          prog: str = "valet-upload", local_ca: Path | None = None) -> int:
     """Exit codes as :mod:`valet_client.client` lists them. ``local_ca``: a local emulator's certificate,
@@ -49,10 +66,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, enviro
     parser = argparse.ArgumentParser(prog=prog, description="Upload a file through a valet grant")
     parser.add_argument("file", type=Path)
     parser.add_argument("--url", default=env.get("VALET_URL"), help="valet base URL (env VALET_URL)")
-    parser.add_argument("--token", default=env.get("VALET_TOKEN") or env.get("VALET_DEV_TOKEN"),
-                        help="bearer token (env VALET_TOKEN, VALET_DEV_TOKEN)")
-    parser.add_argument("--api-key", default=env.get("VALET_API_KEY") or env.get("VALET_DEV_API_KEY"),
-                        help="API key (env VALET_API_KEY, VALET_DEV_API_KEY); wins over --token")
+    parser.add_argument("--token", help="bearer token (env VALET_TOKEN, VALET_DEV_TOKEN)")
+    parser.add_argument("--api-key", help="API key (env VALET_API_KEY, VALET_DEV_API_KEY)")
     parser.add_argument("--profile")
     parser.add_argument("--content-type")
     parser.add_argument("--sha256", action="store_true", help="compute and declare the file's sha256")
@@ -74,10 +89,14 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, enviro
     if not args.file.is_file():
         print(f"{prog}: {args.file} is not a file", file=sys.stderr)
         return EXIT_USAGE
+    if args.token and args.api_key:
+        print(f"{prog}: give --token or --api-key, not both", file=sys.stderr)
+        return EXIT_USAGE
+    token, api_key = credential(args.token, args.api_key, env)
     ca = args.storage_ca
     if ca is None and local_ca is not None and local_ca.exists() and args.url.startswith("http://127.0.0.1"):
         ca = str(local_ca)
-    client = ValetClient(args.url.rstrip("/"), token=args.token, api_key=args.api_key,
+    client = ValetClient(args.url.rstrip("/"), token=token, api_key=api_key,
                          storage_verify=ca or True)
     progress = None if args.quiet else Progress(out, tty=out.isatty())
     try:
