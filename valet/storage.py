@@ -11,10 +11,14 @@ refused for any endpoint that is not loopback, at settings time and again here.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import urllib.request
 import uuid
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 from azure.core.credentials import AccessToken, TokenCredential
@@ -92,13 +96,36 @@ class RequestCounter:
             self.count += 1
 
 
+def environment_http(account_url: str, environ: Mapping[str, str]) -> tuple[dict[str, str], str | None]:
+    """The proxies (for this account's host, after ``no_proxy``) and the CA bundle the environment names,
+    by the rules requests and urllib apply: ``<scheme>_proxy`` in either case, lower case winning;
+    ``REQUESTS_CA_BUNDLE``, then ``CURL_CA_BUNDLE``.
+
+    requests reads these on *every* request of a session that trusts the environment, scanning all of
+    it (and stats ``~/.netrc``, whose credentials would replace the storage bearer token anyway): about a
+    millisecond of CPU per storage request on a Functions host with its many app settings. The storage
+    clients read them once, here, and send with a session that does not look again."""
+    proxies: dict[str, str] = {}
+    for lower in (False, True):
+        for name, value in environ.items():
+            if value and name.lower().endswith("_proxy") and (name == name.lower()) is lower:
+                proxies[name[:-len("_proxy")].lower()] = value
+    host = urlsplit(account_url).hostname or ""
+    bypass = "no" in proxies and bool(urllib.request.proxy_bypass_environment(host, proxies))  # type: ignore[attr-defined]
+    chosen = {} if bypass else {k: v for k, v in proxies.items() if k in ("http", "https", "all")}
+    return chosen, environ.get("REQUESTS_CA_BUNDLE") or environ.get("CURL_CA_BUNDLE") or None
+
+
 def _client_options(storage: StorageSettings, credential: TokenCredential,
-                    counter: RequestCounter | None) -> dict[str, Any]:
+                    counter: RequestCounter | None, url: str) -> dict[str, Any]:
     """Bounded timeouts and retries, the one identity, the emulator's CA: a storage outage costs seconds."""
     timeout = storage.timeout_seconds
+    proxies, env_ca = environment_http(url, os.environ)  # once, when the client is made
     return {
+        "use_env_settings": False,
+        "proxies": proxies or None,
         "credential": credential,
-        "connection_verify": storage.ca_bundle or True,
+        "connection_verify": storage.ca_bundle or env_ca or True,
         "retry_policy": LinearRetry(backoff=1, random_jitter_range=1, retry_total=2),
         "connection_timeout": min(timeout, 3.0),
         "read_timeout": timeout,
@@ -110,11 +137,13 @@ def make_blob_service(
     storage: StorageSettings, credential: TokenCredential, counter: RequestCounter | None = None
 ) -> BlobServiceClient:
     """A service client with bounded timeouts and retries: a storage outage costs seconds, not minutes."""
-    return BlobServiceClient(storage.account_url, **_client_options(storage, credential, counter))
+    return BlobServiceClient(storage.account_url,
+                             **_client_options(storage, credential, counter, storage.account_url))
 
 
 def make_decision_queue(
     storage: StorageSettings, credential: TokenCredential, counter: RequestCounter | None = None
 ) -> QueueClient:
     """The decision-event queue, with the same identity, timeouts and retries as the blob client."""
-    return QueueClient(storage.queue_url, storage.decision_queue, **_client_options(storage, credential, counter))
+    return QueueClient(storage.queue_url, storage.decision_queue,
+                       **_client_options(storage, credential, counter, storage.queue_url))

@@ -157,7 +157,8 @@ def decide_type(head: bytes, declared: str, allowed: Mapping[str, tuple[str, ...
     if markup is not None:
         return _decide_markup(head, markup, declared, allowed)
 
-    found = candidates(head)
+    ranking = ranked(head)  # one puremagic pass (it tries every signature it knows: the costly step)
+    found = [mime for mime, _ in ranking]
     if not found:
         if declared.startswith("text/"):
             if looks_like_text(head):
@@ -167,7 +168,7 @@ def decide_type(head: bytes, declared: str, allowed: Mapping[str, tuple[str, ...
             return TypeVerdict(OCTET_STREAM)
         return TypeVerdict(None, Reason.TYPE_MISMATCH, f"declared {declared}; content type not recognised")
 
-    best, top = found[0], best_candidates(head)
+    best, top = found[0], [mime for mime, confidence in ranking if confidence == ranking[0][1]]
     if declared in top or (declared == ZIP and is_zip_container(head)):
         return _embedded_checks(head, declared)
     if declared == OCTET_STREAM:  # "some binary": any recognised type will do, but not hidden markup
