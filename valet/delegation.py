@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from azure.core.exceptions import AzureError
-from azure.storage.blob import UserDelegationKey
+from azure.storage.blob import BlobSasPermissions, UserDelegationKey, generate_blob_sas
 
 from valet.clock import utcnow
 from valet.errors import ServiceUnavailable
@@ -42,6 +42,26 @@ class DelegationKeySource(Protocol):
     def get_user_delegation_key(
         self, key_start_time: datetime, key_expiry_time: datetime
     ) -> UserDelegationKey: ...
+
+
+def blob_sas(key: UserDelegationKey, *, account: str, container: str, name: str, permission: BlobSasPermissions,
+             now: datetime, expires: datetime, skew: timedelta, content_disposition: str | None = None,
+             content_type: str | None = None) -> str:
+    """A user delegation SAS for one blob, over HTTPS only, valid from ``now - skew`` (no start time when
+    ``skew`` is zero) until ``expires``; ``content_disposition`` and ``content_type``, when given, are the
+    SAS's response-header overrides (``rscd``, ``rsct``)."""
+    return generate_blob_sas(
+        account_name=account,
+        container_name=container,
+        blob_name=name,
+        user_delegation_key=key,
+        permission=permission,
+        expiry=expires,
+        start=now - skew if skew else None,
+        protocol="https",
+        content_disposition=content_disposition,
+        content_type=content_type,
+    )
 
 
 def key_expiry(key: UserDelegationKey) -> datetime:

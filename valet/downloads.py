@@ -22,11 +22,11 @@ from typing import Any
 from urllib.parse import quote
 
 from azure.core.exceptions import AzureError
-from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
+from azure.storage.blob import BlobSasPermissions, BlobServiceClient
 
 from valet.caller import Caller
 from valet.clock import utcnow
-from valet.delegation import UserDelegationKeyCache, key_expiry
+from valet.delegation import UserDelegationKeyCache, blob_sas, key_expiry
 from valet.errors import Conflict, ServiceUnavailable
 from valet.naming import parse_upload_id, sanitize_filename
 from valet.validation.reasons import Outcome
@@ -100,15 +100,9 @@ class DownloadIssuer:
         key = self._keys.get(now + self._ttl)
         expires = min(now + self._ttl, key_expiry(key))
         name = found.name
-        signature = generate_blob_sas(
-            account_name=self._account_name,
-            container_name=self._container,
-            blob_name=name,
-            user_delegation_key=key,
-            permission=BlobSasPermissions(read=True),
-            expiry=expires,
-            start=now - self._skew if self._skew else None,
-            protocol="https",
+        signature = blob_sas(
+            key, account=self._account_name, container=self._container, name=name,
+            permission=BlobSasPermissions(read=True), now=now, expires=expires, skew=self._skew,
             content_disposition=content_disposition(record.filename or f"{upload_id}.{name.rsplit('.', 1)[-1]}"),
             content_type=record.detected_type or "application/octet-stream",
         )

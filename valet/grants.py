@@ -17,11 +17,11 @@ from typing import Any, NamedTuple
 from urllib.parse import quote, unquote
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
-from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
+from azure.storage.blob import BlobSasPermissions, BlobServiceClient
 
 from valet.caller import Caller
 from valet.clock import utcnow
-from valet.delegation import UserDelegationKeyCache, key_expiry
+from valet.delegation import UserDelegationKeyCache, blob_sas, key_expiry
 from valet.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 from valet.grant_token import GRANT_HEADER, GrantClaims, GrantKeyRing
 from valet.naming import (
@@ -245,21 +245,8 @@ class GrantIssuer:
                 expires_at=expires,
             )
         )
-        grant = Grant(
-            upload_id=upload_id,
-            blob_uri=f"{self._account_url}/{self._container}/{quote(name, safe='/')}",
-            signature=signature,
-            headers={
-                "x-ms-blob-type": "BlockBlob",
-                "x-ms-blob-content-type": request.content_type,
-                GRANT_HEADER: token,
-            },
-            expires_on=expires,
-            max_bytes=profile.max_bytes,
-            profile=profile.name,
-            container=self._container,
-            blob_name=name,
-        )
+        grant = self._grant(upload_id, name, signature,
+                            {"x-ms-blob-content-type": request.content_type, GRANT_HEADER: token}, expires, profile)
         audit.info(
             "grant issued",
             extra={
@@ -276,15 +263,21 @@ class GrantIssuer:
         return grant
 
     def _sas(self, name: str, key: Any, now: datetime, expires: datetime) -> str:
-        return generate_blob_sas(
-            account_name=self._account_name,
-            container_name=self._container,
+        return blob_sas(key, account=self._account_name, container=self._container, name=name,
+                        permission=BlobSasPermissions(create=True), now=now, expires=expires, skew=self._skew)
+
+    def _grant(self, upload_id: str, name: str, signature: str, headers: dict[str, str], expires: datetime,
+               profile: Profile) -> Grant:
+        return Grant(
+            upload_id=upload_id,
+            blob_uri=f"{self._account_url}/{self._container}/{quote(name, safe='/')}",
+            signature=signature,
+            headers={"x-ms-blob-type": "BlockBlob", **headers},
+            expires_on=expires,
+            max_bytes=profile.max_bytes,
+            profile=profile.name,
+            container=self._container,
             blob_name=name,
-            user_delegation_key=key,
-            permission=BlobSasPermissions(create=True),
-            expiry=expires,
-            start=now - self._skew if self._skew else None,
-            protocol="https",
         )
 
     def granted_name(self, caller: Caller, upload_id: str, blob_uri: str) -> GrantedName:
@@ -325,17 +318,8 @@ class GrantIssuer:
         expires = min(now + self._ttl, facts.deadline, key_expiry(key))
         if expires <= now:
             raise ServiceUnavailable("No valid signing key is available.", code="storage_unavailable")
-        grant = Grant(
-            upload_id=upload_id,
-            blob_uri=f"{self._account_url}/{self._container}/{quote(name, safe='/')}",
-            signature=self._sas(name, key, now, expires),
-            headers={"x-ms-blob-type": "BlockBlob", "x-ms-blob-content-type": content_type},
-            expires_on=expires,
-            max_bytes=profile.max_bytes,
-            profile=profile.name,
-            container=self._container,
-            blob_name=name,
-        )
+        grant = self._grant(upload_id, name, self._sas(name, key, now, expires),
+                            {"x-ms-blob-content-type": content_type}, expires, profile)
         audit.info(
             "grant renewed",
             extra={"event": "renew", "upload_id": upload_id, "caller": caller.id,

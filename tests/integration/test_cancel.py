@@ -4,7 +4,6 @@ URL can no longer create the blob (storage refuses it), and the status says ``ca
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import azure.functions as func
@@ -17,18 +16,10 @@ from tests.support.fakes import ALICE, FixedCaller
 from valet import api
 from valet.caller import Caller
 from valet.runtime import Runtime
-from valet.settings import Settings
 
 pytestmark = pytest.mark.azurite
 
 BOB = Caller(kind="bearer", issuer=ALICE.issuer, subject="bbbbbbbb-0000-0000-0000-000000000002", tenant=ALICE.tenant)
-
-
-@pytest.fixture
-def runtime(valet_env: dict[str, str]) -> Iterator[Runtime]:
-    rt = Runtime.from_settings(Settings.from_env(valet_env), authenticator=FixedCaller())
-    yield rt
-    rt.blob_service.close()
 
 
 def as_caller(runtime: Runtime, caller: Caller) -> Runtime:

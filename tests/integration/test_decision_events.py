@@ -83,13 +83,6 @@ def test_the_message_holds_no_credentials_and_round_trips() -> None:
 
 # -- the validator announces its decisions ------------------------------------------------------------
 
-@pytest.fixture
-def runtime(valet_env: dict[str, str]) -> Iterator[Runtime]:
-    rt = Runtime.from_settings(Settings.from_env(valet_env), authenticator=FixedCaller())
-    yield rt
-    rt.blob_service.close()
-
-
 def consumer(rt: Runtime, endpoint: StorageEndpoint) -> QueueClient:
     storage = rt.settings.storage
     return QueueClient(storage.queue_url, storage.decision_queue, credential=EmulatorCredential(storage.account_url),

@@ -4,7 +4,6 @@ misuse list refused by the emulator's own SAS checks."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,13 +24,6 @@ from valet.settings import Settings
 pytestmark = pytest.mark.azurite
 
 PNG = samples.png()
-
-
-@pytest.fixture
-def runtime(valet_env: dict[str, str]) -> Iterator[Runtime]:
-    rt = Runtime.from_settings(Settings.from_env(valet_env), authenticator=FixedCaller())
-    yield rt
-    rt.blob_service.close()
 
 
 def post_grant(runtime: Runtime, body: dict[str, object]) -> func.HttpResponse:

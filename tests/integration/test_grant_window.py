@@ -6,7 +6,6 @@ on a clock set back so their windows are already over."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote
 
@@ -15,20 +14,11 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from tests.support import samples
-from tests.support.fakes import FixedCaller
 from valet import api
 from valet.runtime import Runtime
-from valet.settings import Settings
 from valet.validation.reasons import Outcome
 
 pytestmark = pytest.mark.azurite
-
-
-@pytest.fixture
-def runtime(valet_env: dict[str, str]) -> Iterator[Runtime]:
-    rt = Runtime.from_settings(Settings.from_env(valet_env), authenticator=FixedCaller())
-    yield rt
-    rt.blob_service.close()
 
 
 def late_upload(runtime: Runtime, blob_service: BlobServiceClient, window_closed_ago: timedelta) -> str:

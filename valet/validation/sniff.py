@@ -102,17 +102,6 @@ def ranked(head: bytes) -> list[tuple[str, float]]:
     return list(best.items())
 
 
-def candidates(head: bytes) -> list[str]:
-    """Every type puremagic sees in ``head``, best first, without duplicates."""
-    return [mime for mime, _ in ranked(head)]
-
-
-def best_candidates(head: bytes) -> list[str]:
-    """The types tied for the highest confidence: what the bytes most likely are."""
-    found = ranked(head)
-    return [mime for mime, confidence in found if confidence == found[0][1]] if found else []
-
-
 def markup_kind(head: bytes) -> str | None:
     """``text/html``, ``image/svg+xml`` or ``application/xml`` when the head *starts* as markup."""
     text = head

@@ -84,6 +84,9 @@ _TOMBSTONE_TAGS = len(records.tombstone_tags(datetime.fromtimestamp(0).astimezon
 # Quarantine keeps a record and bounded evidence, not a copy, of uploads whose bytes the caller may use
 # as free storage: over the profile cap, or fetched by storage from a URL the caller chose.
 EVIDENCE_ONLY = frozenset({Reason.TOO_LARGE.value, Reason.COPY_CREATED.value})
+# Where decision events are sent while the tombstone is written: one pool for the process (threads start on
+# first use), whatever the number of validators.
+_SENDER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="valet-events")
 
 
 class DecisionFailed(ServiceUnavailable):
@@ -172,7 +175,6 @@ class Validator:
         self._sleep = sleep
         self._skew = clock_skew
         self._events = events  # None: decisions are not announced (tools and tests that do not care)
-        self._sender: ThreadPoolExecutor | None = None
 
     # -- the one entry point ---------------------------------------------------------------------------
 
@@ -636,11 +638,9 @@ class Validator:
         return self._events
 
     def _send(self, decision: Decision, name: str) -> Future[None]:
-        """Start sending the event on the validator's sender threads (the storage clients are thread-safe)."""
+        """Start sending the event on the sender threads (the storage clients are thread-safe)."""
         assert self._events is not None
-        if self._sender is None:
-            self._sender = ThreadPoolExecutor(max_workers=4, thread_name_prefix="valet-events")
-        return self._sender.submit(self._events.publish, decision, self.destination(decision), name)
+        return _SENDER.submit(self._events.publish, decision, self.destination(decision), name)
 
     def _clear_marker(self, source: BlobClient) -> None:
         """Remove the event marker from the tombstone another invocation wrote for a decision whose event
