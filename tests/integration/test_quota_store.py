@@ -262,3 +262,35 @@ def test_stores_racing_on_one_table_never_grant_one_file_over(table: tuple[Stora
     usage = {q["scope"]: q for q in stores[0].usage(ALICE, quota)}
     assert usage["caller"]["reserved"] == {"bytesPerDay": 140, "filesPerDay": 20}
     assert usage["tenant"]["reserved"] == {"pendingFiles": 20}
+
+
+def test_processes_racing_on_one_table_never_grant_one_file_or_byte_over(table: tuple[StorageEndpoint, str]) -> None:
+    """Four processes (separate interpreters, as separate instances), 8 threads each, 300 grants at a
+    caller limit of 23 files and a tenant limit of 230 bytes (10 bytes a grant): exactly 23 granted."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    endpoint, name = table
+    args = {"blob_url": endpoint.blob_url, "table_url": endpoint.table_url, "ca": endpoint.ca_bundle, "table": name,
+            "caller": {"files_per_day": 23}, "tenant": {"bytes_per_day": 235}, "account": ["tenant-r", "u-racer"],
+            "size": 10, "threads": 8, "grants": 75, "start": time.time() + 4}
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.support.quota_racer", json.dumps(args)], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err[-2000:]
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    assert sum(r["failed"] for r in results) == 0, results
+    assert sum(r["granted"] for r in results) == 23 and sum(r["refused"] for r in results) == 300 - 23, results
+    from datetime import UTC, datetime
+
+    check = store(table, Clock(datetime.now(UTC)))  # the racers used the real clock
+    usage = {q["scope"]: q for q in check.usage(Account("tenant-r", "u-racer"),
+                                                ProfileQuota("images", caller=Limits(files_per_day=23),
+                                                             tenant=Limits(bytes_per_day=235)))}
+    assert usage["caller"]["reserved"] == {"filesPerDay": 23} and usage["tenant"]["reserved"] == {"bytesPerDay": 230}
