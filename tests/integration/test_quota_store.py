@@ -294,3 +294,22 @@ def test_processes_racing_on_one_table_never_grant_one_file_or_byte_over(table: 
                                                 ProfileQuota("images", caller=Limits(files_per_day=23),
                                                              tenant=Limits(bytes_per_day=235)))}
     assert usage["caller"]["reserved"] == {"filesPerDay": 23} and usage["tenant"]["reserved"] == {"bytesPerDay": 230}
+
+
+def test_repeating_a_committed_reservation_reserves_nothing_twice(table: tuple[StorageEndpoint, str]) -> None:
+    """A grant retried with the same upload ids (an idempotent retry, or a crash after the commit)."""
+    half = files(Clock(), 1)
+    s0 = store(table, Clock())
+    s0.reserve(BOB, QUOTA, half, repeat=True)  # never reserved before: reserved now
+    assert s0.usage(BOB, QUOTA)[0]["reserved"]["pendingFiles"] == 1
+    clock = Clock()
+    s = store(table, clock)
+    batch = files(clock, 100, 200)
+    s.reserve(ALICE, QUOTA, batch)
+    counter = RequestCounter()
+    store(table, clock, counter).reserve(ALICE, QUOTA, batch, repeat=True)  # another instance: one read
+    assert counter.count == 1
+    s.reserve(ALICE, QUOTA, batch, repeat=True)
+    with pytest.raises(QuotaExceeded):  # the same files as new grants would be over pendingFiles (3)
+        s.reserve(ALICE, QUOTA, batch)
+    assert s.usage(ALICE, QUOTA)[0]["reserved"] == {"bytesPerDay": 300, "filesPerDay": 2, "pendingFiles": 2}

@@ -15,21 +15,15 @@ the earliest expiry sets ``Retry-After`` when ``pendingFiles`` binds. Refusals a
 
 from __future__ import annotations
 
-import logging
-import random
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, ResourceExistsError
-from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+from azure.data.tables import TableClient
 
 from valet.clock import utcnow
-from valet.errors import ServiceUnavailable
 from valet.quotas.limits import Limits, ProfileQuota, Scope
 from valet.quotas.memory import RefusalMemory
 from valet.quotas.rows import (
@@ -39,7 +33,6 @@ from valet.quotas.rows import (
     TENANT_ROW,
     Account,
     GrantRow,
-    counter_entity,
     counter_from,
     etag_of,
     grant_entity,
@@ -48,13 +41,11 @@ from valet.quotas.rows import (
     stamp,
 )
 from valet.quotas.rules import Ask, Counter, QuotaExceeded, binding, day_of, retry_after, view
-
-log = logging.getLogger("valet.quotas")
+from valet.quotas.table import Known, QuotaTable, busy, jitter, replace_if_unchanged, write_counter
 
 MAX_ATTEMPTS = 60
 MAX_BUSY_SECONDS = 15.0
-_READ_CHUNK = 6  # grants per settle: with their callers and the tenant row, under the 15 comparisons per filter
-_CONFLICT = (409, 412)
+_SETTLE_CHUNK = 6  # grants per settling read: with their callers and the tenant row, within one filter
 
 
 @dataclass(frozen=True)
@@ -74,12 +65,7 @@ class SweepReport:
     deleted: int = 0
 
 
-_Known = dict[str, tuple[Counter, str | None]]  # row key -> (counter, ETag; None: the row does not exist)
-
-
-def _unavailable(exc: Exception) -> ServiceUnavailable:
-    return ServiceUnavailable("The quota store is unavailable right now.", code="quota_store_unavailable",
-                              retry_after=2)
+_Over = tuple[Scope, Limits, str, tuple[str, ...]]
 
 
 class QuotaStore:
@@ -88,194 +74,149 @@ class QuotaStore:
                  sleep: Callable[[float], None] = time.sleep) -> None:
         """``uploaded(blob)`` says whether an upload arrived at a blob name (an expired grant is then
         consumed, else released); without it an expired grant is consumed (never frees what may be used)."""
-        self._table = table
+        self.table = QuotaTable(table)
         self._clock = clock
         self._uploaded = uploaded
         self.memory = memory or RefusalMemory()
         self._sleep = sleep
-        self._known: dict[str, _Known] = {}
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
 
-    # -- grants ------------------------------------------------------------------------------------
-
-    def reserve(self, account: Account, quota: ProfileQuota, files: Sequence[Reservation]) -> None:
+    def reserve(self, account: Account, quota: ProfileQuota, files: Sequence[Reservation], *,
+                repeat: bool = False) -> None:
         """Reserve every file of a grant (or batch) in every scope with limits, all or nothing; raises
-        :class:`QuotaExceeded` (nothing reserved) or ``503 quota_store_unavailable``."""
+        :class:`QuotaExceeded` (nothing reserved) or ``503``. ``repeat``: the same upload ids may have been
+        reserved before (an idempotent retry): if they were, nothing is reserved twice (one read)."""
         if not quota.enabled or not files:
             return
         now = self._clock()
         day = day_of(now)
         ask = Ask(sum(f.size for f in files), len(files))
         pk = account.partition_key(quota.profile)
-        scopes = self._scopes(account, quota)
+        scopes = _scopes(account, quota)
+        if repeat and self._already_reserved(pk, files):
+            return
         for _, _, row in scopes:
             remembered = self.memory.check((pk, row), ask, now)
             if remembered is not None:
                 raise remembered
         started, settled_expired = time.monotonic(), False
-        with self._lock(pk):
+        with self.table.lock(pk):
             for attempt in range(MAX_ATTEMPTS):
                 if time.monotonic() - started > MAX_BUSY_SECONDS:
                     break
-                known = self._known.get(pk)
-                if known is None:
-                    known = self._read_counters(pk, [row for _, _, row in scopes])
-                refusal = self._first_over(scopes, known, ask, day)
-                if refusal is not None:
-                    pending = self._pending(pk)
-                    if not settled_expired and any(g.expires <= now for g in pending):
+                known = self.table.known(pk) or self.table.read_counters(pk, [row for _, _, row in scopes])
+                over = _first_over(scopes, known, ask, day)
+                if over is not None:
+                    pending = self.table.pending(pk)
+                    expired = [g for g in pending if g.expires <= now]
+                    if expired and not settled_expired:
                         settled_expired = True
-                        self._settle_expired(pk, [g for g in pending if g.expires <= now])
+                        self._settle_expired(pk, expired)
                         continue
-                    raise self._refuse(pk, quota.profile, account, refusal, known, pending, now, day)
-                if self._commit_reservation(pk, account, scopes, known, ask, files, day):
+                    raise self._refuse(pk, quota.profile, account, over, known, pending, now, day)
+                conflict = self._commit(pk, account, scopes, known, ask, files, day)
+                if conflict is None:
                     return
-                self._backoff(attempt)
-        raise ServiceUnavailable("The quota store is busy; try again.", code="quota_store_busy", retry_after=1)
+                if conflict == 409 and self._already_reserved(pk, files):
+                    return  # a retry of a grant whose reservation committed (same upload ids)
+                self._sleep(jitter(attempt))
+        raise busy()
 
     def settle(self, account: Account, profile: str, upload_id: str, *, consumed: bool) -> bool:
         """An upload arrived (``consumed``) or its grant was cancelled: its reservation leaves the counts.
         ``False`` when there is none to settle (no quota, or settled already): safe to repeat."""
         pk = account.partition_key(profile)
-        with self._lock(pk):
-            done = self._settle(pk, [upload_id], {account.caller}, lambda _: consumed)
-        return done > 0
+        with self.table.lock(pk):
+            return self._settle(pk, [upload_id], {account.caller}, lambda _: consumed) > 0
 
     def grant(self, account: Account, profile: str, upload_id: str) -> GrantRow | None:
         """The stored row of a grant that reserved quota (any state), or ``None``."""
-        rows = self._read(account.partition_key(profile), [grant_row(upload_id)])
-        entity = rows.get(grant_row(upload_id))
+        entity = self.table.read(account.partition_key(profile), [grant_row(upload_id)]).get(grant_row(upload_id))
         return grant_from(entity) if entity is not None else None
 
     def usage(self, account: Account, quota: ProfileQuota) -> list[dict[str, Any]]:
         """The ``quota`` object of each scope of ``quota`` that has limits (``GET /api/quota``)."""
-        scopes = self._scopes(account, quota)
+        scopes = _scopes(account, quota)
         if not scopes:
             return []
-        pk = account.partition_key(quota.profile)
-        known = self._read_counters(pk, [row for _, _, row in scopes])
+        known = self.table.read_counters(account.partition_key(quota.profile), [row for _, _, row in scopes])
         day = day_of(self._clock())
         return [view(scope, quota.profile, limits, known[row][0], day) for scope, limits, row in scopes]
-
-    # -- the reconciler's sweep --------------------------------------------------------------------
 
     def sweep(self, *, limit: int = 500, retention: timedelta = timedelta(days=2)) -> SweepReport:
         """Settle grants whose upload window has closed (consumed when their upload arrived, else
         released), and delete settled grant rows older than ``retention``. At most ``limit`` of each."""
         now = self._clock()
         report = SweepReport()
-        try:
-            expired = [(str(e["PartitionKey"]), grant_from(e)) for e in self._table.query_entities(
-                "State eq @s and Expires le @now", parameters={"s": RESERVED, "now": stamp(now)},
-                results_per_page=min(limit, 1000))][:limit]
-        except AzureError as exc:
-            raise _unavailable(exc) from exc
         by_partition: dict[str, list[GrantRow]] = {}
-        for pk, grant in expired:
-            by_partition.setdefault(pk, []).append(grant)
+        for count, entity in enumerate(self.table.query("State eq @s and Expires le @now",
+                                                        {"s": RESERVED, "now": stamp(now)})):
+            if count >= limit:
+                break
+            by_partition.setdefault(str(entity["PartitionKey"]), []).append(grant_from(entity))
         for pk, grants in by_partition.items():
-            with self._lock(pk):
-                for kind, count in self._settle_expired(pk, grants).items():
-                    setattr(report, kind, getattr(report, kind) + count)
-        old = stamp(now - retention)
-        try:
-            settled = self._table.query_entities(
-                "State ne @s and Expires le @old and RowKey ge @lo and RowKey lt @hi",
-                parameters={"s": RESERVED, "old": old, "lo": "g.", "hi": "g/"}, select=["PartitionKey", "RowKey"])
-            for entity in settled:
-                if report.deleted >= limit:
-                    break
-                self._table.delete_entity(entity["PartitionKey"], entity["RowKey"])
-                report.deleted += 1
-        except AzureError as exc:
-            raise _unavailable(exc) from exc
+            with self.table.lock(pk):
+                consumed, released = self._settle_expired(pk, grants)
+            report.consumed += consumed
+            report.released += released
+        old = self.table.query("State ne @s and Expires le @old and RowKey ge @lo and RowKey lt @hi",
+                               {"s": RESERVED, "old": stamp(now - retention), "lo": "g.", "hi": "g/"},
+                               select=["PartitionKey", "RowKey"])
+        for entity in old:
+            if report.deleted >= limit:
+                break
+            self.table.delete(str(entity["PartitionKey"]), str(entity["RowKey"]))
+            report.deleted += 1
         return report
 
     # -- inside ------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _scopes(account: Account, quota: ProfileQuota) -> list[tuple[Scope, Limits, str]]:
-        rows = {"caller": account.caller_row, "tenant": TENANT_ROW}
-        return [(scope, limits, rows[scope]) for scope, limits in quota.scopes()]
-
-    @staticmethod
-    def _first_over(scopes: Iterable[tuple[Scope, Limits, str]], known: _Known, ask: Ask,
-                    day: str) -> tuple[Scope, Limits, str, tuple[str, ...]] | None:
-        for scope, limits, row in scopes:
-            over = binding(known.get(row, (Counter(), None))[0], limits, ask, day)
-            if over:
-                return scope, limits, row, over
-        return None
-
-    def _refuse(self, pk: str, profile: str, account: Account, refusal: tuple[Scope, Limits, str, tuple[str, ...]],
-                known: _Known, pending: list[GrantRow], now: datetime, day: str) -> QuotaExceeded:
-        scope, limits, row, over = refusal
-        held = [g.expires for g in pending if g.state == RESERVED and (scope == "tenant" or g.caller == account.caller)]
+    def _refuse(self, pk: str, profile: str, account: Account, over: _Over, known: Known, pending: list[GrantRow],
+                now: datetime, day: str) -> QuotaExceeded:
+        scope, limits, row, names = over
+        held = [g.expires for g in pending if scope == "tenant" or g.caller == account.caller]
         quota = view(scope, profile, limits, known.get(row, (Counter(), None))[0], day)
-        error = QuotaExceeded(quota, retry_after(over, now, min(held, default=None)), over)
+        error = QuotaExceeded(quota, retry_after(names, now, min(held, default=None)), names)
         self.memory.remember((pk, row), error, now)
         return error
 
-    def _commit_reservation(self, pk: str, account: Account, scopes: list[tuple[Scope, Limits, str]], known: _Known,
-                            ask: Ask, files: Sequence[Reservation], day: str) -> bool:
-        updated: _Known = {}
+    def _already_reserved(self, pk: str, files: Sequence[Reservation]) -> bool:
+        rows = [grant_row(f.upload_id) for f in files]
+        return set(self.table.read(pk, rows)) == set(rows)
+
+    def _commit(self, pk: str, account: Account, scopes: list[tuple[Scope, Limits, str]], known: Known, ask: Ask,
+                files: Sequence[Reservation], day: str) -> int | None:
+        """One transaction: the counters and a grant row per file. ``None`` when committed, else the
+        status of the lost race (409 or 412)."""
+        updated: Known = {}
         operations: list[Any] = []
         for _, _, row in scopes:
             counter, etag = known.get(row, (Counter(), None))
             updated[row] = (counter.reserve(ask, day), etag)
-            operations.append(self._write_counter(pk, row, updated[row]))
+            operations.append(write_counter(pk, row, updated[row]))
         tags = "".join(sorted("t" if row == TENANT_ROW else "c" for _, _, row in scopes))
-        for f in files:
-            operations.append(("create", grant_entity(pk, GrantRow(f.upload_id, account.caller, f.size, day,
-                                                                  f.expires, f.blob, tags))))
-        results = self._submit(pk, operations)
-        if results is None:
-            return False
-        cache = dict(known)
-        for index, row in enumerate(updated):
-            cache[row] = (updated[row][0], str(results[index].get("etag")))
-        self._known[pk] = cache
-        return True
+        operations.extend(("create", grant_entity(pk, GrantRow(f.upload_id, account.caller, f.size, day, f.expires,
+                                                                f.blob, tags))) for f in files)
+        results = self.table.submit(pk, operations)
+        if isinstance(results, int):
+            return results
+        self.table.remember(pk, {**known, **{row: (state[0], str(results[i].get("etag")))
+                                             for i, (row, state) in enumerate(updated.items())}})
+        return None
 
-    @staticmethod
-    def _write_counter(pk: str, row: str, state: tuple[Counter, str | None]) -> Any:
-        counter, etag = state
-        entity = counter_entity(pk, row, counter)
-        if etag is None:
-            return ("create", entity)
-        return ("update", entity, {"mode": UpdateMode.REPLACE, "etag": etag,
-                                   "match_condition": MatchConditions.IfNotModified})
+    def _settle_expired(self, pk: str, grants: list[GrantRow]) -> tuple[int, int]:
+        """Settle grants whose window closed: consumed when their upload arrived, else released."""
+        outcomes: dict[str, bool] = {}
 
-    def _submit(self, pk: str, operations: list[Any]) -> list[Any] | None:
-        """The transaction's per-operation results, or ``None`` when it lost a race (409/412): nothing of
-        it was applied, and what this process knew of the partition is dropped."""
-        try:
-            return list(self._table.submit_transaction(operations))
-        except TableTransactionError as exc:
-            if exc.status_code in _CONFLICT:
-                self._known.pop(pk, None)
-                return None
-            raise _unavailable(exc) from exc
-        except ResourceExistsError:
-            self._known.pop(pk, None)
-            return None
-        except AzureError as exc:
-            raise _unavailable(exc) from exc
+        def arrived(grant: GrantRow) -> bool:
+            outcomes[grant.upload_id] = True if self._uploaded is None else self._uploaded(grant.blob)
+            return outcomes[grant.upload_id]
 
-    def _settle_expired(self, pk: str, grants: list[GrantRow]) -> dict[str, int]:
-        counts = {"consumed": 0, "released": 0}
-
-        def outcome(grant: GrantRow) -> bool:
-            consumed = True if self._uploaded is None else self._uploaded(grant.blob)
-            counts["consumed" if consumed else "released"] += 1
-            return consumed
-
-        for start in range(0, len(grants), _READ_CHUNK):
-            chunk = grants[start:start + _READ_CHUNK]
-            self._settle(pk, [g.upload_id for g in chunk], {g.caller for g in chunk}, outcome)
+        for start in range(0, len(grants), _SETTLE_CHUNK):
+            chunk = grants[start:start + _SETTLE_CHUNK]
+            self._settle(pk, [g.upload_id for g in chunk], {g.caller for g in chunk}, arrived)
         self.memory.forget(pk)
-        return counts
+        consumed = sum(outcomes.values())
+        return consumed, len(outcomes) - consumed
 
     def _settle(self, pk: str, upload_ids: list[str], callers: set[str], consumed: Callable[[GrantRow], bool]) -> int:
         """Settle the still-reserved grants among ``upload_ids`` in one transaction (the caller holds the
@@ -283,67 +224,44 @@ class QuotaStore:
         rows = [grant_row(u) for u in upload_ids] + [f"c.{c}" for c in sorted(callers)] + [TENANT_ROW]
         decided: dict[str, bool] = {}  # asked once per grant, whatever the retries
         for attempt in range(MAX_ATTEMPTS):
-            entities = self._read(pk, rows)
-            grants = [grant_from(entities[r]) for r in rows if r.startswith("g.") and r in entities]
+            entities = self.table.read(pk, rows)
+            grants = [grant_from(e) for r, e in entities.items() if r.startswith("g.")]
             grants = [g for g in grants if g.state == RESERVED]
             if not grants:
                 return 0
             day = day_of(self._clock())
-            counters: _Known = {r: (counter_from(e), etag_of(e)) for r, e in entities.items() if not r.startswith("g.")}
+            counters: Known = {r: (counter_from(e), etag_of(e)) for r, e in entities.items() if not r.startswith("g.")}
             changed: set[str] = set()
             operations: list[Any] = []
             for grant in grants:
                 if grant.upload_id not in decided:
                     decided[grant.upload_id] = consumed(grant)
                 used = decided[grant.upload_id]
-                for tag in grant.scopes:
-                    row = TENANT_ROW if tag == "t" else f"c.{grant.caller}"
+                for row in (TENANT_ROW if tag == "t" else f"c.{grant.caller}" for tag in grant.scopes):
                     if row in counters:
                         counter, etag = counters[row]
                         counters[row] = (counter.settle(grant.size, grant.granted_day, day, consumed=used), etag)
                         changed.add(row)
                 done = GrantRow(grant.upload_id, grant.caller, grant.size, grant.granted_day, grant.expires,
                                 grant.blob, grant.scopes, CONSUMED if used else RELEASED)
-                operations.append(("update", grant_entity(pk, done), {
-                    "mode": UpdateMode.REPLACE, "etag": grant.etag, "match_condition": MatchConditions.IfNotModified}))
-            operations.extend(self._write_counter(pk, row, counters[row]) for row in sorted(changed))
-            if self._submit(pk, operations) is not None:
-                self._known.pop(pk, None)  # the next grant reads the counters this wrote
+                operations.append(replace_if_unchanged(grant_entity(pk, done), grant.etag))
+            operations.extend(write_counter(pk, row, counters[row]) for row in sorted(changed))
+            if not isinstance(self.table.submit(pk, operations), int):
+                self.table.forget(pk)  # the next grant reads the counters this wrote
                 self.memory.forget(pk)
                 return len(grants)
-            self._backoff(attempt)
-        raise ServiceUnavailable("The quota store is busy; try again.", code="quota_store_busy", retry_after=1)
+            self._sleep(jitter(attempt))
+        raise busy()
 
-    def _pending(self, pk: str) -> list[GrantRow]:
-        try:
-            return [grant_from(e) for e in self._table.query_entities(
-                "PartitionKey eq @pk and State eq @s", parameters={"pk": pk, "s": RESERVED})]
-        except AzureError as exc:
-            raise _unavailable(exc) from exc
 
-    def _read_counters(self, pk: str, rows: list[str]) -> _Known:
-        entities = self._read(pk, rows)
-        known: _Known = {row: (Counter(), None) for row in rows}
-        known.update({row: (counter_from(e), etag_of(e)) for row, e in entities.items()})
-        return known
+def _scopes(account: Account, quota: ProfileQuota) -> list[tuple[Scope, Limits, str]]:
+    rows = {"caller": account.caller_row, "tenant": TENANT_ROW}
+    return [(scope, limits, rows[scope]) for scope, limits in quota.scopes()]
 
-    def _read(self, pk: str, rows: list[str]) -> dict[str, Any]:
-        """The entities of ``rows`` in partition ``pk`` (absent rows are left out), in one query."""
-        names = {f"r{i}": row for i, row in enumerate(rows)}
-        clause = " or ".join(f"RowKey eq @{name}" for name in names)
-        try:
-            found = self._table.query_entities(f"PartitionKey eq @pk and ( {clause} )",
-                                               parameters={"pk": pk, **names})
-            return {str(e["RowKey"]): e for e in found}
-        except AzureError as exc:
-            raise _unavailable(exc) from exc
 
-    def _lock(self, pk: str) -> threading.Lock:
-        with self._guard:
-            if len(self._locks) > 10_000:
-                self._locks = {k: v for k, v in self._locks.items() if v.locked()}
-                self._known.clear()
-            return self._locks.setdefault(pk, threading.Lock())
-
-    def _backoff(self, attempt: int) -> None:
-        self._sleep(random.uniform(0, min(0.05, 0.002 * (attempt + 1))))  # noqa: S311 - jitter, not a secret
+def _first_over(scopes: Iterable[tuple[Scope, Limits, str]], known: Known, ask: Ask, day: str) -> _Over | None:
+    for scope, limits, row in scopes:
+        names = binding(known.get(row, (Counter(), None))[0], limits, ask, day)
+        if names:
+            return scope, limits, row, names
+    return None
