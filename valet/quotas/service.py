@@ -1,0 +1,97 @@
+"""What the rest of the app calls: quotas by profile name and caller, over the store.
+
+A profile without a ``quota`` or ``tenantQuota`` never reaches the store (zero storage requests), and an
+app whose profiles have none builds no Table client at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.storage.blob import ContainerClient
+
+from valet.caller import Caller
+from valet.errors import ServiceUnavailable
+from valet.quotas.limits import ProfileQuota
+from valet.quotas.rows import Account, GrantRow
+from valet.quotas.settings import QuotaSettings
+from valet.quotas.store import QuotaStore, Reservation, SweepReport
+from valet.settings import StorageSettings
+from valet.storage import RequestCounter, make_table_client
+
+
+class BlobPresence:
+    """``uploaded(blob)`` for the store: is there a blob at this name in the uploads container (an upload,
+    or the tombstone of a decided one)? One Get Blob Properties; asked only for grants whose window closed."""
+
+    def __init__(self, container: ContainerClient) -> None:
+        self._container = container
+
+    def __call__(self, blob: str) -> bool:
+        try:
+            self._container.get_blob_client(blob).get_blob_properties()
+        except ResourceNotFoundError:
+            return False
+        except AzureError as exc:
+            raise ServiceUnavailable("Storage is unavailable right now.", code="storage_unavailable") from exc
+        return True
+
+
+class Quotas:
+    def __init__(self, profiles: Mapping[str, ProfileQuota], store: QuotaStore | None) -> None:
+        if store is None and any(q.enabled for q in profiles.values()):
+            raise ValueError("profiles with quotas need a quota store")
+        self._profiles = dict(profiles)
+        self.store = store
+
+    @classmethod
+    def build(cls, profiles: Mapping[str, ProfileQuota], storage: StorageSettings, settings: QuotaSettings,
+              credential: TokenCredential, *, counter: RequestCounter | None = None,
+              uploaded: Callable[[str], bool] | None = None) -> Quotas:
+        """The quotas of these profiles; a Table client only when one of them has a quota."""
+        if not any(q.enabled for q in profiles.values()):
+            return cls(profiles, None)
+        table = make_table_client(storage, credential, settings.table_url, settings.table, counter)
+        return cls(profiles, QuotaStore(table, uploaded=uploaded))
+
+    def profile(self, name: str) -> ProfileQuota:
+        return self._profiles.get(name) or ProfileQuota(name)
+
+    def enabled(self, profile: str) -> bool:
+        return self.profile(profile).enabled
+
+    def max_files_per_batch(self, profile: str) -> int:
+        return self.profile(profile).max_files_per_batch
+
+    def reserve(self, caller: Caller, profile: str, files: Sequence[Reservation], *, repeat: bool = False) -> None:
+        """Reserve a grant's (or a batch's) files, or raise ``429 quota_exceeded``; no request without a quota."""
+        quota = self.profile(profile)
+        if quota.enabled and self.store is not None:
+            self.store.reserve(Account.of(caller), quota, files, repeat=repeat)
+
+    def document(self, caller: Caller, profiles: Iterable[str]) -> dict[str, Any]:
+        """``GET /api/quota``: the ``quota`` object of every scope with limits, for the given profiles."""
+        out: list[dict[str, Any]] = []
+        for name in profiles:
+            quota = self.profile(name)
+            if quota.enabled and self.store is not None:
+                out.extend(self.store.usage(Account.of(caller), quota))
+        return {"quotas": out}
+
+    def settle(self, partition: str, profile: str, upload_id: str, *, consumed: bool) -> bool:
+        """An upload was decided (``consumed``) or its grant cancelled; ``partition`` is the blob name's
+        ``<tenant>/<caller>``. No request for a profile without a quota."""
+        if not self.enabled(profile) or self.store is None:
+            return False
+        return self.store.settle(Account.from_partition(partition), profile, upload_id, consumed=consumed)
+
+    def grant(self, caller: Caller, profile: str, upload_id: str) -> GrantRow | None:
+        if self.store is None:
+            return None
+        return self.store.grant(Account.of(caller), profile, upload_id)
+
+    def sweep(self, *, limit: int = 500) -> SweepReport:
+        return self.store.sweep(limit=limit) if self.store is not None else SweepReport()
