@@ -43,8 +43,8 @@ def test_a_profile_without_quota_is_not_enabled_and_batches_default_to_20() -> N
     ({"quota": {"bytesperday": 1}}, "unknown field(s) bytesperday"),
     ({"quota": []}, "quota must be an object"),
     ({"tenantQuota": {"pendingFiles": -1}}, "tenantQuota: pendingFiles must be a positive integer"),
-    ({"maxFilesPerBatch": 101}, "maxFilesPerBatch must be an integer from 1 to 100"),
-    ({"maxFilesPerBatch": 0}, "maxFilesPerBatch must be an integer from 1 to 100"),
+    ({"maxFilesPerBatch": 98}, "maxFilesPerBatch must be an integer from 1 to 97"),
+    ({"maxFilesPerBatch": 0}, "maxFilesPerBatch must be an integer from 1 to 97"),
 ])
 def test_malformed_quota_settings_name_the_setting_profile_and_field(profile: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigurationError) as info:

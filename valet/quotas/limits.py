@@ -5,7 +5,7 @@ A profile of the profiles document (``VALET_PROFILES`` / ``VALET_PROFILES_FILE``
 
     "quota":       {"bytesPerDay": N, "filesPerDay": N, "pendingFiles": N},   # per caller
     "tenantQuota": {"bytesPerDay": N, "filesPerDay": N, "pendingFiles": N},   # sum over a tenant's callers
-    "maxFilesPerBatch": N                                                     # 1-100, default 20
+    "maxFilesPerBatch": N                                                     # 1-97, default 20
 
 Every field is optional: an absent field is no limit there; a profile with neither object has no quota
 and its grants make no storage request. Days are UTC days; ``pendingFiles`` counts grants not yet
@@ -23,7 +23,9 @@ from valet.errors import ConfigurationError
 Scope = Literal["caller", "tenant"]
 BYTES, FILES, PENDING = "bytesPerDay", "filesPerDay", "pendingFiles"
 FIELDS = (BYTES, FILES, PENDING)
-MAX_BATCH = 100  # an entity-group transaction holds at most 100 operations
+# An entity-group transaction holds at most 100 operations; a batch's holds its grant rows, the batch row
+# and up to two counters (caller and tenant).
+MAX_BATCH = 97
 DEFAULT_BATCH = 20
 _MAX_VALUE = 2**53 - 1  # what a Table Int64 and a JSON number both hold exactly
 

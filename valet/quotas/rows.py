@@ -70,6 +70,7 @@ class GrantRow:
     scopes: str  # "c", "t" or "ct": the counters it counted in
     state: str = RESERVED
     etag: str | None = None
+    batch: str = ""  # the batch it belongs to, if any
 
     @property
     def row_key(self) -> str:
@@ -111,7 +112,7 @@ def counter_from(entity: Mapping[str, Any]) -> Counter:
 def grant_entity(partition: str, grant: GrantRow) -> dict[str, Any]:
     return {"PartitionKey": partition, "RowKey": grant.row_key, "Caller": grant.caller, "Size": _i64(grant.size),
             "Day": grant.granted_day, "Expires": stamp(grant.expires), "Blob": grant.blob, "Scopes": grant.scopes,
-            "State": grant.state}
+            "State": grant.state, "Batch": grant.batch}
 
 
 def grant_from(entity: Mapping[str, Any]) -> GrantRow:
@@ -119,7 +120,7 @@ def grant_from(entity: Mapping[str, Any]) -> GrantRow:
         upload_id=str(entity["RowKey"])[2:], caller=str(entity.get("Caller", "")), size=_int(entity.get("Size")),
         granted_day=str(entity.get("Day", "")), expires=unstamp(str(entity["Expires"])),
         blob=str(entity.get("Blob", "")), scopes=str(entity.get("Scopes", "")), state=str(entity.get("State", "")),
-        etag=_etag(entity),
+        etag=_etag(entity), batch=str(entity.get("Batch", "")),
     )
 
 
