@@ -10,7 +10,8 @@ import azure.functions as func
 
 from valet import cors, openapi, webui
 from valet.errors import BadRequest, ConfigurationError, Conflict, PayloadTooLarge, UnsupportedMediaType
-from valet.grants import BlobUploadState, parse_grant_request, parse_renew_request
+from valet.grants.request import parse_grant_request, parse_renew_request
+from valet.grants.state import BlobUploadState
 from valet.http import json_response, problems
 from valet.runtime import Runtime, RuntimeHolder
 

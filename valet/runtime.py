@@ -14,10 +14,10 @@ from azure.storage.blob import BlobServiceClient
 from valet.auth import Authenticator as CallerAuthenticator
 from valet.auth import BlobKeyStore
 from valet.caller import Authenticator
-from valet.delegation import UserDelegationKeyCache
-from valet.downloads import DownloadIssuer
 from valet.errors import ConfigurationError
-from valet.grants import GrantIssuer
+from valet.grants.delegation import UserDelegationKeyCache
+from valet.grants.downloads import DownloadIssuer
+from valet.grants.issuer import GrantIssuer
 from valet.settings import NO_QUEUE, Settings
 from valet.storage import RequestCounter, make_blob_service, make_credential, make_decision_queue
 from valet.validation.events import QueueEvents

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from urllib.parse import quote, unquote
 
+from valet.clock import RFC3339, rfc3339
 from valet.validation.reasons import Outcome
 
 STATE = "valetstate"
@@ -54,14 +55,14 @@ def ascii_value(value: str) -> str:
 
 
 def timestamp(moment: datetime | None) -> str:
-    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return "" if moment is None else rfc3339(moment)
 
 
 def parse_timestamp(value: str | None) -> datetime | None:
     if not value:
         return None
     try:
-        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        return datetime.strptime(value, RFC3339).replace(tzinfo=UTC)
     except ValueError:
         return None
 

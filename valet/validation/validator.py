@@ -58,14 +58,15 @@ from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient, Co
 
 from valet.clock import utcnow
 from valet.errors import Conflict, ServiceUnavailable, ValetError
-from valet.grant_token import GrantKeyRing
-from valet.naming import parse_upload_id
-from valet.policy import ArchiveLimits, Policy, Profile
-from valet.validation import grantcheck, records, trusted
+from valet.grants import granted
+from valet.grants.granted import DEFAULT_CLOCK_SKEW, GrantFacts
+from valet.grants.naming import parse_upload_id
+from valet.grants.policy import ArchiveLimits, Policy, Profile
+from valet.grants.token import GrantKeyRing
+from valet.validation import records, trusted
 from valet.validation.archive import LOCAL_READ_AHEAD, check_zip, directory_budget, is_zip_container, local_budget
 from valet.validation.blobio import RangeReader, sha256_of
 from valet.validation.events import DecisionEvents
-from valet.validation.grantcheck import DEFAULT_CLOCK_SKEW, GrantFacts
 from valet.validation.reasons import Outcome, Reason, Rejection
 from valet.validation.records import Decision
 from valet.validation.scanners import Scanner, ScanResult, ScanSubject, Verdict
@@ -276,14 +277,14 @@ class Validator:
         return facts.decision(Outcome.ACCEPTED, Reason.OK, "all checks passed", now)
 
     def _check_grant(self, props: BlobProperties, facts: _Facts) -> GrantFacts:
-        claims = grantcheck.grant_facts(container=self.uploads, name=props.name, metadata=props.metadata,
+        claims = granted.grant_facts(container=self.uploads, name=props.name, metadata=props.metadata,
                                         keys=self._keys, policy=self._policy, skew=self._skew)
         facts.caller, facts.profile = claims.caller, claims.profile
         facts.filename = claims.filename or ""
         facts.declared_type = claims.content_type
         facts.granted_at, facts.grant_expires = claims.issued_at, claims.expires_at
         facts.upload_id = claims.upload_id
-        grantcheck.check_window(claims, props.creation_time, self._skew)
+        granted.check_window(claims, props.creation_time, self._skew)
         return claims
 
     def _check_content(self, source: BlobClient, props: BlobProperties, head: bytes, claims: GrantFacts,
@@ -293,7 +294,7 @@ class Validator:
             raise Rejection(Reason.UNKNOWN_PROFILE, "the grant's profile is no longer configured")
         size = props.size
         check_size(size, claims.size, profile)
-        grantcheck.check_stored_type(props.content_settings.content_type, claims.content_type)
+        granted.check_stored_type(props.content_settings.content_type, claims.content_type)
 
         pinned = _Pinned(source, props.etag)  # the head came with the properties; later reads keep to that version
         if size == 0:
