@@ -15,9 +15,11 @@ from valet.auth import Authenticator as CallerAuthenticator
 from valet.auth import BlobKeyStore
 from valet.caller import Authenticator
 from valet.errors import ConfigurationError
+from valet.grants.cancel import Canceller
 from valet.grants.delegation import UserDelegationKeyCache
 from valet.grants.downloads import DownloadIssuer
 from valet.grants.issuer import GrantIssuer
+from valet.grants.state import BlobUploadState, UploadState
 from valet.settings import NO_QUEUE, Settings
 from valet.storage import RequestCounter, make_blob_service, make_credential, make_decision_queue
 from valet.validation.events import QueueEvents
@@ -36,6 +38,8 @@ class Runtime:
     storage_requests: RequestCounter
     validation: Validation
     downloads: DownloadIssuer
+    cancels: Canceller
+    upload_state: UploadState  # what storage holds at a granted name (renewals)
 
     @classmethod
     def from_settings(
@@ -85,7 +89,11 @@ class Runtime:
             ttl=settings.download_ttl,
             start_skew=settings.sas_start_skew,
         )
-        return cls(settings, blob_service, key_cache, grants, authenticator, counter, validation, downloads)
+        cancels = Canceller(grants=grants, occupy=validation.validator.cancel,
+                            tombstone_grace=settings.validation.tombstone_grace)
+        upload_state = BlobUploadState(blob_service, storage.uploads_container, validation.validator.is_tombstone)
+        return cls(settings, blob_service, key_cache, grants, authenticator, counter, validation, downloads,
+                   cancels, upload_state)
 
     def warm_up(self) -> None:
         """Fetch the first user delegation key in the background, so the first grant need not wait."""
