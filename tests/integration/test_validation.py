@@ -36,8 +36,8 @@ from valet.validation.records import Decision
 from valet.validation.scanners import DEFENDER_TAG
 from valet.validation.service import Validation
 from valet.validation.status import StatusReader
+from valet.validation.store import DecisionFailed
 from valet.validation.tombstones import sweep_tombstones
-from valet.validation.validator import DecisionFailed
 
 pytestmark = pytest.mark.azurite
 

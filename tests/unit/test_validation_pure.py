@@ -11,11 +11,11 @@ from tests.support import samples
 from valet.grants.naming import bind_upload_id, new_upload_id, upload_id_belongs_to
 from valet.grants.policy import ArchiveLimits, Profile
 from valet.validation.archive import check_zip
+from valet.validation.decision import check_size
 from valet.validation.reasons import PUBLIC_REASONS, Outcome, Reason, Rejection, public_reason
 from valet.validation.records import Decision, ascii_value
 from valet.validation.scanners import DefenderTagScanner, ScanSubject, Verdict
 from valet.validation.sniff import decide_type
-from valet.validation.validator import check_size
 
 IMAGES = {"image/png": ("png",), "image/jpeg": ("jpg",), "image/gif": ("gif",)}
 DOCS = {"application/pdf": ("pdf",), "text/plain": ("txt",), "text/csv": ("csv",)}
