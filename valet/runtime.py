@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from azure.core.credentials import TokenCredential
 from azure.storage.blob import BlobServiceClient
 
-from valet.auth import Authenticator as CallerAuthenticator
-from valet.auth import BlobKeyStore
-from valet.caller import Authenticator
+from valet.auth import Authenticator, BlobKeyStore
+from valet.caller import Admission
 from valet.errors import ConfigurationError
 from valet.grants.cancel import Canceller
 from valet.grants.delegation import UserDelegationKeyCache
@@ -34,7 +33,7 @@ class Runtime:
     blob_service: BlobServiceClient
     key_cache: UserDelegationKeyCache
     grants: GrantIssuer
-    authenticator: Authenticator
+    authenticator: Admission
     storage_requests: RequestCounter
     validation: Validation
     downloads: DownloadIssuer
@@ -46,7 +45,7 @@ class Runtime:
         cls,
         settings: Settings,
         *,
-        authenticator: Authenticator | None = None,
+        authenticator: Admission | None = None,
         credential: TokenCredential | None = None,
     ) -> Runtime:
         storage = settings.storage
@@ -74,7 +73,7 @@ class Runtime:
             keystore = None
             if settings.auth.apikey_pepper is not None:
                 keystore = BlobKeyStore(blob_service.get_container_client(settings.auth.apikey_container))
-            authenticator = CallerAuthenticator(settings.auth, keystore)
+            authenticator = Authenticator(settings.auth, keystore)
         events = None
         if storage.decision_queue != NO_QUEUE:
             events = QueueEvents(make_decision_queue(storage, credential, counter))

@@ -22,13 +22,14 @@ UNTIL = "valetuntil"
 ATTEMPTS = "valetattempts"
 ERROR_CODE = "valeterror"
 OUTCOME = "valetoutcome"
+REASON = "valetreason"
 EVENT = "valetevent"  # index tag: "pending" until the decision's event is on the queue
 PENDING = "pending"
 WRITE_ID = "valetwriteid"  # random per tombstone write: tells our own write from another invocation's
 
 _FIELDS = {
-    "outcome": "valetoutcome",
-    "reason": "valetreason",
+    "outcome": OUTCOME,
+    "reason": REASON,
     "detail": "valetdetail",
     "upload_id": "valetuploadid",
     "caller": "valetcaller",
@@ -113,7 +114,7 @@ class Decision:
 
     def tags(self) -> dict[str, str]:
         """Index tags on the destination copy, so operators can find decisions by outcome and reason."""
-        return {"valetoutcome": self.outcome.value, "valetreason": self.reason}
+        return {OUTCOME: self.outcome.value, REASON: self.reason}
 
     def requarantined(self, reason: str, detail: str, scan: str, at: datetime) -> Decision:
         return replace(self, outcome=Outcome.QUARANTINED, reason=reason, detail=detail, scan=scan,
