@@ -8,14 +8,14 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.support import samples
-from valet.naming import bind_upload_id, new_upload_id, upload_id_belongs_to
-from valet.policy import ArchiveLimits, Profile
+from valet.grants.naming import bind_upload_id, new_upload_id, upload_id_belongs_to
+from valet.grants.policy import ArchiveLimits, Profile
 from valet.validation.archive import check_zip
+from valet.validation.decision import check_size
 from valet.validation.reasons import PUBLIC_REASONS, Outcome, Reason, Rejection, public_reason
 from valet.validation.records import Decision, ascii_value
 from valet.validation.scanners import DefenderTagScanner, ScanSubject, Verdict
 from valet.validation.sniff import decide_type
-from valet.validation.validator import check_size
 
 IMAGES = {"image/png": ("png",), "image/jpeg": ("jpg",), "image/gif": ("gif",)}
 DOCS = {"application/pdf": ("pdf",), "text/plain": ("txt",), "text/csv": ("csv",)}
@@ -147,7 +147,7 @@ def test_weak_candidates_do_not_count_only_the_best_ranked() -> None:
 
 
 def test_seals_bind_the_path_and_every_value_and_rotate_with_the_grant_keys() -> None:
-    from valet.grant_token import GrantKeyRing
+    from valet.grants.token import GrantKeyRing
     from valet.validation.trusted import SEAL, Sealer, reserved_metadata
 
     old, new = b"o" * 32, b"n" * 32
