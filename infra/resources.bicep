@@ -461,6 +461,8 @@ var valetSettings = {
   VALET_APIKEY_CONTAINER: apiKeysContainerName
   VALET_QUEUE_SERVICE_URL: 'https://${uploadsAccount.name}.queue.${storageSuffix}'
   VALET_DECISION_QUEUE: decisionQueueName
+  VALET_TABLE_SERVICE_URL: 'https://${uploadsAccount.name}.table.${storageSuffix}'
+  VALET_QUOTA_TABLE: quotaTableName
   VALET_GRANT_SIGNING_KEYS: '@Microsoft.KeyVault(SecretUri=${grantKeysSecret.properties.secretUri})'
   VALET_APIKEY_PEPPER: '@Microsoft.KeyVault(SecretUri=${pepperSecret.properties.secretUri})'
   VALET_AUTH_ISSUERS: string(authIssuers)

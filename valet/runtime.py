@@ -19,6 +19,7 @@ from valet.grants.delegation import UserDelegationKeyCache
 from valet.grants.downloads import DownloadIssuer
 from valet.grants.issuer import GrantIssuer
 from valet.grants.state import BlobUploadState, UploadState
+from valet.quotas.service import BlobPresence, Quotas
 from valet.settings import NO_QUEUE, Settings
 from valet.storage import RequestCounter, make_blob_service, make_credential, make_decision_queue
 from valet.validation.events import QueueEvents
@@ -39,6 +40,8 @@ class Runtime:
     downloads: DownloadIssuer
     cancels: Canceller
     upload_state: UploadState  # what storage holds at a granted name (renewals)
+    quotas: Quotas
+    table_requests: RequestCounter  # the quota table's requests (none at all without quotas)
 
     @classmethod
     def from_settings(
@@ -52,6 +55,9 @@ class Runtime:
         counter = RequestCounter()
         credential = credential or make_credential(storage)
         blob_service = make_blob_service(storage, credential, counter)
+        table_counter = RequestCounter()
+        quotas = Quotas.build(settings.quotas, storage, settings.quota_store, credential, counter=table_counter,
+                              uploaded=BlobPresence(blob_service.get_container_client(storage.uploads_container)))
         key_cache = UserDelegationKeyCache(
             blob_service,
             lifetime=settings.delegation_key_lifetime,
@@ -68,6 +74,7 @@ class Runtime:
             sas_ttl=settings.sas_ttl,
             sas_start_skew=settings.sas_start_skew,
             upload_window=settings.upload_window,
+            quotas=quotas,
         )
         if authenticator is None:
             keystore = None
@@ -92,7 +99,7 @@ class Runtime:
                             tombstone_grace=settings.validation.tombstone_grace)
         upload_state = BlobUploadState(blob_service, storage.uploads_container, validation.validator.is_tombstone)
         return cls(settings, blob_service, key_cache, grants, authenticator, counter, validation, downloads,
-                   cancels, upload_state)
+                   cancels, upload_state, quotas, table_counter)
 
     def warm_up(self) -> None:
         """Fetch the first user delegation key in the background, so the first grant need not wait."""

@@ -35,6 +35,8 @@ from valet.grants.policy import Policy, Profile
 from valet.grants.request import GrantRequest
 from valet.grants.state import DECIDED, UPLOADED, UploadState
 from valet.grants.token import GRANT_HEADER, GrantClaims, GrantKeyRing
+from valet.quotas.service import Quotas
+from valet.quotas.store import Reservation
 
 audit = logging.getLogger("valet.audit")
 
@@ -94,6 +96,7 @@ class GrantIssuer:
         upload_window: timedelta = timedelta(0),
         clock: Callable[[], datetime] = utcnow,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        quotas: Quotas | None = None,
     ) -> None:
         self._account_url = account_url.rstrip("/")
         self._account_name = account_name
@@ -106,6 +109,7 @@ class GrantIssuer:
         self._window = upload_window
         self._clock = clock
         self._random = random_bytes
+        self._quotas = quotas  # None, or a profile without a quota: no storage request
 
     def issue(self, caller: Caller, request: GrantRequest) -> Grant:
         profile = self._policy.profile_for(request.profile, caller.roles | caller.scopes)  # 403 without its roles
@@ -136,6 +140,8 @@ class GrantIssuer:
             kid=self._signer.active,
             key=signing_key,
         )
+        if self._quotas is not None:  # reserves until the window closes; 429 quota_exceeded when over a limit
+            self._quotas.reserve(caller, profile.name, [Reservation(upload_id, request.size, deadline, name)])
         signature = self._sas(name, key, now, expires)
         filename = sanitize_filename(request.filename)[:MAX_FILENAME_CHARS]
         token = self._signer.sign(

@@ -7,7 +7,7 @@ app whose profiles have none builds no Table client at all.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ResourceNotFoundError
@@ -19,8 +19,10 @@ from valet.quotas.limits import ProfileQuota
 from valet.quotas.rows import Account, GrantRow
 from valet.quotas.settings import QuotaSettings
 from valet.quotas.store import QuotaStore, Reservation, SweepReport
-from valet.settings import StorageSettings
-from valet.storage import RequestCounter, make_table_client
+
+if TYPE_CHECKING:  # the settings module imports this package's limits: no cycle at import time
+    from valet.settings import StorageSettings
+    from valet.storage import RequestCounter
 
 
 class BlobPresence:
@@ -48,12 +50,14 @@ class Quotas:
         self.store = store
 
     @classmethod
-    def build(cls, profiles: Mapping[str, ProfileQuota], storage: StorageSettings, settings: QuotaSettings,
+    def build(cls, profiles: Mapping[str, ProfileQuota], storage: StorageSettings, settings: QuotaSettings | None,
               credential: TokenCredential, *, counter: RequestCounter | None = None,
               uploaded: Callable[[str], bool] | None = None) -> Quotas:
         """The quotas of these profiles; a Table client only when one of them has a quota."""
-        if not any(q.enabled for q in profiles.values()):
-            return cls(profiles, None)
+        if settings is None or not any(q.enabled for q in profiles.values()):
+            return cls({n: q for n, q in profiles.items() if not q.enabled}, None)
+        from valet.storage import make_table_client
+
         table = make_table_client(storage, credential, settings.table_url, settings.table, counter)
         return cls(profiles, QuotaStore(table, uploaded=uploaded))
 
