@@ -170,6 +170,14 @@ def _list_profiles(call: Call) -> func.HttpResponse:
     return json_response(200, call.runtime.settings.policy.usable(caller.roles | caller.scopes))
 
 
+def _quota(call: Call) -> func.HttpResponse:
+    """``GET /api/quota``: for every profile this caller may use, the ``quota`` object of each scope that
+    has limits (one Table read per profile with a quota; none for profiles without)."""
+    caller = call.caller
+    usable = [p["name"] for p in call.runtime.settings.policy.usable(caller.roles | caller.scopes)["profiles"]]
+    return json_response(200, call.runtime.quotas.document(caller, usable))
+
+
 def _upload_page(call: Call) -> func.HttpResponse:
     """The browser upload page and its two files (``VALET_UI_ENABLED``)."""
     return webui.serve(call.runtime.settings, call.req.route_params.get("asset") or "")
@@ -206,6 +214,7 @@ ROUTES: Mapping[str, Route] = {
     "renew_upload": Route({"POST": Endpoint(_renew_upload)}),
     "upload_download": Route({"GET": Endpoint(_upload_download)}),  # a grant's budget: it signs a SAS
     "list_profiles": Route({"GET": Endpoint(_list_profiles, READ)}),
+    "quota": Route({"GET": Endpoint(_quota, READ)}),
     "upload_page": Route({"GET": Endpoint(_upload_page, ANONYMOUS)}, cors=False),
     "health": Route({"GET": Endpoint(_health, ANONYMOUS)}, cors=False),
     "openapi": Route({"GET": Endpoint(_openapi_document, ANONYMOUS)}, cors=False),
@@ -230,6 +239,10 @@ def upload_download(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -
 
 def list_profiles(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
     return serve(ROUTES["list_profiles"], get_runtime, req)
+
+
+def quota(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
+    return serve(ROUTES["quota"], get_runtime, req)
 
 
 def upload_page(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:

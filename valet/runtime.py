@@ -84,7 +84,8 @@ class Runtime:
         events = None
         if storage.decision_queue != NO_QUEUE:
             events = QueueEvents(make_decision_queue(storage, credential, counter))
-        validation = Validation.from_settings(settings, blob_service, events)
+        quotas.batch_events = events.send_message if events is not None else None
+        validation = Validation.from_settings(settings, blob_service, events, quotas)
         downloads = DownloadIssuer(
             blob_service=blob_service,
             account_url=storage.account_url,
@@ -96,7 +97,7 @@ class Runtime:
             start_skew=settings.sas_start_skew,
         )
         cancels = Canceller(grants=grants, occupy=validation.validator.cancel,
-                            tombstone_grace=settings.validation.tombstone_grace)
+                            tombstone_grace=settings.validation.tombstone_grace, quotas=quotas)
         upload_state = BlobUploadState(blob_service, storage.uploads_container, validation.validator.is_tombstone)
         return cls(settings, blob_service, key_cache, grants, authenticator, counter, validation, downloads,
                    cancels, upload_state, quotas, table_counter)

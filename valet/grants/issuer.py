@@ -184,7 +184,7 @@ class GrantIssuer:
                profile: Profile) -> Grant:
         return Grant(
             upload_id=upload_id,
-            blob_uri=f"{self._account_url}/{self._container}/{quote(name, safe='/')}",
+            blob_uri=self.blob_uri(name),
             signature=signature,
             headers={"x-ms-blob-type": "BlockBlob", **headers},
             expires_on=expires,
@@ -193,6 +193,10 @@ class GrantIssuer:
             container=self._container,
             blob_name=name,
         )
+
+    def blob_uri(self, name: str) -> str:
+        """The blobUri of a granted name (what a grant's ``blobUri`` says)."""
+        return f"{self._account_url}/{self._container}/{quote(name, safe='/')}"
 
     def granted_name(self, caller: Caller, upload_id: str, blob_uri: str) -> GrantedName:
         """The blob name of a grant this app made to ``caller`` for ``upload_id``, checked: its MAC, its

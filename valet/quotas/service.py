@@ -7,6 +7,7 @@ app whose profiles have none builds no Table client at all.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from azure.core.credentials import TokenCredential
@@ -15,14 +16,18 @@ from azure.storage.blob import ContainerClient
 
 from valet.caller import Caller
 from valet.errors import ServiceUnavailable
+from valet.quotas.batches import BatchLedger, BatchRow
 from valet.quotas.limits import ProfileQuota
 from valet.quotas.rows import Account, GrantRow
 from valet.quotas.settings import QuotaSettings
-from valet.quotas.store import QuotaStore, Reservation, SweepReport
+from valet.quotas.store import Outcome, QuotaStore, Reservation, SweepReport
 
 if TYPE_CHECKING:  # the settings module imports this package's limits: no cycle at import time
     from valet.settings import StorageSettings
     from valet.storage import RequestCounter
+
+
+EVENT_GRACE = timedelta(seconds=30)  # a batch's completing transaction has this long to send its event
 
 
 class BlobPresence:
@@ -43,11 +48,13 @@ class BlobPresence:
 
 
 class Quotas:
-    def __init__(self, profiles: Mapping[str, ProfileQuota], store: QuotaStore | None) -> None:
+    def __init__(self, profiles: Mapping[str, ProfileQuota], store: QuotaStore | None,
+                 batch_events: Callable[[dict[str, Any]], None] | None = None) -> None:
         if store is None and any(q.enabled for q in profiles.values()):
             raise ValueError("profiles with quotas need a quota store")
         self._profiles = dict(profiles)
         self.store = store
+        self.batch_events = batch_events  # puts one batch event on the decision queue
 
     @classmethod
     def build(cls, profiles: Mapping[str, ProfileQuota], storage: StorageSettings, settings: QuotaSettings | None,
@@ -85,6 +92,22 @@ class Quotas:
                 out.extend(self.store.usage(Account.of(caller), quota))
         return {"quotas": out}
 
+    def decide(self, partition: str, profile: str, upload_id: str, outcome: Outcome) -> None:
+        """An upload was decided: consume its reservation and record its status in its batch; a batch
+        this completes gets its one event. ``partition`` is the blob name's ``<tenant>/<caller>``."""
+        if self.store is None or not profile:
+            return
+        account = Account.from_partition(partition)
+        _, completed = self.store.decide(account, profile, upload_id, outcome)
+        for batch in completed:
+            self._announce(account.partition_key(profile), batch)
+
+    def _announce(self, pk: str, batch: BatchRow) -> None:
+        if self.batch_events is None or self.store is None:
+            return
+        self.batch_events(batch.event_message())
+        BatchLedger(self.store.table).event_sent(pk, batch)
+
     def settle(self, partition: str, profile: str, upload_id: str, *, consumed: bool) -> bool:
         """An upload was decided (``consumed``) or its grant cancelled; ``partition`` is the blob name's
         ``<tenant>/<caller>``. No request for a profile without a quota."""
@@ -92,10 +115,17 @@ class Quotas:
             return False
         return self.store.settle(Account.from_partition(partition), profile, upload_id, consumed=consumed)
 
-    def grant(self, caller: Caller, profile: str, upload_id: str) -> GrantRow | None:
+    def stored_grant(self, caller: Caller, upload_id: str) -> GrantRow | None:
+        """This caller's stored grant row for ``upload_id``, whatever the profile (one range query)."""
         if self.store is None:
             return None
-        return self.store.grant(Account.of(caller), profile, upload_id)
+        return BatchLedger(self.store.table).find_grant(Account.of(caller), upload_id)
 
     def sweep(self, *, limit: int = 500) -> SweepReport:
-        return self.store.sweep(limit=limit) if self.store is not None else SweepReport()
+        """Settle grants whose window closed, delete old rows, and send batch events still owed."""
+        if self.store is None:
+            return SweepReport()
+        report = self.store.sweep(limit=limit)
+        for pk, batch in BatchLedger(self.store.table).owed(EVENT_GRACE, limit=limit):
+            self._announce(pk, batch)
+        return report
