@@ -18,6 +18,7 @@ from valet.grants.cancel import Canceller
 from valet.grants.delegation import UserDelegationKeyCache
 from valet.grants.downloads import DownloadIssuer
 from valet.grants.issuer import GrantIssuer
+from valet.grants.multi import GrantBook
 from valet.grants.state import BlobUploadState, UploadState
 from valet.quotas.service import BlobPresence, Quotas
 from valet.settings import NO_QUEUE, Settings
@@ -41,7 +42,8 @@ class Runtime:
     cancels: Canceller
     upload_state: UploadState  # what storage holds at a granted name (renewals)
     quotas: Quotas
-    table_requests: RequestCounter  # the quota table's requests (none at all without quotas)
+    table_requests: RequestCounter  # the quota table's requests (none for grants without quota, batch or key)
+    book: GrantBook  # batches and idempotent grants
 
     @classmethod
     def from_settings(
@@ -100,7 +102,7 @@ class Runtime:
                             tombstone_grace=settings.validation.tombstone_grace, quotas=quotas)
         upload_state = BlobUploadState(blob_service, storage.uploads_container, validation.validator.is_tombstone)
         return cls(settings, blob_service, key_cache, grants, authenticator, counter, validation, downloads,
-                   cancels, upload_state, quotas, table_counter)
+                   cancels, upload_state, quotas, table_counter, GrantBook(grants, settings.policy, quotas))
 
     def warm_up(self) -> None:
         """Fetch the first user delegation key in the background, so the first grant need not wait."""

@@ -60,8 +60,9 @@ class Quotas:
     def build(cls, profiles: Mapping[str, ProfileQuota], storage: StorageSettings, settings: QuotaSettings | None,
               credential: TokenCredential, *, counter: RequestCounter | None = None,
               uploaded: Callable[[str], bool] | None = None) -> Quotas:
-        """The quotas of these profiles; a Table client only when one of them has a quota."""
-        if settings is None or not any(q.enabled for q in profiles.values()):
+        """The quotas of these profiles, over the quota table (also the store of batches and idempotency
+        keys). Making the client sends nothing: a grant without quota, batch or key makes no request."""
+        if settings is None:
             return cls({n: q for n, q in profiles.items() if not q.enabled}, None)
         from valet.storage import make_table_client
 
@@ -77,11 +78,16 @@ class Quotas:
     def max_files_per_batch(self, profile: str) -> int:
         return self.profile(profile).max_files_per_batch
 
-    def reserve(self, caller: Caller, profile: str, files: Sequence[Reservation], *, repeat: bool = False) -> None:
-        """Reserve a grant's (or a batch's) files, or raise ``429 quota_exceeded``; no request without a quota."""
+    def reserve(self, caller: Caller, profile: str, files: Sequence[Reservation], *, repeat: bool = False,
+                batch: BatchRow | None = None, record: bool = False) -> None:
+        """Reserve a grant's (or a batch's) files, or raise ``429 quota_exceeded``; no request without a
+        quota, unless the grant rows are to be stored (``record``: batches and idempotent grants)."""
         quota = self.profile(profile)
-        if quota.enabled and self.store is not None:
-            self.store.reserve(Account.of(caller), quota, files, repeat=repeat)
+        if not (quota.enabled or batch is not None or record):
+            return
+        if self.store is None:
+            raise ServiceUnavailable("The quota store is not configured.", code="quota_store_unavailable")
+        self.store.reserve(Account.of(caller), quota, files, repeat=repeat, batch=batch, record=record)
 
     def document(self, caller: Caller, profiles: Iterable[str]) -> dict[str, Any]:
         """``GET /api/quota``: the ``quota`` object of every scope with limits, for the given profiles."""
