@@ -140,17 +140,18 @@ class GrantIssuer:
         self._quotas = quotas  # None, or a profile without a quota: no storage request
 
     def issue(self, caller: Caller, request: GrantRequest) -> Grant:
-        planned = self.plan(caller, request)
-        key = self._key()  # before reserving: no key, no reservation
+        now = self._clock().replace(microsecond=0)  # one reading of the clock for the whole grant
+        planned = self.plan(caller, request, now)
+        key = self._key(now)  # before reserving: no key, no reservation
         if self._quotas is not None:  # reserves until the window closes; 429 quota_exceeded when over a limit
             self._quotas.reserve(caller, planned.profile, [planned.reservation()])
-        return self.sign(caller, planned, key)
+        return self.sign(caller, planned, key, now)
 
-    def plan(self, caller: Caller, request: GrantRequest) -> Planned:
+    def plan(self, caller: Caller, request: GrantRequest, now: datetime | None = None) -> Planned:
         """The checked grant (profile, roles, type, size) with its upload id and blob name; nothing signed."""
         profile = self._policy.profile_for(request.profile, caller.roles | caller.scopes)  # 403 without its roles
         profile.check(request.content_type, request.size, request.sha256)
-        now = self._clock().replace(microsecond=0)
+        now = now or self._clock().replace(microsecond=0)
         deadline = now + max(self._ttl, self._window)  # no SAS for this name, renewed or not, expires later
         signing_key = self._signer.key(self._signer.active) or b""
         upload_id = bind_upload_id(  # so the status endpoint can tell this caller's ids from others'
@@ -173,20 +174,19 @@ class GrantIssuer:
         return Planned(upload_id, name, deadline, request.size, request.content_type, request.sha256, filename,
                        profile.name)
 
-    def _key(self) -> Any:
-        now = self._clock()
+    def _key(self, now: datetime) -> Any:
         key = self._keys.get(now + self._ttl)
         if key_expiry(key) <= now:
             raise ServiceUnavailable("No valid signing key is available.", code="storage_unavailable")
         return key
 
-    def sign(self, caller: Caller, planned: Planned, key: Any | None = None) -> Grant:
+    def sign(self, caller: Caller, planned: Planned, key: Any | None = None, now: datetime | None = None) -> Grant:
         """A create-only SAS and the grant token for a planned grant (again, for an idempotent retry),
         until the SAS TTL or the upload window, whichever ends first."""
-        now = self._clock().replace(microsecond=0)
+        now = now or self._clock().replace(microsecond=0)
         if now >= planned.deadline:
             raise Conflict("The upload's window has closed; request a new grant.", code="upload_window_closed")
-        key = key if key is not None else self._key()
+        key = key if key is not None else self._key(now)
         expires = min(now + self._ttl, planned.deadline, key_expiry(key))
         profile = self._policy.profiles.get(planned.profile)
         if profile is None:

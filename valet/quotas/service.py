@@ -55,6 +55,9 @@ class Quotas:
         self._profiles = dict(profiles)
         self.store = store
         self.batch_events = batch_events  # puts one batch event on the decision queue
+        # Settle rows of profiles without a quota too (batch and idempotent grants store them): only when a
+        # setting names the table, so an app that uses neither makes no Table request on decisions.
+        self.tracks_unmetered = False
 
     @classmethod
     def build(cls, profiles: Mapping[str, ProfileQuota], storage: StorageSettings, settings: QuotaSettings | None,
@@ -64,10 +67,13 @@ class Quotas:
         keys). Making the client sends nothing: a grant without quota, batch or key makes no request."""
         if settings is None:
             return cls({n: q for n, q in profiles.items() if not q.enabled}, None)
+        tracks = settings.explicit
         from valet.storage import make_table_client
 
         table = make_table_client(storage, credential, settings.table_url, settings.table, counter)
-        return cls(profiles, QuotaStore(table, uploaded=uploaded))
+        quotas = cls(profiles, QuotaStore(table, uploaded=uploaded))
+        quotas.tracks_unmetered = tracks
+        return quotas
 
     def profile(self, name: str) -> ProfileQuota:
         return self._profiles.get(name) or ProfileQuota(name)
@@ -101,7 +107,7 @@ class Quotas:
     def decide(self, partition: str, profile: str, upload_id: str, outcome: Outcome) -> None:
         """An upload was decided: consume its reservation and record its status in its batch; a batch
         this completes gets its one event. ``partition`` is the blob name's ``<tenant>/<caller>``."""
-        if self.store is None or not profile:
+        if self.store is None or not profile or not (self.enabled(profile) or self.tracks_unmetered):
             return
         account = Account.from_partition(partition)
         _, completed = self.store.decide(account, profile, upload_id, outcome)
@@ -117,14 +123,14 @@ class Quotas:
     def settle(self, partition: str, profile: str, upload_id: str, *, consumed: bool) -> bool:
         """An upload was decided (``consumed``) or its grant cancelled; ``partition`` is the blob name's
         ``<tenant>/<caller>``. No request for a profile without a quota."""
-        if not self.enabled(profile) or self.store is None:
+        if self.store is None or not (self.enabled(profile) or self.tracks_unmetered):
             return False
         return self.store.settle(Account.from_partition(partition), profile, upload_id, consumed=consumed)
 
     def stored_grant(self, caller: Caller, upload_id: str) -> GrantRow | None:
         """This caller's stored grant row for ``upload_id``, whatever the profile (one range query)."""
-        if self.store is None:
-            return None
+        if self.store is None or not (self.tracks_unmetered or any(q.enabled for q in self._profiles.values())):
+            return None  # no grant can have a row: no request
         return BatchLedger(self.store.table).find_grant(Account.of(caller), upload_id)
 
     def sweep(self, *, limit: int = 500) -> SweepReport:

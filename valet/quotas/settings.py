@@ -2,7 +2,11 @@
 
 ``VALET_TABLE_SERVICE_URL`` (default: derived from ``VALET_STORAGE_ACCOUNT_URL``: ``.blob.`` ->
 ``.table.``, or two ports up for a path-style emulator URL, Azurite's 10000/10002 convention) and
-``VALET_QUOTA_TABLE`` (default ``valetquotas``). Only profiles with a ``quota`` or ``tenantQuota`` use it.
+``VALET_QUOTA_TABLE`` (default ``valetquotas``). Profiles with a ``quota`` or ``tenantQuota`` use it, and
+batch and idempotent grants of any profile. When neither setting is given, a decision or cancellation of
+a profile without a quota makes no Table request (its grant cannot have a row unless batches or keys were
+used against the default table); when one is (the templates and ``valet dev`` set both), each does one
+point read, to settle a batch or idempotent grant's row.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ def table_url_for(blob_url: str) -> str:
 class QuotaSettings:
     table_url: str
     table: str = DEFAULT_TABLE
+    explicit: bool = False  # a setting names the table: it exists (the templates and valet dev create it)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], blob_url: str) -> QuotaSettings:
@@ -44,4 +49,4 @@ class QuotaSettings:
         table = (environ.get(QUOTA_TABLE) or "").strip() or DEFAULT_TABLE
         if not _TABLE_NAME.fullmatch(table) or table.lower().startswith("tables"):
             raise ConfigurationError(f"{QUOTA_TABLE} must be a table name (3-63 letters and digits, a letter first)")
-        return cls(url, table)
+        return cls(url, table, explicit=bool(environ.get(TABLE_SERVICE_URL) or environ.get(QUOTA_TABLE)))
