@@ -54,6 +54,8 @@ def browser() -> Iterator[Any]:
 # The built-in profiles plus a tiny one, so the page's size check can be shown with a small file.
 PROFILES = json.loads((PROJECT_ROOT / "valet" / "default_profiles.json").read_text())
 PROFILES["profiles"]["tiny"] = {"maxBytes": 64, "types": {"image/png": ["png"]}}
+PROFILES["profiles"]["metered"] = {"maxBytes": 1_000_000, "types": {"image/png": ["png"]},
+                                   "quota": {"filesPerDay": 1, "pendingFiles": 1}}
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +168,7 @@ def test_the_page_offers_the_callers_profiles_and_checks_the_file_before_any_gra
     page.locator("#credential").dispatch_event("change")
     page.wait_for_selector("#profile option[value=tiny]", state="attached", timeout=10_000)
     offered = page.eval_on_selector_all("#profile option", "options => options.map(o => o.value)")
-    assert offered == ["images", "documents", "tiny"]  # archives and large need roles the dev token lacks
+    assert offered == ["images", "documents", "tiny", "metered"]  # archives and large need roles the dev token lacks
     assert page.input_value("#profile") == "images"  # the default
     assert "image/png (.png)" in page.inner_text("#profile-hint")
     assert ".png" in (page.get_attribute("#file", "accept") or "")
@@ -240,3 +242,18 @@ def test_a_page_on_another_origin_is_stopped_by_cors(stack: DevStack, page: Any,
         [grant["uploadUrl"], grant["headers"], list(png())],
     )
     assert allowed == 201
+
+
+def test_the_page_shows_what_remains_of_the_quota_and_a_quota_refusal(stack: DevStack, page: Any,
+                                                                      tmp_path: Path) -> None:
+    path = tmp_path / "quota.png"
+    path.write_bytes(png())
+    page.goto(f"{stack.url}/api/ui")
+    first = upload(page, path, "apikey", stack.api_key, profile="metered")
+    assert first["status"] == "accepted", first
+    page.wait_for_function("document.getElementById('quota-hint').textContent.includes('0 files left today')",
+                           timeout=10_000)
+    assert page.inner_text("#quota-hint") == "metered (caller): 0 files left today, 1 more pending"
+    second = upload(page, path, "apikey", stack.api_key, profile="metered")
+    assert second["status"] == "error" and "[quota_exceeded]" in second["text"], second
+
