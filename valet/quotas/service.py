@@ -17,6 +17,7 @@ from azure.storage.blob import ContainerClient
 from valet.caller import Caller
 from valet.errors import ServiceUnavailable
 from valet.quotas.batches import BatchLedger, BatchRow
+from valet.quotas.idempotency import IdempotencyStore
 from valet.quotas.limits import ProfileQuota
 from valet.quotas.rows import Account, GrantRow
 from valet.quotas.settings import QuotaSettings
@@ -129,15 +130,22 @@ class Quotas:
 
     def stored_grant(self, caller: Caller, upload_id: str) -> GrantRow | None:
         """This caller's stored grant row for ``upload_id``, whatever the profile (one range query)."""
-        if self.store is None or not (self.tracks_unmetered or any(q.enabled for q in self._profiles.values())):
+        if self.store is None or not self.active:
             return None  # no grant can have a row: no request
         return BatchLedger(self.store.table).find_grant(Account.of(caller), upload_id)
 
+    @property
+    def active(self) -> bool:
+        """Can the table hold anything: a profile has a quota, or a setting names the table?"""
+        return self.store is not None and (self.tracks_unmetered or any(q.enabled for q in self._profiles.values()))
+
     def sweep(self, *, limit: int = 500) -> SweepReport:
-        """Settle grants whose window closed, delete old rows, and send batch events still owed."""
-        if self.store is None:
+        """Settle grants whose window closed, delete old rows, and send batch events still owed (no
+        request when the table cannot hold anything)."""
+        if self.store is None or not self.active:
             return SweepReport()
         report = self.store.sweep(limit=limit)
         for pk, batch in BatchLedger(self.store.table).owed(EVENT_GRACE, limit=limit):
             self._announce(pk, batch)
+        report.deleted += IdempotencyStore(self.store.table).sweep(limit=limit)
         return report
