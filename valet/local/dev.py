@@ -169,6 +169,8 @@ def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event |
     stop = stop or threading.Event()
     state = root / ".valet"
     try:
+        if port and port_in_use(port):  # something answers there (a server on another address, too)
+            raise OSError(port)
         listener = bind_loopback(port)  # bound now: every URL below names the real port, even for --port 0
     except OSError:
         print(f"valet dev: port {port} is already in use (another valet dev or func start?)", file=sys.stderr)
