@@ -64,7 +64,7 @@ from valet.policy import ArchiveLimits, Policy, Profile
 from valet.validation import grantcheck, records, trusted
 from valet.validation.archive import LOCAL_READ_AHEAD, check_zip, directory_budget, is_zip_container, local_budget
 from valet.validation.blobio import RangeReader, sha256_of
-from valet.validation.events import DecisionEvents
+from valet.validation.events import SENT, DecisionEvents
 from valet.validation.grantcheck import DEFAULT_CLOCK_SKEW, GrantFacts
 from valet.validation.reasons import Outcome, Reason, Rejection
 from valet.validation.records import Decision
@@ -244,7 +244,11 @@ class Validator:
             if failure is not None:
                 raise failure  # the marker stays on the tombstone: a later delivery or the reconciler sends it
             if sent:
-                source.set_blob_tags(records.tombstone_tags(until))  # the marker goes: the event is on the queue
+                try:
+                    source.set_blob_tags(records.tombstone_tags(until))  # the marker goes: the event is on the queue
+                except AzureError:
+                    SENT.remember(source.url)  # whoever meets the marker here removes it: no second event
+                    raise
             return decision
         if winner is None or winner.outcome is decision.outcome:
             if sent:
@@ -625,8 +629,10 @@ class Validator:
     # host tries again; that delivery (or the tombstone's own trigger) finds the tombstone, sees from its
     # tag count (in the same head read) that the marker is still there, and sends the event then, once the
     # tombstone is older than EVENT_GRACE (before that its writer may still be sending it; the reconciler
-    # picks up older tombstones that still owe one). A crash between sending and removing the marker
-    # repeats the event, and so can a sender that lost the tombstone race to a different verdict (it
+    # picks up older tombstones that still owe one). When storage fails between sending and removing the
+    # marker, the process remembers the event went out (events.SENT), and whoever meets the marker next in
+    # it removes the marker instead of sending again; a crash there, or another instance meeting the
+    # marker, repeats the event, and so can a sender that lost the tombstone race to a different verdict (it
     # then sends the final verdict again, after its own): consumers de-duplicate by uploadId + status and
     # take the last status.
 
@@ -651,6 +657,7 @@ class Validator:
             if until is not None and self.is_tombstone(now.name, now.metadata):
                 source.set_blob_tags(records.tombstone_tags(until))
         except AzureError as exc:
+            SENT.remember(source.url)
             log.warning("event marker of %s not removed (%s)", source.blob_name, type(exc).__name__)
 
     def _correct(self, name: str, winner: Decision) -> None:
@@ -669,6 +676,11 @@ class Validator:
         the write), so concurrent deliveries do not repeat the event; the reconciler comes back to older
         ones (see :mod:`valet.validation.reconcile`)."""
         assert self._events is not None
+        if SENT.sent(source.url):  # this process sent it; only removing the marker failed
+            tags = self._tags(source, props)
+            source.set_blob_tags({k: v for k, v in tags.items() if k != records.EVENT})
+            SENT.forget(source.url)
+            return
         written = props.last_modified or props.creation_time
         if written is not None and self._clock() - written < EVENT_GRACE:
             return
