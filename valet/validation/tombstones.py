@@ -36,6 +36,7 @@ from valet.clock import utcnow
 from valet.errors import Conflict, ServiceUnavailable
 from valet.validation import records, trusted
 from valet.validation.decision import cancelled
+from valet.validation.events import SENT
 from valet.validation.reasons import Outcome
 from valet.validation.records import Decision
 from valet.validation.store import UploadStore
@@ -164,6 +165,7 @@ class Tombstones:
             if until is not None and self.is_tombstone(now.name, now.metadata):
                 source.set_blob_tags(records.tombstone_tags(until))
         except AzureError as exc:
+            SENT.remember(source.url)
             log.warning("event marker of %s not removed (%s)", source.blob_name, type(exc).__name__)
 
     def update_outcome(self, name: str, decision: Decision) -> None:

@@ -55,7 +55,7 @@ from valet.grants.token import GrantKeyRing
 from valet.validation import records, trusted
 from valet.validation.announce import Announcer
 from valet.validation.decision import Rules, decide, tombstone_until
-from valet.validation.events import DecisionEvents
+from valet.validation.events import SENT, DecisionEvents
 from valet.validation.reasons import Outcome
 from valet.validation.records import Decision
 from valet.validation.scanners import Scanner, ScanResult
@@ -199,7 +199,11 @@ class Validator:
             if failure is not None:
                 raise failure  # the marker stays on the tombstone: a later delivery or the reconciler sends it
             if sent:
-                source.set_blob_tags(records.tombstone_tags(until))  # the marker goes: the event is on the queue
+                try:
+                    source.set_blob_tags(records.tombstone_tags(until))  # the marker goes: the event is on the queue
+                except AzureError:
+                    SENT.remember(source.url)  # whoever meets the marker here removes it: no second event
+                    raise
             return decision
         if winner is None or winner.outcome is decision.outcome:
             if sent:
