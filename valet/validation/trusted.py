@@ -79,14 +79,20 @@ class Sealer:
         return {**metadata, SEAL: f"{_SEAL_VERSION}.{kid}.{self._mac(kid, container, name, metadata)}"}
 
     def verify(self, container: str, name: str, metadata: Mapping[str, str] | None) -> bool:
+        """Whether ``metadata`` carries a valid seal for ``container/name``. Total: any value a client
+        wrote (non-ASCII, lone surrogates, a mangled seal) is ``False``, never an exception."""
         if not metadata:
             return False
-        lowered = {k.lower(): v for k, v in metadata.items()}
+        lowered = {k.lower(): v for k, v in metadata.items() if isinstance(k, str) and isinstance(v, str)}
         version, _, rest = lowered.get(SEAL, "").partition(".")
         kid, _, mac = rest.partition(".")
-        if version != _SEAL_VERSION or self._keys.key(kid) is None:
+        if version != _SEAL_VERSION or not mac.isascii() or self._keys.key(kid) is None:
             return False
-        return hmac.compare_digest(mac, self._mac(kid, container, name, lowered))
+        try:
+            expected = self._mac(kid, container, name, lowered)
+        except UnicodeError:  # a lone surrogate in some valet* value: not anything this app sealed
+            return False
+        return hmac.compare_digest(mac.encode("ascii"), expected.encode("ascii"))
 
     def _mac(self, kid: str, container: str, name: str, metadata: Mapping[str, str]) -> str:
         root = self._keys.key(kid)
@@ -94,7 +100,7 @@ class Sealer:
         key = hmac.new(root, _SEAL_CONTEXT, hashlib.sha256).digest()
         fields = sorted((k.lower(), v) for k, v in metadata.items()
                         if k.lower().startswith(RESERVED_PREFIX) and k.lower() != SEAL)
-        message = "\n".join([container, name, *(f"{k}={v}" for k, v in fields)]).encode()
+        message = "\n".join([container, name, *(f"{k}={v}" for k, v in fields)]).encode("utf-8")
         return base64.urlsafe_b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode().rstrip("=")
 
 

@@ -221,6 +221,10 @@ class Validator:
             if isinstance(exc, DecisionFailed):
                 raise
             raise DecisionFailed("Storage failed while deciding the upload.", retry_after=5) from exc
+        except Exception as exc:  # one upload's defect is recorded on it, never a crash loop
+            log.warning("deciding %s failed unexpectedly (%s)", name, type(exc).__name__)
+            self._record_error(source, exc)
+            raise DecisionFailed("The upload could not be decided.", retry_after=5) from exc
 
     def is_tombstone(self, name: str, metadata: dict[str, str] | None) -> bool:
         """A tombstone this app wrote for ``name``: the seal proves it; metadata alone does not."""
@@ -593,8 +597,7 @@ class Validator:
             if self.is_tombstone(props.name, props.metadata):
                 return
             tags = source.get_blob_tags()
-            previous = tags.get(records.ATTEMPTS, "0")
-            attempts = int(previous) + 1 if previous.isdigit() else 1
+            attempts = (records.parse_count(tags.get(records.ATTEMPTS)) or 0) + 1
             tags.update({records.STATE: records.ERROR, records.ATTEMPTS: str(attempts),
                          records.ERROR_CODE: _tag_safe(str(code))})
             try:
