@@ -41,7 +41,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
-from azure.storage.blob import ContentSettings
+from azure.storage.blob import BlobProperties, ContentSettings
 
 from valet.grant_token import GRANT_METADATA_KEY, GrantKeyRing
 
@@ -102,6 +102,35 @@ class Sealer:
                         if k.lower().startswith(RESERVED_PREFIX) and k.lower() != SEAL)
         message = "\n".join([container, name, *(f"{k}={v}" for k, v in fields)]).encode("utf-8")
         return base64.urlsafe_b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode().rstrip("=")
+
+
+# Error codes with which storage refuses to serve an upload's bytes to the validator's identity: a blob
+# in the Archive tier (or being rehydrated from it), or encrypted with a key the client provided (CPK).
+UNSERVED_CODES = frozenset({"BlobArchived", "BlobBeingRehydrated", "BlobUsesCustomerSpecifiedEncryption"})
+_UNREADABLE_TIERS = frozenset({"archive"})
+
+
+def unreadable(props: BlobProperties) -> str | None:
+    """Why storage will not serve this upload's bytes (a property the client chose at creation), or
+    ``None``. Such an upload is quarantined with a record and no copy (nothing can be read or copied)."""
+    tier = str(props.blob_tier or "")
+    if tier.lower() in _UNREADABLE_TIERS or props.archive_status:
+        return f"access tier {tier or 'Archive'} ({props.archive_status or 'offline'})"
+    if props.encryption_key_sha256:
+        return "encrypted with a customer-provided key"
+    return None
+
+
+def retention(props: BlobProperties) -> str | None:
+    """A legal hold or immutability policy on the upload, or ``None``. Storage refuses both at creation
+    unless the container has version-level immutability (valet's never has, and the SAS has no ``i``):
+    seeing one means the account was changed under the app."""
+    policy = props.immutability_policy
+    if props.has_legal_hold:
+        return "legal hold set"
+    if policy is not None and (policy.expiry_time or policy.policy_mode):
+        return "immutability policy set"
+    return None
 
 
 def destination_settings(outcome_accepted: bool, granted_type: str) -> ContentSettings:
