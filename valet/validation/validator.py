@@ -70,7 +70,7 @@ from valet.validation.reasons import Outcome, Reason, Rejection
 from valet.validation.records import Decision
 from valet.validation.scanners import Scanner, ScanResult, ScanSubject, Verdict
 from valet.validation.sniff import canonical, decide_type
-from valet.validation.structure import DEFAULT_READ_BUDGET, ImageLimits, check_structure, needs_check
+from valet.validation.structure import DEFAULT_READ_BUDGET, ImageLimits, PdfLimits, check_structure, needs_check
 
 audit = logging.getLogger("valet.audit")
 log = logging.getLogger("valet.validation")
@@ -310,7 +310,7 @@ class Validator:
                 raise Rejection(verdict.reason, verdict.detail)
             if needs_check(canonical(claims.content_type)):
                 check_structure(pinned, size, head, canonical(claims.content_type), self._image_limits,
-                                self._structure_budget)
+                                self._structure_budget, PdfLimits(allowed_actions=profile.pdf_actions))
             if is_zip_container(head) or facts.detected_type == ZIP or claims.content_type == ZIP:
                 limits = profile.archive or ArchiveLimits()
                 directory = RangeReader(pinned, size, budget=directory_budget(limits))
