@@ -198,6 +198,9 @@ class BearerValidator:
             raise _invalid("The bearer token tenant does not match its issuer")
         if config.tenants is not None and (tenant or iss_tenant) not in config.tenants:
             raise _invalid("The bearer token tenant is not allowed")
+        # A tid claim counts only from a multi-tenant ({tenantid}) issuer, where it names the issuer;
+        # any other issuer's tenant is the GUID its own URL holds, or none.
+        tenant = tenant if config.is_template else iss_tenant
         subject = claims.get("oid") or claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise _invalid("The bearer token has no usable subject")
