@@ -177,8 +177,17 @@ class _Walk:
         self._limits, self._clock = limits, clock
         self._deadline = clock() + limits.seconds
         self._blocked = PDF_ACTIVE_ACTIONS | (PDF_OUTBOUND_ACTIONS - limits.allowed_actions)
-        self.objects = self.elements = 0
+        self.objects = self.elements = self.headers = 0
         self.max_objects = limits.max_objects
+
+    def header(self) -> None:
+        """One object header read by pypdf (opening the file, resolving a reference): at most three per
+        object allowed, and the clock."""
+        self.headers += 1
+        if self.headers > 3 * self._limits.max_objects:
+            raise Rejection(Reason.PDF_UNVERIFIABLE, f"PDF structure beyond the work bound ({self.headers} "
+                                                     "object headers)")
+        self.visit()
 
     def visit(self, objects: int = 0, elements: int = 0) -> None:
         self.objects += objects
@@ -235,11 +244,25 @@ class _Walk:
         return []
 
 
+class _BoundedReader(PdfReader):
+    """pypdf's reader with every object header it reads counted against the walk's bounds: opening a
+    file already reads one header per cross-reference entry (pypdf checks them when not strict), so a
+    few KiB listing 500,000 entries is refused while it opens, not after."""
+
+    def __init__(self, stream: Any, walk: _Walk) -> None:
+        self._walk = walk
+        super().__init__(stream, strict=False)
+
+    def read_object_header(self, stream: Any) -> tuple[int, int]:
+        self._walk.header()
+        return super().read_object_header(stream)
+
+
 def check_pdf(file: RangeReader, size: int, *, whole: bool, limits: PdfLimits | None = None) -> str:
     """``whole``: inspect every object (the file is in memory); otherwise what the trailer reaches."""
     walk = _Walk(limits or PdfLimits())
     try:
-        reader = PdfReader(file.as_file(), strict=False)
+        reader = _BoundedReader(file.as_file(), walk)
         count = _scan_all(reader, walk) if whole else _scan_reachable(reader, walk)
     except Rejection:
         raise
