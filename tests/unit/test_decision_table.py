@@ -76,6 +76,8 @@ class Case:
     copy: CopyFacts = field(default_factory=CopyFacts)
     tags: dict[str, str] = field(default_factory=dict)
     verdict: ScanResult | None = None
+    unreadable: str | None = None
+    retention: str | None = None
     rules: dict[str, Any] = field(default_factory=dict)
     sniff: int = 64 * 1024
 
@@ -97,7 +99,7 @@ def upload(case: Case) -> tuple[StoredUpload, InMemory, Rules]:
     created = NOW + timedelta(minutes=3) + SKEW + timedelta(seconds=1) if case.created_late else NOW
     stored = StoredUpload(container="uploads", name=name, size=len(case.data), head=case.data[:case.sniff],
                           metadata=metadata, content_type=case.stored_type, created_at=created, copy=case.copy,
-                          tags=case.tags)
+                          tags=case.tags, unreadable=case.unreadable, retention=case.retention)
     rules = Rules(**{"keys": RING, "policy": POLICY, "clock_skew": SKEW, **case.rules})
     return stored, InMemory(case.data), rules
 
@@ -178,6 +180,8 @@ CASES: list[tuple[str, Case, Reason]] = [
     ("app_metadata_from_the_client", Case(PNG, metadata={"valetoutcome": "accepted"}), Reason.RESERVED_METADATA),
     ("made_by_copy_blob", Case(PNG, copy=CopyFacts(id="c1", source="https://elsewhere/x", status="success")),
      Reason.COPY_CREATED),
+    ("archive_tier_or_customer_key", Case(PNG, unreadable="access tier Archive (offline)"), Reason.UNREADABLE),
+    ("legal_hold", Case(PNG, retention="legal hold set"), Reason.RETENTION_SET),
     ("sha256_differs", Case(PNG, sha256="0" * 64, header=True), Reason.SHA256_MISMATCH),
     ("not_a_zip", Case(b"PK\x03\x04 not really a zip", "application/zip", "archives"), Reason.ARCHIVE_INVALID),
     ("too_many_entries", Case(samples.zip_file({str(i): b"x" for i in range(4)}), "application/zip", "tight"),

@@ -149,11 +149,11 @@ def test_a_remembered_refusal_refuses_what_would_not_fit_until_its_retry_after()
     memory = RefusalMemory()
     quota = view("caller", "p", LIMITS, Counter(TODAY, bytes=95, pending=1), TODAY)  # 5 bytes remain
     memory.remember(("pk", "c.x"), QuotaExceeded(quota, 60, ("bytesPerDay",)), NOW)
-    again = memory.check(("pk", "c.x"), Ask(6), NOW + timedelta(seconds=20))
+    again = memory.recall(("pk", "c.x"), Ask(6), NOW + timedelta(seconds=20))
     assert again is not None and again.retry_after == 40 and again.quota == quota
-    assert memory.check(("pk", "c.x"), Ask(5), NOW) is None          # would fit: the store decides
-    assert memory.check(("pk", "c.y"), Ask(6), NOW) is None          # another caller
-    assert memory.check(("pk", "c.x"), Ask(6), NOW + timedelta(seconds=60)) is None  # its Retry-After passed
+    assert memory.recall(("pk", "c.x"), Ask(5), NOW) is None          # would fit: the store decides
+    assert memory.recall(("pk", "c.y"), Ask(6), NOW) is None          # another caller
+    assert memory.recall(("pk", "c.x"), Ask(6), NOW + timedelta(seconds=60)) is None  # its Retry-After passed
     assert len(memory) == 0
 
 
@@ -164,4 +164,4 @@ def test_the_memory_is_bounded_and_forgets_a_partition() -> None:
         memory.remember((f"pk{i % 2}", f"c.{i}"), error, NOW)
     assert len(memory) <= 3
     memory.forget("pk0")
-    assert all(memory.check(("pk0", f"c.{i}"), Ask(1), NOW) is None for i in range(5))
+    assert all(memory.recall(("pk0", f"c.{i}"), Ask(1), NOW) is None for i in range(5))

@@ -24,6 +24,7 @@ import io
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -183,12 +184,44 @@ def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event |
     """Run until ``stop`` is set. ``root`` holds local.settings(.sample).json and the ``.valet`` state.
     ``blob_trigger=False`` feeds no blob to ``validate_upload``, as when Event Grid deliveries are lost:
     then only the ``reconcile_uploads`` timer decides uploads. ``instances`` app hosts serve on ``port``
-    and the ports after it."""
+    (the one bound, for 0) and the ports after it."""
     stop = stop or threading.Event()
     state = root / ".valet"
-    for taken in (p for p in range(port, port + instances) if port_in_use(p)):
-        print(f"valet dev: port {taken} is already in use (another valet dev or func start?)", file=sys.stderr)
+    try:
+        if port and port_in_use(port):  # something answers there (a server on another address, too)
+            raise OSError(port)
+        listener = bind_loopback(port)  # bound now: every URL below names the real port, even for --port 0
+    except OSError:
+        print(f"valet dev: port {port} is already in use (another valet dev or func start?)", file=sys.stderr)
         return 2
+    bound = int(listener.getsockname()[1])
+    for taken in (p for p in range(bound + 1, bound + instances) if port_in_use(p)):
+        print(f"valet dev: port {taken} is already in use (for instance {taken - bound + 1})", file=sys.stderr)
+        listener.close()
+        return 2
+    try:
+        return _run(listener, root=root, state=state, ready=ready, stop=stop, blob_trigger=blob_trigger,
+                    instances=instances)
+    finally:
+        listener.close()
+
+
+def bind_loopback(port: int) -> socket.socket:
+    """A listening TCP socket on 127.0.0.1:``port`` (0: a free port the kernel picks)."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen(1024)
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
+def _run(listener: socket.socket, *, root: Path, state: Path, ready: threading.Event | None,
+         stop: threading.Event, blob_trigger: bool, instances: int = 1) -> int:
+    port = int(listener.getsockname()[1])
     if not (root / LOCAL).exists():
         print(f"valet dev: {LOCAL} not found; creating it with fresh development secrets")
         init(root)
@@ -233,7 +266,7 @@ def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event |
     sys.modules.pop("function_app", None)
     sys.path.insert(0, str(PROJECT_ROOT))
     function_app = importlib.import_module("function_app")
-    host = FunctionHost(function_app.app, port=port).start()
+    host = FunctionHost(function_app.app, listener=listener).start()
     try:
         extra = start_instances(range(port + 1, port + instances), os.environ)
     except EmulatorError as exc:

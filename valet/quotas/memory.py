@@ -29,7 +29,7 @@ class RefusalMemory:
         self._lock = threading.Lock()
         self._max = max_entries
 
-    def check(self, key: tuple[str, str], ask: Ask, now: datetime) -> QuotaExceeded | None:
+    def recall(self, key: tuple[str, str], ask: Ask, now: datetime) -> QuotaExceeded | None:
         """A refusal for ``ask`` from memory, with its ``Retry-After`` counted down, or ``None``."""
         with self._lock:
             refusal = self._refused.get(key)

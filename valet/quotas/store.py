@@ -109,7 +109,7 @@ class QuotaStore:
         if repeat and self._already_reserved(pk, files):
             return
         for _, _, row in scopes:
-            remembered = self.memory.check((pk, row), ask, now)
+            remembered = self.memory.recall((pk, row), ask, now)
             if remembered is not None:
                 raise remembered
         started, settled_expired = time.monotonic(), False

@@ -11,8 +11,10 @@ queue, so "decided, event owed" survives any crash: if sending fails, the invoca
 host tries again; that delivery (or the tombstone's own trigger) finds the tombstone, sees from its
 tag count (in the same head read) that the marker is still there, and sends the event then, once the
 tombstone is older than :data:`EVENT_GRACE` (before that its writer may still be sending it; the
-reconciler picks up older tombstones that still owe one). A crash between sending and removing the
-marker repeats the event, and so can a sender that lost the tombstone race to a different verdict (it
+reconciler picks up older tombstones that still owe one). When storage fails between sending and
+removing the marker, the process remembers the event went out (``events.SENT``), and whoever meets the
+marker next in it removes the marker instead of sending again; a crash there, or another instance
+meeting the marker, repeats the event, and so can a sender that lost the tombstone race to a different verdict (it
 then sends the final verdict again, after its own): consumers de-duplicate by uploadId + status and
 take the last status.
 """
@@ -27,7 +29,7 @@ from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobClient, BlobProperties
 
 from valet.validation import records
-from valet.validation.events import DecisionEvents
+from valet.validation.events import SENT, DecisionEvents
 from valet.validation.records import Decision
 from valet.validation.store import UploadStore
 
@@ -77,6 +79,11 @@ class Announcer:
         the write), so concurrent deliveries do not repeat the event; the reconciler comes back to older
         ones (see :mod:`valet.validation.reconcile`)."""
         if self.events is None:
+            return
+        if SENT.sent(source.url):  # this process sent it; only removing the marker failed
+            tags = self._store.tags(source, props)
+            source.set_blob_tags({k: v for k, v in tags.items() if k != records.EVENT})
+            SENT.forget(source.url)
             return
         written = props.last_modified or props.creation_time
         if written is not None and now - written < EVENT_GRACE:

@@ -31,12 +31,13 @@ from valet.validation.reasons import Outcome, Reason, Rejection
 from valet.validation.records import Decision
 from valet.validation.scanners import Scanner, ScanResult, ScanSubject, Verdict
 from valet.validation.sniff import canonical, decide_type
-from valet.validation.structure import DEFAULT_READ_BUDGET, ImageLimits, check_structure, needs_check
+from valet.validation.structure import DEFAULT_READ_BUDGET, ImageLimits, PdfLimits, check_structure, needs_check
 
 ZIP = "application/zip"
 # Quarantine keeps a record and bounded evidence, not a copy, of uploads whose bytes the caller may use
 # as free storage: over the profile cap, or fetched by storage from a URL the caller chose.
-EVIDENCE_ONLY = frozenset({Reason.TOO_LARGE.value, Reason.COPY_CREATED.value})
+# An upload storage will not serve (Archive tier, customer-provided key) gets the same, with no bytes.
+EVIDENCE_ONLY = frozenset({Reason.TOO_LARGE.value, Reason.COPY_CREATED.value, Reason.UNREADABLE.value})
 # A decision on these reasons trusts no grant: its tombstone is timed from the blob, not the grant.
 UNTRUSTED_GRANT = frozenset({Reason.MISSING_GRANT.value, Reason.BAD_GRANT.value, Reason.PATH_MISMATCH.value})
 
@@ -63,6 +64,8 @@ class StoredUpload:
     created_at: datetime | None = None
     copy: CopyFacts = field(default_factory=CopyFacts)
     tags: Mapping[str, str] = field(default_factory=dict)
+    unreadable: str | None = None  # why storage will not serve the bytes (trusted.unreadable), if it will not
+    retention: str | None = None  # a legal hold or immutability policy on the upload (trusted.retention)
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ def decide(upload: StoredUpload, content: RangeSource, rules: Rules, now: dateti
         if verdict is not None and verdict.verdict is Verdict.MALICIOUS:
             known.scan = f"{verdict.scanner}:{verdict.detail}"
             raise Rejection(Reason.MALWARE, f"{verdict.scanner} reported the upload malicious")
-        check_what_storage_says(upload.metadata, upload.copy)
+        check_what_storage_says(upload)
         _check_content(upload, content, rules, claims, known)
     except Rejection as rejection:
         return known.decision(Outcome.QUARANTINED, rejection.reason, rejection.detail, now)
@@ -163,7 +166,7 @@ def _check_content(upload: StoredUpload, content: RangeSource, rules: Rules, cla
             raise Rejection(verdict.reason, verdict.detail)
         if needs_check(canonical(claims.content_type)):
             check_structure(content, size, head, canonical(claims.content_type), rules.image_limits,
-                            rules.structure_read_bytes)
+                            rules.structure_read_bytes, PdfLimits(allowed_actions=profile.pdf_actions))
         if is_zip_container(head) or known.detected_type == ZIP or claims.content_type == ZIP:
             limits = profile.archive or ArchiveLimits()
             directory = RangeReader(content, size, budget=directory_budget(limits))
@@ -186,13 +189,18 @@ def _check_content(upload: StoredUpload, content: RangeSource, rules: Rules, cla
             raise Rejection(Reason.SHA256_MISMATCH, "content does not match the declared sha256")
 
 
-def check_what_storage_says(metadata: Mapping[str, str] | None, copy: CopyFacts | None) -> None:
+def check_what_storage_says(upload: StoredUpload) -> None:
     """What a create-only SAS allows besides uploading bytes, seen in facts storage itself sets."""
-    reserved = trusted.reserved_metadata(metadata)
+    reserved = trusted.reserved_metadata(upload.metadata)
     if reserved:
         raise Rejection(Reason.RESERVED_METADATA, f"client-written app metadata: {', '.join(reserved)}"[:200])
-    if copy is not None and (copy.id or copy.source or copy.status):
+    copy = upload.copy
+    if copy.id or copy.source or copy.status:
         raise Rejection(Reason.COPY_CREATED, f"created by Copy Blob (status {copy.status or 'unknown'})")
+    if upload.unreadable is not None:
+        raise Rejection(Reason.UNREADABLE, f"storage will not serve the bytes: {upload.unreadable}")
+    if upload.retention is not None:
+        raise Rejection(Reason.RETENTION_SET, upload.retention)
 
 
 def check_size(size: int, declared: int, profile: Profile) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -40,6 +40,17 @@ class DecisionFailed(ServiceUnavailable):
 
 class SourceChanged(Exception):
     """The source blob's ETag moved while we worked: another invocation finished first."""
+
+
+def stored_upload(container: str, props: BlobProperties, head: bytes, tags: Mapping[str, str]) -> StoredUpload:
+    """What storage said about an upload (its properties as the SDK gives them), as the decision's facts."""
+    copy = props.copy
+    return StoredUpload(
+        container=container, name=props.name, size=props.size, head=head, metadata=props.metadata or {},
+        content_type=props.content_settings.content_type, created_at=props.creation_time,
+        copy=CopyFacts(copy.id, copy.source, copy.status) if copy is not None else CopyFacts(), tags=tags,
+        unreadable=trusted.unreadable(props), retention=trusted.retention(props),
+    )
 
 
 class _Pinned:
@@ -84,9 +95,11 @@ class UploadStore:
         except ResourceNotFoundError:
             return None, b""
         except HttpResponseError as exc:
-            if exc.status_code != 416:
-                raise
-            return self.properties(source), b""
+            if exc.status_code == 416:
+                return self.properties(source), b""
+            if str(getattr(exc, "error_code", "") or "") in trusted.UNSERVED_CODES:
+                return self._listed(source), b""  # decided from its properties: see trusted.unreadable
+            raise
         head: bytes = stream.readall()
         props: BlobProperties = stream.properties
         total = str(props.content_range or "").rpartition("/")[2]
@@ -95,6 +108,17 @@ class UploadStore:
         props.size = int(total)  # the download's properties give the range's length; the blob's is after "/"
         props.metadata = props.metadata or {}
         return props, head
+
+    def _listed(self, source: BlobClient) -> BlobProperties | None:
+        """An upload's properties, metadata and tags from a listing, which storage answers for a blob it
+        will not serve (Get Blob Properties needs the key of a customer-provided-key blob)."""
+        container = self.service.get_container_client(self.uploads)
+        for blob in container.list_blobs(name_starts_with=source.blob_name, include=["metadata", "tags"],
+                                         results_per_page=2):
+            if blob.name == source.blob_name:
+                blob.metadata = blob.metadata or {}
+                return blob
+        return None
 
     @staticmethod
     def properties(blob: BlobClient) -> BlobProperties | None:
@@ -112,13 +136,7 @@ class UploadStore:
 
     def stored_upload(self, source: BlobClient, props: BlobProperties, head: bytes) -> StoredUpload:
         """The facts a decision trusts in, from the head read (and the tags, read once)."""
-        copy = props.copy
-        return StoredUpload(
-            container=self.uploads, name=props.name, size=props.size, head=head, metadata=props.metadata,
-            content_type=props.content_settings.content_type, created_at=props.creation_time,
-            copy=CopyFacts(copy.id, copy.source, copy.status) if copy is not None else CopyFacts(),
-            tags=self.tags(source, props),
-        )
+        return stored_upload(self.uploads, props, head, self.tags(source, props))
 
     @staticmethod
     def pinned(source: BlobClient, props: BlobProperties) -> RangeSource:
@@ -168,7 +186,7 @@ class UploadStore:
               decision: Decision) -> tuple[Decision, bool]:
         """The destination record: a copy with its HTTP properties set here, or bounded evidence. Returns
         the decision as recorded and whether this call created the destination blob."""
-        if decision.reason in EVIDENCE_ONLY:
+        if decision.reason in EVIDENCE_ONLY or trusted.unreadable(props):  # also when the grant failed first
             return self._store_evidence(source, props, head, decision)
         created, dest, settings, etag, stored = self._copy(source, props, decision)
         if stored is not None:

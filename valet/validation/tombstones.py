@@ -36,6 +36,7 @@ from valet.clock import utcnow
 from valet.errors import Conflict, ServiceUnavailable
 from valet.validation import records, trusted
 from valet.validation.decision import cancelled
+from valet.validation.events import SENT
 from valet.validation.reasons import Outcome
 from valet.validation.records import Decision
 from valet.validation.store import UploadStore
@@ -71,7 +72,7 @@ def sweep_tombstones(
             deleted += 1
         except (ResourceNotFoundError, ResourceModifiedError):
             continue
-        except AzureError as exc:
+        except Exception as exc:  # noqa: BLE001 - one blob that cannot be removed never stops the sweep
             skipped += 1
             log.warning("tombstone %s/%s not removed (%s: %s); skipped until the next run", container,
                         found.name, type(exc).__name__, getattr(exc, "error_code", None) or "-")
@@ -104,6 +105,10 @@ class Tombstones:
         metadata = self.sealer.seal(self._uploads, props.name, records.tombstone_metadata(decision, until, write_id))
         tags = records.tombstone_tags(until, event_pending=self._pending)
         try:
+            if trusted.unreadable(props):  # storage refuses to overwrite an archived blob: free the name first
+                source.delete_blob(delete_snapshots="include", etag=props.etag,
+                                   match_condition=MatchConditions.IfNotModified)
+                return self._occupy(source, props.name, metadata, tags, write_id)
             source.upload_blob(records.TOMBSTONE_BODY, overwrite=True, metadata=metadata, tags=tags,
                                content_settings=ContentSettings(content_type=trusted.OCTET_STREAM),
                                etag=props.etag, match_condition=MatchConditions.IfNotModified)
@@ -114,14 +119,20 @@ class Tombstones:
                 raise
             return whose
         except ResourceNotFoundError:  # the name was freed: occupy it again, create-only
-            try:
-                source.upload_blob(records.TOMBSTONE_BODY, metadata=metadata, tags=tags)
-                return True, None
-            except ResourceExistsError:
-                whose = self._whose(source, props.name, write_id)
-                if whose is None:
-                    raise
-                return whose
+            return self._occupy(source, props.name, metadata, tags, write_id)
+
+    def _occupy(self, source: BlobClient, name: str, metadata: dict[str, str], tags: dict[str, str],
+                write_id: str) -> tuple[bool, Decision | None]:
+        """The tombstone at a free name, create-only (a replayed upload that got there first is decided on
+        its own: its write triggers the validator again)."""
+        try:
+            source.upload_blob(records.TOMBSTONE_BODY, metadata=metadata, tags=tags)
+            return True, None
+        except ResourceExistsError:
+            whose = self._whose(source, name, write_id)
+            if whose is None:
+                raise
+            return whose
 
     def _whose(self, source: BlobClient, name: str, write_id: str) -> tuple[bool, Decision | None] | None:
         """Whose tombstone is at ``name`` now: ours (a retried write), another's decision, or ``None``
@@ -164,6 +175,7 @@ class Tombstones:
             if until is not None and self.is_tombstone(now.name, now.metadata):
                 source.set_blob_tags(records.tombstone_tags(until))
         except AzureError as exc:
+            SENT.remember(source.url)
             log.warning("event marker of %s not removed (%s)", source.blob_name, type(exc).__name__)
 
     def update_outcome(self, name: str, decision: Decision) -> None:
@@ -199,8 +211,7 @@ class Tombstones:
             if self.is_tombstone(props.name, props.metadata):
                 return
             tags = source.get_blob_tags()
-            previous = tags.get(records.ATTEMPTS, "0")
-            attempts = int(previous) + 1 if previous.isdigit() else 1
+            attempts = (records.parse_count(tags.get(records.ATTEMPTS)) or 0) + 1
             tags.update({records.STATE: records.ERROR, records.ATTEMPTS: str(attempts),
                          records.ERROR_CODE: _tag_safe(str(code))})
             try:

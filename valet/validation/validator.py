@@ -41,6 +41,7 @@ of a tombstone written meanwhile); the upload itself stays where it is.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -55,7 +56,7 @@ from valet.grants.token import GrantKeyRing
 from valet.validation import records, trusted
 from valet.validation.announce import Announcer
 from valet.validation.decision import Rules, decide, tombstone_until
-from valet.validation.events import DecisionEvents
+from valet.validation.events import SENT, DecisionEvents
 from valet.validation.reasons import Outcome
 from valet.validation.records import Decision
 from valet.validation.scanners import Scanner, ScanResult
@@ -64,6 +65,8 @@ from valet.validation.structure import DEFAULT_READ_BUDGET, ImageLimits
 from valet.validation.tombstones import Tombstones
 
 __all__ = ["FIRST_TRY", "DecisionFailed", "Validator"]
+
+log = logging.getLogger("valet.validation")
 
 _RESTARTS = 3
 FIRST_TRY = timedelta(seconds=60)  # an upload younger than this, with no failure recorded, is on its first try
@@ -179,6 +182,10 @@ class Validator:
             if isinstance(exc, DecisionFailed):
                 raise
             raise DecisionFailed("Storage failed while deciding the upload.", retry_after=5) from exc
+        except Exception as exc:  # one upload's defect is recorded on it, never a crash loop
+            log.warning("deciding %s failed unexpectedly (%s)", name, type(exc).__name__)
+            self.tombstones.record_error(source, exc)
+            raise DecisionFailed("The upload could not be decided.", retry_after=5) from exc
 
     def _finish(self, source: BlobClient, props: BlobProperties, decision: Decision, *, sends: bool,
                 created_accepted: bool) -> Decision:
@@ -199,7 +206,11 @@ class Validator:
             if failure is not None:
                 raise failure  # the marker stays on the tombstone: a later delivery or the reconciler sends it
             if sent:
-                source.set_blob_tags(records.tombstone_tags(until))  # the marker goes: the event is on the queue
+                try:
+                    source.set_blob_tags(records.tombstone_tags(until))  # the marker goes: the event is on the queue
+                except AzureError:
+                    SENT.remember(source.url)  # whoever meets the marker here removes it: no second event
+                    raise
             return decision
         if winner is None or winner.outcome is decision.outcome:
             if sent:
