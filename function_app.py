@@ -44,6 +44,18 @@ def list_profiles(req: func.HttpRequest) -> func.HttpResponse:
     return api.list_profiles(runtime, req)
 
 
+@app.function_name("batch_status")
+@app.route(route="batches/{batchId}", methods=["GET", "OPTIONS"])  # a batch grant's files and outcomes
+def batch_status(req: func.HttpRequest) -> func.HttpResponse:
+    return api.batch_status(runtime, req)
+
+
+@app.function_name("quota")
+@app.route(route="quota", methods=["GET", "OPTIONS"])  # what remains of this caller's quotas
+def quota(req: func.HttpRequest) -> func.HttpResponse:
+    return api.quota(runtime, req)
+
+
 @app.function_name("upload_page")
 @app.route(route="ui/{asset?}", methods=["GET"])  # 404 unless VALET_UI_ENABLED
 def upload_page(req: func.HttpRequest) -> func.HttpResponse:

@@ -115,13 +115,15 @@ def _gone(pid: int) -> bool:
 
 
 class Outage:
-    """Stops the Azurite ``valet dev`` started (by its PID) and starts one on the same ports and data."""
+    """Stops the Azurite ``valet dev`` started (by its PID) and starts one on the same ports (blob, queue and
+    table) and data."""
 
     def __init__(self, dev: DevStack) -> None:
         [(self.pid, _)] = [c for c in _children(dev.proc.pid) if "azurite" in c[1]]
         self.workdir = dev.root / ".valet" / "azurite"
         ports = listening_ports((self.workdir / "azurite.log").read_text())
         self.blob_port, self.queue_port = ports["blob"], ports["queue"]
+        self.table_port = ports.get("table", 0)  # the quota table's service: valet dev names its port too
         self.restarted: Azurite | None = None
         self.started_at = self.closed_at = self.gone_at = self.ended_at = 0.0
         self.saved = False  # Azurite said it closed (its data saved) before it was killed
@@ -151,7 +153,8 @@ class Outage:
             time.sleep(0.05)
         self.gone_at = time.monotonic()
         time.sleep(seconds)
-        self.restarted = Azurite(self.workdir, blob_port=self.blob_port, queue_port=self.queue_port).start()
+        self.restarted = Azurite(self.workdir, blob_port=self.blob_port, queue_port=self.queue_port,
+                                 table_port=self.table_port).start()
         self.ended_at = time.monotonic()
 
     def stop(self) -> None:

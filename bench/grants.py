@@ -6,16 +6,22 @@ the local development issuer (JWKS over HTTP), a real Azurite (started here, HTT
 storage, and counts the storage requests the grant path makes. The reference variant is the same app
 with the key cache replaced by a Get User Delegation Key call per grant, as the reference sample does.
 
-    .venv/bin/python bench/grants.py [--rounds 7] [--grants 400] [--reference-grants 100]
+    .venv/bin/python bench/grants.py [--rounds 7] [--grants 400] [--reference-grants 100] [--quota-grants 400]
 
-Prints a Markdown table: medians over the rounds, the ratio, and storage requests per 1,000 grants.
+Prints a Markdown table: medians over the rounds, the ratio, and storage requests per 1,000 grants. Then,
+in the same run, quotas (issue 26): grants/s and p50/p99 latency of the same grant with a profile without
+a quota and one with a quota (the same app, a second runtime whose profiles set ``quota`` and
+``tenantQuota``; Azurite's Table service as the store), and the quota table's requests per grant when 1,
+8 and 32 threads grant for the same caller at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import importlib
+import io
 import json
 import os
 import platform
@@ -25,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -63,11 +70,89 @@ def one_round(grant: Callable[[func.HttpRequest], func.HttpResponse], token: str
     return count / (time.perf_counter() - started)
 
 
+def latencies(grant: Callable[[func.HttpRequest], func.HttpResponse], token: str, count: int,
+              profile: str) -> list[float]:
+    """Seconds per grant, one after another."""
+    body = json.dumps({"filename": "photo.jpg", "contentType": "image/jpeg", "size": 123456,
+                       "profile": profile}).encode()
+    headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
+    out = []
+    for _ in range(count):
+        req = func.HttpRequest(method="POST", url="https://valet.example/api/uploads", headers=headers, body=body)
+        started = time.perf_counter()
+        response = grant(req)
+        out.append(time.perf_counter() - started)
+        if response.status_code != 201:
+            raise SystemExit(f"grant failed: {response.status_code} {response.get_body()[:200]!r}")
+    return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+QUOTA_PROFILES = {"default": "plain", "profiles": {
+    "plain": {"maxBytes": 26214400, "types": {"image/jpeg": ["jpg"]}},
+    "metered": {"maxBytes": 26214400, "types": {"image/jpeg": ["jpg"]},
+                "quota": {"bytesPerDay": 10**15, "filesPerDay": 10**9, "pendingFiles": 10**9},
+                "tenantQuota": {"bytesPerDay": 10**15, "filesPerDay": 10**9}}}}
+
+
+def quota_section(app: object, grant: Callable[[func.HttpRequest], func.HttpResponse], env: dict[str, str],
+                  azurite: Azurite, token: str, count: int) -> None:
+    """Quotas off and on in one runtime (two profiles), then Table requests per grant by concurrency."""
+    from azure.data.tables import TableClient
+
+    table = f"benchquotas{secrets.token_hex(4)}"
+    client = TableClient(azurite.table_url, table, credential=EmulatorCredential(azurite.table_url),
+                         connection_verify=str(azurite.cert))
+    client.create_table()
+    holder = RuntimeHolder({**env, "VALET_PROFILES": json.dumps(QUOTA_PROFILES), "VALET_QUOTA_TABLE": table,
+                            "VALET_TABLE_SERVICE_URL": azurite.table_url})
+    runtime = holder()
+    app.runtime = holder  # type: ignore[attr-defined]
+    latencies(grant, token, 20, "plain")  # warm-up: first key, first counters
+    latencies(grant, token, 20, "metered")
+    storage_before, table_before = runtime.storage_requests.count, runtime.table_requests.count
+    off = latencies(grant, token, count, "plain")
+    off_table = runtime.table_requests.count - table_before
+    on = latencies(grant, token, count, "metered")
+    on_table = runtime.table_requests.count - table_before - off_table
+    storage = runtime.storage_requests.count - storage_before
+    print()
+    print(f"Quotas (issue 26): {count} grants each, one after another, same runtime; the quota table on "
+          "Azurite's Table service.")
+    print()
+    print("| profile | grants/s | p50 ms | p99 ms | Table requests per grant |")
+    print("|---|---:|---:|---:|---:|")
+    for label, values, requests in (("without a quota", off, off_table), ("with quota + tenantQuota", on, on_table)):
+        print(f"| {label} | {len(values) / sum(values):,.0f} | {percentile(values, 0.5) * 1000:.2f} | "
+              f"{percentile(values, 0.99) * 1000:.2f} | {requests / len(values):.2f} |")
+    print(f"| **p50 ratio (on / off)** | | **{percentile(on, 0.5) / percentile(off, 0.5):.1f}×** | | |")
+    print(f"\nBlob and queue requests during both: {storage} (the user delegation key is cached).")
+    print()
+    print("| threads granting for the same caller at once | grants | Table requests per grant | grants/s |")
+    print("|---:|---:|---:|---:|")
+    for threads in (1, 8, 32):
+        total = max(count, threads * 8)
+        before = runtime.table_requests.count
+        started = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(lambda _: latencies(grant, token, 1, "metered"), range(total)))
+        elapsed = time.perf_counter() - started
+        print(f"| {threads} | {total} | {(runtime.table_requests.count - before) / total:.2f} | "
+              f"{total / elapsed:,.0f} |")
+    client.delete_table()
+    client.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--grants", type=int, default=400, help="grants per round, cached key")
     parser.add_argument("--reference-grants", type=int, default=100, help="grants per round, key per request")
+    parser.add_argument("--quota-grants", type=int, default=400, help="grants per quota measurement (0: skip)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, Azurite(Path(tmp)) as azurite, DevIssuer() as issuer:
@@ -108,6 +193,10 @@ def main() -> None:
         reference_total = args.rounds * args.reference_grants
         valet_per_1000 = (valet.storage_requests.count - valet_requests_before) * 1000 / valet_total
         reference_per_1000 = (reference.storage_requests.count - reference_requests_before) * 1000 / reference_total
+        quota_report = io.StringIO()
+        if args.quota_grants:
+            with contextlib.redirect_stdout(quota_report):
+                quota_section(app, grant, env, azurite, token, args.quota_grants)
 
     v, r = statistics.median(valet_rates), statistics.median(reference_rates)
     print(f"# bench/grants.py — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.python_version()}, "
@@ -118,6 +207,7 @@ def main() -> None:
     print(f"| valet (cached user delegation key) | {v:,.0f} | {valet_per_1000:.1f} |")
     print(f"| reference sample (key per request) | {r:,.0f} | {reference_per_1000:.1f} |")
     print(f"| **ratio** | **{v / r:.1f}×** | |")
+    print(quota_report.getvalue(), end="")
 
 
 if __name__ == "__main__":

@@ -63,6 +63,8 @@ var apiKeysContainerName = 'valet-apikeys'
 // The blob trigger writes a message here after its last retry (on the account its connection names).
 var poisonQueueName = 'webjobs-blobtrigger-poison'
 var decisionQueueName = 'valet-decisions'
+// The quota store (valet/quotas/): one table, one partition per tenant and profile.
+var quotaTableName = 'valetquotas'
 var deploymentContainerName = 'app-package'
 // The connection name prefix of the blob trigger (VALET_TRIGGER_CONNECTION).
 var triggerConnection = 'ValetStorage'
@@ -101,6 +103,7 @@ var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   storageQueueDataMessageSender: 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
+  storageTableDataContributor: '0a6a572e-d87b-40b0-9f2b-2dde5f6d6c46'
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
 }
@@ -225,6 +228,17 @@ resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@202
 resource decisionQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
   parent: uploadsQueueService
   name: decisionQueueName
+}
+
+resource uploadsTableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: uploadsAccount
+  name: 'default'
+}
+
+// Quota counters and the grants that reserved quota (docs/design.md, "Quotas: exact across instances").
+resource quotaTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: uploadsTableService
+  name: quotaTableName
 }
 
 // Backstop for expired tombstones. The timer function `sweep_tombstones` removes them minutes after they
@@ -447,6 +461,8 @@ var valetSettings = {
   VALET_APIKEY_CONTAINER: apiKeysContainerName
   VALET_QUEUE_SERVICE_URL: 'https://${uploadsAccount.name}.queue.${storageSuffix}'
   VALET_DECISION_QUEUE: decisionQueueName
+  VALET_TABLE_SERVICE_URL: 'https://${uploadsAccount.name}.table.${storageSuffix}'
+  VALET_QUOTA_TABLE: quotaTableName
   VALET_GRANT_SIGNING_KEYS: '@Microsoft.KeyVault(SecretUri=${grantKeysSecret.properties.secretUri})'
   VALET_APIKEY_PEPPER: '@Microsoft.KeyVault(SecretUri=${pepperSecret.properties.secretUri})'
   VALET_AUTH_ISSUERS: string(authIssuers)
@@ -722,6 +738,17 @@ resource decisionQueueSender 'Microsoft.Authorization/roleAssignments@2022-04-01
   scope: decisionQueue
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataMessageSender)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Quotas: read and write entities of the one quota table, nothing else (no other table, no table management).
+resource quotaTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(quotaTable.id, identity.id, roles.storageTableDataContributor)
+  scope: quotaTable
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
     principalId: identity.properties.principalId
     principalType: 'ServicePrincipal'
   }

@@ -39,6 +39,7 @@ class StorageEndpoint:
     ca_bundle: str | None
     how: str  # the session header's line: which Azurite, and where it came from
     queue_url: str = ""  # empty: derived from blob_url as the app derives it (VALET_QUEUE_SERVICE_URL)
+    table_url: str = ""  # empty: derived from blob_url as the app derives it (VALET_TABLE_SERVICE_URL)
 
     @property
     def credential_mode(self) -> str:
@@ -63,15 +64,16 @@ def storage_endpoint(request: pytest.FixtureRequest,
     if plan.kind == "environment":
         yield StorageEndpoint(os.environ["VALET_TEST_STORAGE_URL"].rstrip("/"),
                               os.environ.get("VALET_TEST_STORAGE_CA_BUNDLE"), plan.header(),
-                              os.environ.get("VALET_TEST_QUEUE_URL", ""))
+                              os.environ.get("VALET_TEST_QUEUE_URL", ""), os.environ.get("VALET_TEST_TABLE_URL", ""))
         return
     workdir = tmp_path_factory.mktemp("azurite")
     if plan.kind == "container":
-        for blob_url, cert, queue_url in run_in_container(plan.image, workdir):
-            yield StorageEndpoint(blob_url, str(cert), plan.header(), queue_url)
+        for blob_url, cert, queue_url, table_url in run_in_container(plan.image, workdir):
+            yield StorageEndpoint(blob_url, str(cert), plan.header(), queue_url, table_url)
         return
     with Azurite(workdir) as azurite:
-        yield StorageEndpoint(azurite.blob_url, str(azurite.cert), plan.header(), azurite.queue_url)
+        yield StorageEndpoint(azurite.blob_url, str(azurite.cert), plan.header(), azurite.queue_url,
+                              azurite.table_url)
 
 
 @pytest.fixture(scope="session")

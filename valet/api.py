@@ -18,8 +18,11 @@ from valet import cors, openapi, webui
 from valet.caller import Caller
 from valet.errors import ConfigurationError, PayloadTooLarge, UnsupportedMediaType
 from valet.grants.cancel import parse_cancel_request
-from valet.grants.request import parse_grant_request, parse_renew_request
+from valet.grants.multi import BatchRequest, parse_upload_request
+from valet.grants.request import parse_renew_request
 from valet.http import answer, json_response
+from valet.quotas.idempotency import HEADER as IDEMPOTENCY_HEADER
+from valet.quotas.idempotency import parse_key
 from valet.runtime import Runtime, RuntimeHolder
 
 ROUTE_PREFIX = "/api"
@@ -134,10 +137,25 @@ def _status_url(call: Call, upload_id: str) -> str:
 
 
 def _create_upload(call: Call) -> func.HttpResponse:
+    """One grant, or a batch (``files``); with ``Idempotency-Key``, the same answer for the same request."""
     runtime = call.runtime
-    grant = runtime.grants.issue(call.caller, parse_grant_request(_body(call.req, runtime.settings.max_request_bytes)))
+    request = parse_upload_request(_body(call.req, runtime.settings.max_request_bytes))
+    key = parse_key(call.req.headers.get(IDEMPOTENCY_HEADER))
+    if isinstance(request, BatchRequest):
+        batch = runtime.book.batch(call.caller, request, key)
+        batch_url = _status_url(call, batch.batch_id).replace("/uploads/", "/batches/", 1)
+        uploads = [g.to_json(_status_url(call, g.upload_id)) for g in batch.grants]
+        return json_response(201, {"batchId": batch.batch_id, "statusUrl": batch_url, "uploads": uploads},
+                             headers={"Location": batch_url})
+    grant = runtime.book.single(call.caller, request, key) if key else runtime.grants.issue(call.caller, request)
     status_url = _status_url(call, grant.upload_id)
     return json_response(201, grant.to_json(status_url), headers={"Location": status_url})
+
+
+def _batch_status(call: Call) -> func.HttpResponse:
+    """``GET /api/batches/{batchId}``: the caller's own batch (404 for anyone else's)."""
+    batch_id = str(call.req.route_params.get("batchId", ""))
+    return json_response(200, call.runtime.book.batch_status(call.caller, batch_id))
 
 
 def _renew_upload(call: Call) -> func.HttpResponse:
@@ -168,6 +186,14 @@ def _list_profiles(call: Call) -> func.HttpResponse:
     """The upload profiles this caller may use (its roles/scopes against each profile's ``requiredRoles``)."""
     caller = call.caller
     return json_response(200, call.runtime.settings.policy.usable(caller.roles | caller.scopes))
+
+
+def _quota(call: Call) -> func.HttpResponse:
+    """``GET /api/quota``: for every profile this caller may use, the ``quota`` object of each scope that
+    has limits (one Table read per profile with a quota; none for profiles without)."""
+    caller = call.caller
+    usable = [p["name"] for p in call.runtime.settings.policy.usable(caller.roles | caller.scopes)["profiles"]]
+    return json_response(200, call.runtime.quotas.document(caller, usable))
 
 
 def _upload_page(call: Call) -> func.HttpResponse:
@@ -206,6 +232,8 @@ ROUTES: Mapping[str, Route] = {
     "renew_upload": Route({"POST": Endpoint(_renew_upload)}),
     "upload_download": Route({"GET": Endpoint(_upload_download)}),  # a grant's budget: it signs a SAS
     "list_profiles": Route({"GET": Endpoint(_list_profiles, READ)}),
+    "quota": Route({"GET": Endpoint(_quota, READ)}),
+    "batch_status": Route({"GET": Endpoint(_batch_status, READ)}),
     "upload_page": Route({"GET": Endpoint(_upload_page, ANONYMOUS)}, cors=False),
     "health": Route({"GET": Endpoint(_health, ANONYMOUS)}, cors=False),
     "openapi": Route({"GET": Endpoint(_openapi_document, ANONYMOUS)}, cors=False),
@@ -230,6 +258,14 @@ def upload_download(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -
 
 def list_profiles(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
     return serve(ROUTES["list_profiles"], get_runtime, req)
+
+
+def batch_status(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
+    return serve(ROUTES["batch_status"], get_runtime, req)
+
+
+def quota(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
+    return serve(ROUTES["quota"], get_runtime, req)
 
 
 def upload_page(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:

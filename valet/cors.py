@@ -29,7 +29,7 @@ EXPOSED_HEADERS = ["x-ms-request-id", "x-ms-error-code", "etag", "last-modified"
 MAX_AGE_SECONDS = 3600
 
 # The app's own endpoints: what a page sends to ask for a grant or a status, and what it may read back.
-APP_ALLOWED_HEADERS = ("authorization", "content-type", "x-api-key")
+APP_ALLOWED_HEADERS = ("authorization", "content-type", "x-api-key", "idempotency-key")
 APP_EXPOSED_HEADERS = ("location", "retry-after", "www-authenticate")
 APP_MAX_AGE_SECONDS = 600
 

@@ -18,7 +18,9 @@ from valet.grants.cancel import Canceller
 from valet.grants.delegation import UserDelegationKeyCache
 from valet.grants.downloads import DownloadIssuer
 from valet.grants.issuer import GrantIssuer
+from valet.grants.multi import GrantBook
 from valet.grants.state import BlobUploadState, UploadState
+from valet.quotas.service import BlobPresence, Quotas
 from valet.settings import NO_QUEUE, Settings
 from valet.storage import RequestCounter, make_blob_service, make_credential, make_decision_queue
 from valet.validation.events import QueueEvents
@@ -39,6 +41,9 @@ class Runtime:
     downloads: DownloadIssuer
     cancels: Canceller
     upload_state: UploadState  # what storage holds at a granted name (renewals)
+    quotas: Quotas
+    table_requests: RequestCounter  # the quota table's requests (none for grants without quota, batch or key)
+    book: GrantBook  # batches and idempotent grants
 
     @classmethod
     def from_settings(
@@ -52,6 +57,9 @@ class Runtime:
         counter = RequestCounter()
         credential = credential or make_credential(storage)
         blob_service = make_blob_service(storage, credential, counter)
+        table_counter = RequestCounter()
+        quotas = Quotas.build(settings.quotas, storage, settings.quota_store, credential, counter=table_counter,
+                              uploaded=BlobPresence(blob_service.get_container_client(storage.uploads_container)))
         key_cache = UserDelegationKeyCache(
             blob_service,
             lifetime=settings.delegation_key_lifetime,
@@ -68,6 +76,7 @@ class Runtime:
             sas_ttl=settings.sas_ttl,
             sas_start_skew=settings.sas_start_skew,
             upload_window=settings.upload_window,
+            quotas=quotas,
         )
         if authenticator is None:
             keystore = None
@@ -77,7 +86,8 @@ class Runtime:
         events = None
         if storage.decision_queue != NO_QUEUE:
             events = QueueEvents(make_decision_queue(storage, credential, counter))
-        validation = Validation.from_settings(settings, blob_service, events)
+        quotas.batch_events = events.send_message if events is not None else None
+        validation = Validation.from_settings(settings, blob_service, events, quotas)
         downloads = DownloadIssuer(
             blob_service=blob_service,
             account_url=storage.account_url,
@@ -89,10 +99,10 @@ class Runtime:
             start_skew=settings.sas_start_skew,
         )
         cancels = Canceller(grants=grants, occupy=validation.validator.cancel,
-                            tombstone_grace=settings.validation.tombstone_grace)
+                            tombstone_grace=settings.validation.tombstone_grace, quotas=quotas)
         upload_state = BlobUploadState(blob_service, storage.uploads_container, validation.validator.is_tombstone)
         return cls(settings, blob_service, key_cache, grants, authenticator, counter, validation, downloads,
-                   cancels, upload_state)
+                   cancels, upload_state, quotas, table_counter, GrantBook(grants, settings.policy, quotas))
 
     def warm_up(self) -> None:
         """Fetch the first user delegation key in the background, so the first grant need not wait."""

@@ -8,10 +8,11 @@ may be a secret). Explicit arguments win over the environment: tests build setti
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -22,6 +23,8 @@ from valet.envreader import EnvReader
 from valet.errors import ConfigurationError
 from valet.grants.policy import Policy
 from valet.grants.token import GrantKeyRing
+from valet.quotas.limits import ProfileQuota, parse_quotas
+from valet.quotas.settings import QUOTA_TABLE, TABLE_SERVICE_URL, QuotaSettings
 
 # Names of settings (app settings in Azure, local.settings.json "Values" locally).
 STORAGE_ACCOUNT_URL = "VALET_STORAGE_ACCOUNT_URL"
@@ -63,6 +66,7 @@ MAX_DECISION_ATTEMPTS = "VALET_MAX_DECISION_ATTEMPTS"
 DECISION_QUEUE = "VALET_DECISION_QUEUE"
 QUEUE_SERVICE_URL = "VALET_QUEUE_SERVICE_URL"
 NO_QUEUE = "none"  # VALET_DECISION_QUEUE=none: decisions are not announced
+QUOTA_SETTINGS = (TABLE_SERVICE_URL, QUOTA_TABLE)  # the quota store (valet/quotas/settings.py reads them)
 IMAGE_MAX_PIXELS = "VALET_IMAGE_MAX_PIXELS"
 IMAGE_MAX_DIMENSION = "VALET_IMAGE_MAX_DIMENSION"
 STRUCTURE_READ_BYTES = "VALET_STRUCTURE_READ_BYTES"
@@ -190,6 +194,8 @@ class Settings:
     download_ttl: timedelta = timedelta(minutes=5)
     clock_skew: timedelta = timedelta(seconds=300)  # grant token iat, "created before the grant expired"
     upload_window: timedelta = timedelta(hours=4)  # how long an upload's SAS may be renewed
+    quotas: Mapping[str, ProfileQuota] = field(default_factory=dict)  # by profile; only profiles with limits
+    quota_store: QuotaSettings | None = None  # where the quota table is (used only when a profile has a quota)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -239,6 +245,13 @@ class Settings:
                 f"{DELEGATION_KEY_REFRESH_MINUTES} must be shorter than {DELEGATION_KEY_LIFETIME_HOURS}"
             )
 
+        policy, quotas = _policy(env)
+        quota_store = QuotaSettings.from_env(env.environ, storage.account_url)  # used when a profile has a quota
+        if storage.credential == "emulator" and not is_loopback_url(quota_store.table_url):
+            raise ConfigurationError(
+                f"{STORAGE_CREDENTIAL}=emulator is only allowed with a loopback {TABLE_SERVICE_URL}")
+        if storage.credential != "emulator" and urlsplit(quota_store.table_url).scheme != "https":
+            raise ConfigurationError(f"{TABLE_SERVICE_URL} must use https")
         return cls(
             storage=storage,
             sas_ttl=sas_ttl,
@@ -246,7 +259,7 @@ class Settings:
             delegation_key_lifetime=lifetime,
             delegation_key_refresh_before=refresh,
             grant_keys=GrantKeyRing.parse(env.required(GRANT_SIGNING_KEYS), setting=GRANT_SIGNING_KEYS),
-            policy=_policy(env),
+            policy=policy,
             public_base_url=env.optional_url(PUBLIC_BASE_URL),
             max_request_bytes=int(env.number(MAX_REQUEST_BYTES, 16 * 1024, 1024, 1024 * 1024)),
             auth=AuthSettings.from_env(env.environ),
@@ -256,20 +269,31 @@ class Settings:
             download_ttl=timedelta(minutes=env.number(DOWNLOAD_TTL_MINUTES, 5, 1, 60)),
             clock_skew=timedelta(seconds=env.number(CLOCK_SKEW_SECONDS, 300, 0, 900)),
             upload_window=max(sas_ttl, timedelta(minutes=env.number(UPLOAD_WINDOW_MINUTES, 240, 0, 7 * 24 * 60))),
+            quotas=quotas,
+            quota_store=quota_store,
         )
 
 
-def _policy(env: EnvReader) -> Policy:
+def _policy(env: EnvReader) -> tuple[Policy, dict[str, ProfileQuota]]:
+    """The profiles, and the quotas they configure (one document, read once)."""
     inline, path = env.optional(PROFILES), env.optional(PROFILES_FILE)
     if inline and path:
         raise ConfigurationError(f"set only one of {PROFILES} and {PROFILES_FILE}")
+    if not inline and not path:
+        return Policy.builtin(), {}
+    setting = PROFILES if inline else PROFILES_FILE
     if inline:
-        return Policy.from_json(inline, setting=PROFILES)
-    if path:
+        text = inline
+    else:
         file = env.existing_file(PROFILES_FILE)
         assert file is not None
-        return Policy.from_json(Path(file).read_text("utf-8"), setting=PROFILES_FILE)
-    return Policy.builtin()
+        text = Path(file).read_text("utf-8")
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise ConfigurationError(f"{setting} is not valid JSON") from exc
+    policy = Policy.from_document(doc, setting=setting)
+    return policy, parse_quotas(doc, setting=setting)
 
 
 def queue_url_for(blob_url: str) -> str:

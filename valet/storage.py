@@ -17,7 +17,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import jwt
@@ -25,6 +25,9 @@ from azure.core.credentials import AccessToken, TokenCredential
 from azure.core.pipeline import PipelineRequest
 from azure.storage.blob import BlobServiceClient, LinearRetry
 from azure.storage.queue import QueueClient
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
 
 from valet.errors import ConfigurationError
 from valet.settings import StorageSettings, is_loopback_url
@@ -147,3 +150,15 @@ def make_decision_queue(
     """The decision-event queue, with the same identity, timeouts and retries as the blob client."""
     return QueueClient(storage.queue_url, storage.decision_queue,
                        **_client_options(storage, credential, counter, storage.queue_url))
+
+
+def make_table_client(storage: StorageSettings, credential: TokenCredential, table_url: str, table: str,
+                      counter: RequestCounter | None = None) -> TableClient:
+    """One table of the uploads account (the quota store), with the same identity, timeouts and CA as the
+    blob client. Its retries are the Tables SDK's own policy, bounded the same way (2 retries, about 1 s
+    apart); a 409 or 412 is an answer, never retried here."""
+    from azure.data.tables import TableClient
+
+    options = _client_options(storage, credential, counter, table_url)
+    options.pop("retry_policy")
+    return TableClient(table_url, table, retry_total=2, retry_backoff_factor=1.0, retry_backoff_max=2, **options)

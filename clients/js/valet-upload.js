@@ -57,6 +57,29 @@ async function callApi(url, init) {
   return { body, response };
 }
 
+/** What remains of this caller's quotas: {quotas: [{scope, profile, limit, used, reserved, remaining, resetsAt}]}
+ *  (empty for profiles without a quota, and from a service without quotas). */
+export async function getQuota(apiBase, auth) {
+  try {
+    const { body } = await callApi(new URL("quota", apiBase), { headers: authHeaders(auth) });
+    return body;
+  } catch (error) {
+    if (error.status === 404) return { quotas: [] };
+    throw error;
+  }
+}
+
+/** "images (caller): 3 files and 1.5 MiB left today, 1 more pending" from one quota object. */
+export function describeQuota(quota) {
+  const left = quota.remaining ?? {};
+  const parts = [];
+  if ("filesPerDay" in left) parts.push(`${left.filesPerDay} files`);
+  if ("bytesPerDay" in left) parts.push(mebibytes(left.bytesPerDay));
+  let text = parts.length ? `${parts.join(" and ")} left today` : "";
+  if ("pendingFiles" in left) text += `${text ? ", " : ""}${left.pendingFiles} more pending`;
+  return `${quota.profile} (${quota.scope}): ${text || "no limit"}`;
+}
+
 /** The upload profiles this caller may use: {default, profiles: [{name, maxBytes, types, allowEmpty, ...}]}. */
 export async function listProfiles(apiBase, auth) {
   const { body } = await callApi(new URL("profiles", apiBase), { headers: authHeaders(auth) });
@@ -212,7 +235,17 @@ function wirePage(form) {
   // The profiles this credential may use, fetched once per credential and offered in the select.
   let listing = { key: null, promise: null, profiles: [] };
   const chosen = () => listing.profiles.find((p) => p.name === choice.value);
+  const showQuota = () => {  // what remains of the chosen profile's quotas; nothing when it has none
+    const auth = currentAuth();
+    const name = choice.value;
+    if (!auth.secret || !name) { $("quota-hint").textContent = ""; return; }
+    getQuota($("api").value, auth).then((doc) => {
+      if (choice.value !== name) return;
+      $("quota-hint").textContent = doc.quotas.filter((q) => q.profile === name).map(describeQuota).join("; ");
+    }, () => { $("quota-hint").textContent = ""; });
+  };
   const describe = () => {
+    showQuota();
     const profile = chosen();
     $("profile-hint").textContent = profile ? `Up to ${mebibytes(profile.maxBytes)}: ` +
       Object.entries(profile.types).map(([type, exts]) => `${type} (.${exts.join(", .")})`).join("; ") : "";
@@ -272,6 +305,7 @@ function wirePage(form) {
       const why = decision.reason ? ` (${decision.reason})` : "";
       show(decision.status, `${decision.status}${why}: ${file.name}`);
       step(`Decision: ${decision.status}${why}.`);
+      showQuota();
       if (decision.status === "accepted") {
         const { downloadUrl } = await requestDownload(grant.statusUrl, auth);
         const link = Object.assign(document.createElement("a"), { id: "download", href: downloadUrl,

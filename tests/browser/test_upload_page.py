@@ -54,6 +54,8 @@ def browser() -> Iterator[Any]:
 # The built-in profiles plus a tiny one, so the page's size check can be shown with a small file.
 PROFILES = json.loads((PROJECT_ROOT / "valet" / "default_profiles.json").read_text())
 PROFILES["profiles"]["tiny"] = {"maxBytes": 64, "types": {"image/png": ["png"]}}
+PROFILES["profiles"]["metered"] = {"maxBytes": 1_000_000, "types": {"image/png": ["png"]},
+                                   "quota": {"filesPerDay": 1, "pendingFiles": 1}}
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +168,7 @@ def test_the_page_offers_the_callers_profiles_and_checks_the_file_before_any_gra
     page.locator("#credential").dispatch_event("change")
     page.wait_for_selector("#profile option[value=tiny]", state="attached", timeout=10_000)
     offered = page.eval_on_selector_all("#profile option", "options => options.map(o => o.value)")
-    assert offered == ["images", "documents", "tiny"]  # archives and large need roles the dev token lacks
+    assert offered == ["images", "documents", "tiny", "metered"]  # archives and large need roles the dev token lacks
     assert page.input_value("#profile") == "images"  # the default
     assert "image/png (.png)" in page.inner_text("#profile-hint")
     assert ".png" in (page.get_attribute("#file", "accept") or "")
@@ -316,3 +318,17 @@ def test_the_module_says_an_expired_upload_url_expired_and_renews_it_when_it_can
     calls[0] = 0  # the next grant is issued on the lagging clock again
     done = page.evaluate(EXPIRED_PUT, [api, token, list(png()), True, lag_ms])
     assert done == {"renewed": True, "sameBlob": True, "status": "accepted"}, done
+
+
+def test_the_page_shows_what_remains_of_the_quota_and_a_quota_refusal(stack: DevStack, page: Any,
+                                                                      tmp_path: Path) -> None:
+    path = tmp_path / "quota.png"
+    path.write_bytes(png())
+    page.goto(f"{stack.url}/api/ui")
+    first = upload(page, path, "apikey", stack.api_key, profile="metered")
+    assert first["status"] == "accepted", first
+    page.wait_for_function("document.getElementById('quota-hint').textContent.includes('0 files left today')",
+                           timeout=10_000)
+    assert page.inner_text("#quota-hint") == "metered (caller): 0 files left today, 1 more pending"
+    second = upload(page, path, "apikey", stack.api_key, profile="metered")
+    assert second["status"] == "error" and "[quota_exceeded]" in second["text"], second

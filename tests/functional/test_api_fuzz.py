@@ -40,11 +40,13 @@ REPORT = os.environ.get("VALET_FUZZ_REPORT")  # a JSON file for the counts, writ
 # What "conforms" means beyond the document: schemathesis' defaults, plus the statuses this API gives by
 # design. Valid-by-schema data can still be refused by the upload profile (400 unknown_profile,
 # empty_not_allowed or sha256_required; 413 over the profile's maxBytes; 415 a type the profile does not
-# take): the profiles are configuration, not part of the document. Invalid data may also be 413 (body
-# too large).
+# take): the profiles are configuration, not part of the document. Valid data with an Idempotency-Key the
+# fuzzer already used for another body is 422 idempotency_key_reused: the key is state, not shape. Invalid
+# data may also be 413 (body too large).
 CONFIG = {
     "checks": {
-        "positive_data_acceptance": {"expected-statuses": ["2xx", "400", "401", "403", "404", "413", "415"]},
+        "positive_data_acceptance": {"expected-statuses": ["2xx", "400", "401", "403", "404", "413", "415",
+                                                           "422"]},
         "negative_data_rejection": {"expected-statuses": ["400", "401", "403", "404", "405", "413", "415", "422"]},
     },
     "phases": {"stateful": {"enabled": False}},

@@ -54,7 +54,7 @@ def test_preflight_from_an_allowed_origin_is_answered_204_with_the_route_methods
     headers = response.headers
     assert headers["Access-Control-Allow-Origin"] == PAGE
     assert headers["Access-Control-Allow-Methods"] == "OPTIONS, POST"
-    assert set(headers["Access-Control-Allow-Headers"].split(", ")) == {"authorization", "content-type", "x-api-key"}
+    assert set(headers["Access-Control-Allow-Headers"].split(", ")) == {"authorization", "content-type", "x-api-key", "idempotency-key"}
     assert headers["Access-Control-Max-Age"] == "600"
     assert headers["Vary"] == "Origin"
     assert "Access-Control-Allow-Credentials" not in headers  # header credentials only, never cookies

@@ -23,7 +23,7 @@ def test_every_function_and_binding(monkeypatch: pytest.MonkeyPatch) -> None:
     functions = bindings_of(monkeypatch, VALET_TRIGGER_SOURCE="EventGrid", VALET_UPLOADS_CONTAINER="incoming",
                             VALET_TRIGGER_CONNECTION="Uploads")
     assert set(functions) == {"create_upload", "upload_status", "renew_upload", "upload_download", "list_profiles",
-                              "upload_page", "health", "openapi", "validate_upload", "malware_scan_result",
+                              "quota", "batch_status", "upload_page", "health", "openapi", "validate_upload", "malware_scan_result",
                               "sweep_tombstones", "reconcile_uploads"}
     [renew] = [b for b in functions["renew_upload"] if b["type"] == "httpTrigger"]
     assert renew["route"] == "uploads/{uploadId}/renew" and [str(m.value) for m in renew["methods"]] == ["POST", "OPTIONS"]
@@ -38,6 +38,8 @@ def test_every_function_and_binding(monkeypatch: pytest.MonkeyPatch) -> None:
     assert grant["route"] == "uploads" and [str(m.value) for m in grant["methods"]] == ["POST", "OPTIONS"]
     [profiles] = [b for b in functions["list_profiles"] if b["type"] == "httpTrigger"]
     assert profiles["route"] == "profiles" and [str(m.value) for m in profiles["methods"]] == ["GET", "OPTIONS"]
+    [quota] = [b for b in functions["quota"] if b["type"] == "httpTrigger"]
+    assert quota["route"] == "quota" and [str(m.value) for m in quota["methods"]] == ["GET", "OPTIONS"]
     [page] = [b for b in functions["upload_page"] if b["type"] == "httpTrigger"]
     assert page["route"] == "ui/{asset?}" and [str(m.value) for m in page["methods"]] == ["GET"]
     assert functions["malware_scan_result"][0]["type"] == "eventGridTrigger"

@@ -30,6 +30,7 @@ QUEUE_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
 KV_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 QUEUE_SENDER = "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a"  # Storage Queue Data Message Sender: add messages only
 METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
+TABLE_CONTRIBUTOR = "0a6a572e-d87b-40b0-9f2b-2dde5f6d6c46"  # Storage Table Data Contributor: entities only
 TAGS_ROLE = "blobTagsRole"
 APP = "identity.properties.principalId"
 
@@ -45,6 +46,7 @@ EXPECTED_APP_ROLES = {
     ("apiKeysContainer", BLOB_READER),
     ("poisonQueue", QUEUE_CONTRIBUTOR),
     ("decisionQueue", QUEUE_SENDER),
+    ("quotaTable", TABLE_CONTRIBUTOR),
     ("hostAccount", BLOB_OWNER),
     ("hostAccount", QUEUE_CONTRIBUTOR),
     ("grantKeysSecret", KV_SECRETS_USER),
@@ -86,6 +88,7 @@ def test_no_role_is_assigned_above_the_resource_it_is_for(resources: Template) -
                                    ("uploadsAccount", DELEGATOR)])
     assert types["uploadsContainer"] == "Microsoft.Storage/storageAccounts/blobServices/containers"
     assert types["poisonQueue"] == "Microsoft.Storage/storageAccounts/queueServices/queues"
+    assert types["quotaTable"] == "Microsoft.Storage/storageAccounts/tableServices/tables"
     assert types["grantKeysSecret"] == types["pepperSecret"] == "Microsoft.KeyVault/vaults/secrets"
 
 
@@ -104,6 +107,19 @@ def test_containers_are_the_apps_and_live_in_the_uploads_account(resources: Temp
     assert resources.value(resources.resource("poisonQueue")["name"]) == "webjobs-blobtrigger-poison"
     assert resources.value(resources.resource("decisionQueue")["name"]) == "valet-decisions"
     assert resources.resource("decisionQueue")["parent"] == "uploadsQueueService"
+
+
+def test_the_quota_table_is_the_stores_and_lives_in_the_uploads_account(resources: Template) -> None:
+    from valet.quotas.settings import DEFAULT_TABLE, table_url_for
+
+    tables = resources.of_type("Microsoft.Storage/storageAccounts/tableServices/tables")
+    assert {s: resources.value(t["name"]) for s, t in tables.items()} == {"quotaTable": DEFAULT_TABLE}
+    assert tables["quotaTable"]["parent"] == "uploadsTableService"
+    assert resources.resource("uploadsTableService")["parent"] == "uploadsAccount"
+    # the Table endpoint the app derives from the blob endpoint is the uploads account's
+    assert table_url_for("https://stvaletx.blob.core.windows.net") == "https://stvaletx.table.core.windows.net"
+    table_roles = [r for r in role_assignments(resources) if r["role"] == TABLE_CONTRIBUTOR]
+    assert [(r["scope"], r["principal"]) for r in table_roles] == [("quotaTable", APP)]
 
 
 def test_custom_tag_role_grants_only_blob_index_tags(resources: Template) -> None:

@@ -136,8 +136,8 @@ def plan_from(environ: Mapping[str, str], root: Path) -> Plan:
     return choose(environ, engine, version)
 
 
-def run_in_container(image: str, workdir: Path, timeout: int = 90) -> Iterator[tuple[str, Path, str]]:
-    """Azurite from ``image`` on the host network; yields (blob URL, CA certificate, queue URL) and
+def run_in_container(image: str, workdir: Path, timeout: int = 90) -> Iterator[tuple[str, Path, str, str]]:
+    """Azurite from ``image`` on the host network; yields (blob URL, CA certificate, queue URL, table URL) and
     removes the container afterwards."""
     os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # Ryuk's image may not be pullable
     os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
@@ -161,4 +161,5 @@ def run_in_container(image: str, workdir: Path, timeout: int = 90) -> Iterator[t
         if "blob" not in ports:
             raise AzuriteUnavailable(f"Azurite in {image} did not say where it listens: {out[-500:]!r}")
         queue = f"https://127.0.0.1:{ports['queue']}/{ACCOUNT}" if "queue" in ports else ""
-        yield f"https://127.0.0.1:{ports['blob']}/{ACCOUNT}", cert, queue
+        table = f"https://127.0.0.1:{ports['table']}/{ACCOUNT}" if "table" in ports else ""
+        yield f"https://127.0.0.1:{ports['blob']}/{ACCOUNT}", cert, queue, table

@@ -18,7 +18,9 @@ from valet.local.emulator import PROJECT_ROOT, free_port
 
 
 def read_env(path: Path) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    """``.valet/dev.env`` as a shell reads it (values quoted when they hold spaces)."""
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {name: value.strip('"') for name, value in pairs}
 
 
 @dataclass

@@ -17,6 +17,7 @@ from valet.caller import Caller
 from valet.clock import utcnow
 from valet.errors import BadRequest, Conflict
 from valet.grants.issuer import GrantIssuer
+from valet.quotas.service import Quotas
 
 MAX_BLOB_URI_CHARS = 4096
 
@@ -28,24 +29,38 @@ class Occupy(Protocol):
     def __call__(self, name: str, *, upload_id: str, caller: str, until: datetime) -> None: ...
 
 
-def parse_cancel_request(blob_uri: str | None) -> str:
-    """The ``blobUri`` query parameter of a cancel: required, the grant's blobUri."""
+def parse_cancel_request(blob_uri: str | None) -> str | None:
+    """The ``blobUri`` query parameter of a cancel: the grant's blobUri; absent, the stored grant row (grants
+    with a quota, batch or idempotency key) names it."""
+    if blob_uri is None:
+        return None
     if not blob_uri or len(blob_uri) > MAX_BLOB_URI_CHARS:
-        raise BadRequest("'blobUri' is required: the blobUri of the grant to cancel.", code="invalid_blob_uri")
+        raise BadRequest("'blobUri' must be the blobUri of the grant to cancel.", code="invalid_blob_uri")
     return blob_uri
 
 
 class Canceller:
     def __init__(self, *, grants: GrantIssuer, occupy: Occupy, tombstone_grace: timedelta,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, quotas: Quotas | None = None) -> None:
         self._grants = grants
         self._occupy = occupy
         self._grace = tombstone_grace
         self._clock = clock
+        self._quotas = quotas
 
-    def cancel(self, caller: Caller, upload_id: str, blob_uri: str) -> None:
-        name, facts, _, _ = self._grants.granted_name(caller, upload_id, blob_uri)
+    def cancel(self, caller: Caller, upload_id: str, blob_uri: str | None) -> None:
+        """Occupy the granted name, then release the grant's reservation (if it has one). Without
+        ``blobUri``, the stored grant row names the blob (``400 invalid_blob_uri`` when there is none)."""
+        if blob_uri is None:
+            stored = self._quotas.stored_grant(caller, upload_id) if self._quotas is not None else None
+            if stored is None:
+                raise BadRequest("'blobUri' is required: this grant has no stored row (no quota, batch or "
+                                 "Idempotency-Key).", code="invalid_blob_uri")
+            blob_uri = self._grants.blob_uri(stored.blob)
+        name, facts, profile, _ = self._grants.granted_name(caller, upload_id, blob_uri)
         if self._clock() >= facts.deadline:
             raise Conflict("The upload's window has closed: its SAS can no longer be used.",
                            code="upload_window_closed")
         self._occupy(name, upload_id=upload_id, caller=caller.id, until=facts.deadline + self._grace)
+        if self._quotas is not None:  # after the tombstone: an upload that got there first is not released
+            self._quotas.settle(caller.partition, profile.name, upload_id, consumed=False)

@@ -10,7 +10,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 from urllib.parse import quote, unquote
 
@@ -35,6 +35,8 @@ from valet.grants.policy import Policy, Profile
 from valet.grants.request import GrantRequest
 from valet.grants.state import DECIDED, UPLOADED, UploadState
 from valet.grants.token import GRANT_HEADER, GrantClaims, GrantKeyRing
+from valet.quotas.service import Quotas
+from valet.quotas.store import Reservation
 
 audit = logging.getLogger("valet.audit")
 
@@ -77,6 +79,34 @@ class Grant:
         }
 
 
+@dataclass(frozen=True)
+class Planned:
+    """A checked grant before signing: what an idempotent retry signs again, and a batch reserves at once."""
+
+    upload_id: str
+    name: str
+    deadline: datetime
+    size: int
+    content_type: str
+    sha256: str | None
+    filename: str
+    profile: str
+
+    def reservation(self) -> Reservation:
+        return Reservation(self.upload_id, self.size, self.deadline, self.name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"uploadId": self.upload_id, "name": self.name, "deadline": rfc3339(self.deadline),
+                "size": self.size, "contentType": self.content_type, "sha256": self.sha256,
+                "filename": self.filename, "profile": self.profile}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Planned:
+        deadline = datetime.strptime(str(doc["deadline"]), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        return cls(str(doc["uploadId"]), str(doc["name"]), deadline, int(doc["size"]), str(doc["contentType"]),
+                   doc.get("sha256"), str(doc["filename"]), str(doc["profile"]))
+
+
 class GrantIssuer:
     """Turns an authorized caller's request into a grant."""
 
@@ -94,6 +124,7 @@ class GrantIssuer:
         upload_window: timedelta = timedelta(0),
         clock: Callable[[], datetime] = utcnow,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        quotas: Quotas | None = None,
     ) -> None:
         self._account_url = account_url.rstrip("/")
         self._account_name = account_name
@@ -106,19 +137,22 @@ class GrantIssuer:
         self._window = upload_window
         self._clock = clock
         self._random = random_bytes
+        self._quotas = quotas  # None, or a profile without a quota: no storage request
 
     def issue(self, caller: Caller, request: GrantRequest) -> Grant:
+        now = self._clock().replace(microsecond=0)  # one reading of the clock for the whole grant
+        planned = self.plan(caller, request, now)
+        key = self._key(now)  # before reserving: no key, no reservation
+        if self._quotas is not None:  # reserves until the window closes; 429 quota_exceeded when over a limit
+            self._quotas.reserve(caller, planned.profile, [planned.reservation()])
+        return self.sign(caller, planned, key, now)
+
+    def plan(self, caller: Caller, request: GrantRequest, now: datetime | None = None) -> Planned:
+        """The checked grant (profile, roles, type, size) with its upload id and blob name; nothing signed."""
         profile = self._policy.profile_for(request.profile, caller.roles | caller.scopes)  # 403 without its roles
         profile.check(request.content_type, request.size, request.sha256)
-
-        now = self._clock().replace(microsecond=0)
-        expires = now + self._ttl
-        key = self._keys.get(expires)
-        expires = min(expires, key_expiry(key))  # the cache guarantees >=; this keeps the rule local
-        if expires <= now:
-            raise ServiceUnavailable("No valid signing key is available.", code="storage_unavailable")
-        deadline = max(expires, now + self._window)  # no SAS for this name, renewed or not, expires later
-
+        now = now or self._clock().replace(microsecond=0)
+        deadline = now + max(self._ttl, self._window)  # no SAS for this name, renewed or not, expires later
         signing_key = self._signer.key(self._signer.active) or b""
         upload_id = bind_upload_id(  # so the status endpoint can tell this caller's ids from others'
             new_upload_id(now, self._random), signing_key, caller.partition
@@ -136,35 +170,55 @@ class GrantIssuer:
             kid=self._signer.active,
             key=signing_key,
         )
-        signature = self._sas(name, key, now, expires)
         filename = sanitize_filename(request.filename)[:MAX_FILENAME_CHARS]
+        return Planned(upload_id, name, deadline, request.size, request.content_type, request.sha256, filename,
+                       profile.name)
+
+    def _key(self, now: datetime) -> Any:
+        key = self._keys.get(now + self._ttl)
+        if key_expiry(key) <= now:
+            raise ServiceUnavailable("No valid signing key is available.", code="storage_unavailable")
+        return key
+
+    def sign(self, caller: Caller, planned: Planned, key: Any | None = None, now: datetime | None = None) -> Grant:
+        """A create-only SAS and the grant token for a planned grant (again, for an idempotent retry),
+        until the SAS TTL or the upload window, whichever ends first."""
+        now = now or self._clock().replace(microsecond=0)
+        if now >= planned.deadline:
+            raise Conflict("The upload's window has closed; request a new grant.", code="upload_window_closed")
+        key = key if key is not None else self._key(now)
+        expires = min(now + self._ttl, planned.deadline, key_expiry(key))
+        profile = self._policy.profiles.get(planned.profile)
+        if profile is None:
+            raise NotFound("No such upload.", code="upload_not_found")
+        signature = self._sas(planned.name, key, now, expires)
         token = self._signer.sign(
             GrantClaims(
-                upload_id=upload_id,
+                upload_id=planned.upload_id,
                 container=self._container,
-                blob=name,
-                size=request.size,
-                content_type=request.content_type,
-                sha256=request.sha256,
-                profile=profile.name,
+                blob=planned.name,
+                size=planned.size,
+                content_type=planned.content_type,
+                sha256=planned.sha256,
+                profile=planned.profile,
                 caller=caller.id,
-                filename=filename,
+                filename=planned.filename,
                 issued_at=now,
                 expires_at=expires,
             )
         )
-        grant = self._grant(upload_id, name, signature,
-                            {"x-ms-blob-content-type": request.content_type, GRANT_HEADER: token}, expires, profile)
+        grant = self._grant(planned.upload_id, planned.name, signature,
+                            {"x-ms-blob-content-type": planned.content_type, GRANT_HEADER: token}, expires, profile)
         audit.info(
             "grant issued",
             extra={
                 "event": "grant",
-                "upload_id": upload_id,
+                "upload_id": planned.upload_id,
                 "caller": caller.id,
-                "blob": f"{self._container}/{name}",
-                "profile": profile.name,
-                "declared_type": request.content_type,
-                "declared_size": request.size,
+                "blob": f"{self._container}/{planned.name}",
+                "profile": planned.profile,
+                "declared_type": planned.content_type,
+                "declared_size": planned.size,
                 "expires_on": rfc3339(expires),
             },
         )
@@ -178,7 +232,7 @@ class GrantIssuer:
                profile: Profile) -> Grant:
         return Grant(
             upload_id=upload_id,
-            blob_uri=f"{self._account_url}/{self._container}/{quote(name, safe='/')}",
+            blob_uri=self.blob_uri(name),
             signature=signature,
             headers={"x-ms-blob-type": "BlockBlob", **headers},
             expires_on=expires,
@@ -187,6 +241,10 @@ class GrantIssuer:
             container=self._container,
             blob_name=name,
         )
+
+    def blob_uri(self, name: str) -> str:
+        """The blobUri of a granted name (what a grant's ``blobUri`` says)."""
+        return f"{self._account_url}/{self._container}/{quote(name, safe='/')}"
 
     def granted_name(self, caller: Caller, upload_id: str, blob_uri: str) -> GrantedName:
         """The blob name of a grant this app made to ``caller`` for ``upload_id``, checked: its MAC, its

@@ -10,7 +10,10 @@
 * the app's own registered functions from ``function_app.py``: HTTP routes on
   ``http://127.0.0.1:7071/api/...``, the blob trigger fed by watching the uploads container, timer
   triggers on their NCRONTAB schedules, everything else through ``POST /admin/functions/{name}``;
-* ``.valet/dev.env`` with ``VALET_URL``, ``VALET_DEV_TOKEN`` (valid 12 hours) and ``VALET_DEV_API_KEY``.
+* ``.valet/dev.env`` with ``VALET_URL``, ``VALET_DEV_TOKEN`` (valid 12 hours) and ``VALET_DEV_API_KEY``;
+* with ``--instances N``, N-1 more app instances as separate processes on the next ports (same storage,
+  issuer, keys and settings; :mod:`valet.local.instance`), and ``VALET_URLS`` (every instance's base URL,
+  space-separated) in ``.valet/dev.env``; ``VALET_URL`` stays the first.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from valet.cors import apply_storage_cors, parse_origins
 from valet.local.devhost import FunctionHost
 from valet.local.devidp import DevIssuer
 from valet.local.emulator import PROJECT_ROOT, Azurite, EmulatorError, port_in_use
+from valet.local.instance import start_instances, stop_instances
 from valet.local.localsettings import LOCAL, effective_environment, init
 from valet.local.ncrontab import Schedule
 from valet.storage import EmulatorCredential
@@ -142,8 +146,9 @@ def _dev_api_key(env: dict[str, str]) -> str:
     raise EmulatorError("the key tool printed no key")
 
 
-def provision(service: BlobServiceClient, env: dict[str, str], queue_url: str, ca: str) -> None:
-    """The containers and the decision-event queue, as the deployment templates create them in Azure."""
+def provision(service: BlobServiceClient, env: dict[str, str], queue_url: str, ca: str, table_url: str = "") -> None:
+    """The containers, the decision-event queue and the quota table, as the deployment templates create
+    them in Azure."""
     names = [env.get("VALET_UPLOADS_CONTAINER", "uploads"), env.get("VALET_ACCEPTED_CONTAINER", "accepted"),
              env.get("VALET_QUARANTINE_CONTAINER", "quarantine"), env.get("VALET_APIKEY_CONTAINER", "valet-apikeys")]
     for name in names:
@@ -159,13 +164,27 @@ def provision(service: BlobServiceClient, env: dict[str, str], queue_url: str, c
         pass
     finally:
         queue.close()
+    if table_url:
+        from azure.data.tables import TableClient
+
+        from valet.quotas.settings import DEFAULT_TABLE, QUOTA_TABLE
+
+        table = TableClient(table_url, env.get(QUOTA_TABLE) or DEFAULT_TABLE, credential=EmulatorCredential(table_url),
+                            connection_verify=ca)
+        try:
+            table.create_table()
+        except ResourceExistsError:
+            pass
+        finally:
+            table.close()
 
 
 def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event | None = None,
-        stop: threading.Event | None = None, blob_trigger: bool = True) -> int:
+        stop: threading.Event | None = None, blob_trigger: bool = True, instances: int = 1) -> int:
     """Run until ``stop`` is set. ``root`` holds local.settings(.sample).json and the ``.valet`` state.
     ``blob_trigger=False`` feeds no blob to ``validate_upload``, as when Event Grid deliveries are lost:
-    then only the ``reconcile_uploads`` timer decides uploads."""
+    then only the ``reconcile_uploads`` timer decides uploads. ``instances`` app hosts serve on ``port``
+    (the one bound, for 0) and the ports after it."""
     stop = stop or threading.Event()
     state = root / ".valet"
     try:
@@ -175,8 +194,14 @@ def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event |
     except OSError:
         print(f"valet dev: port {port} is already in use (another valet dev or func start?)", file=sys.stderr)
         return 2
+    bound = int(listener.getsockname()[1])
+    for taken in (p for p in range(bound + 1, bound + instances) if port_in_use(p)):
+        print(f"valet dev: port {taken} is already in use (for instance {taken - bound + 1})", file=sys.stderr)
+        listener.close()
+        return 2
     try:
-        return _run(listener, root=root, state=state, ready=ready, stop=stop, blob_trigger=blob_trigger)
+        return _run(listener, root=root, state=state, ready=ready, stop=stop, blob_trigger=blob_trigger,
+                    instances=instances)
     finally:
         listener.close()
 
@@ -195,7 +220,7 @@ def bind_loopback(port: int) -> socket.socket:
 
 
 def _run(listener: socket.socket, *, root: Path, state: Path, ready: threading.Event | None,
-         stop: threading.Event, blob_trigger: bool) -> int:
+         stop: threading.Event, blob_trigger: bool, instances: int = 1) -> int:
     port = int(listener.getsockname()[1])
     if not (root / LOCAL).exists():
         print(f"valet dev: {LOCAL} not found; creating it with fresh development secrets")
@@ -203,15 +228,16 @@ def _run(listener: socket.socket, *, root: Path, state: Path, ready: threading.E
     env = effective_environment(root)
     blob_port = int(env["VALET_STORAGE_ACCOUNT_URL"].split(":")[2].split("/")[0])
     try:
-        azurite = Azurite(state / "azurite", blob_port=blob_port, queue_port=blob_port + 1 if blob_port else 0).start()
+        azurite = Azurite(state / "azurite", blob_port=blob_port, queue_port=blob_port + 1 if blob_port else 0,
+                          table_port=blob_port + 2 if blob_port else 0).start()
     except EmulatorError as exc:
         print(f"valet dev: {exc}", file=sys.stderr)
         return 2
     if blob_port == 0:
         env["VALET_STORAGE_ACCOUNT_URL"] = azurite.blob_url
     try:
-        issuer = DevIssuer(port=0 if port_in_use(DEV_ISSUER_PORT) else DEV_ISSUER_PORT,
-                           key_file=state / "dev-issuer-key.pem").start()
+        taken = port_in_use(DEV_ISSUER_PORT) or DEV_ISSUER_PORT in range(port, port + instances)
+        issuer = DevIssuer(port=0 if taken else DEV_ISSUER_PORT, key_file=state / "dev-issuer-key.pem").start()
     except OSError:  # the port was taken between the check and the bind (another valet dev starting)
         issuer = DevIssuer(port=0, key_file=state / "dev-issuer-key.pem").start()
     try:
@@ -223,6 +249,7 @@ def _run(listener: socket.socket, *, root: Path, state: Path, ready: threading.E
         return 2
     env.update({
         "VALET_QUEUE_SERVICE_URL": azurite.queue_url,  # this runner's Azurite; its ports may be its own choice
+        "VALET_TABLE_SERVICE_URL": azurite.table_url,
         "VALET_STORAGE_CA_BUNDLE": str(azurite.cert),
         "VALET_AUTH_ISSUERS": issuers,
         "VALET_ALLOW_INSECURE_HTTP": env.get("VALET_ALLOW_INSECURE_HTTP", "true"),  # http://127.0.0.1 locally
@@ -232,7 +259,7 @@ def _run(listener: socket.socket, *, root: Path, state: Path, ready: threading.E
     env.setdefault("VALET_UI_ENABLED", "true")
     service = BlobServiceClient(azurite.blob_url, credential=EmulatorCredential(azurite.blob_url),
                                 connection_verify=str(azurite.cert))
-    provision(service, env, azurite.queue_url, str(azurite.cert))
+    provision(service, env, azurite.queue_url, str(azurite.cert), azurite.table_url)
     apply_storage_cors(service, parse_origins(env["VALET_CORS_ORIGINS"], setting="VALET_CORS_ORIGINS"))
     api_key = _dev_api_key(env) if env.get("VALET_APIKEY_PEPPER") else ""
     os.environ.update(env)
@@ -240,6 +267,15 @@ def _run(listener: socket.socket, *, root: Path, state: Path, ready: threading.E
     sys.path.insert(0, str(PROJECT_ROOT))
     function_app = importlib.import_module("function_app")
     host = FunctionHost(function_app.app, listener=listener).start()
+    try:
+        extra = start_instances(range(port + 1, port + instances), os.environ)
+    except EmulatorError as exc:
+        print(f"valet dev: {exc}", file=sys.stderr)
+        host.stop()
+        issuer.stop()
+        azurite.stop()
+        return 2
+    urls = [host.url, *(f"http://127.0.0.1:{p}" for p in range(port + 1, port + instances))]
     watcher = BlobWatcher(service, env.get("VALET_UPLOADS_CONTAINER", "uploads"), host, "validate_upload")
     if blob_trigger:
         watcher.start()
@@ -251,9 +287,12 @@ def _run(listener: socket.socket, *, root: Path, state: Path, ready: threading.E
     token = issuer.mint("dev-user", lifetime_seconds=TOKEN_HOURS * 3600)
     state.mkdir(exist_ok=True)
     dev_env = state / "dev.env"
-    dev_env.write_text(f"VALET_URL={host.url}\nVALET_DEV_TOKEN={token}\nVALET_DEV_API_KEY={api_key}\n")
+    dev_env.write_text(f"VALET_URL={host.url}\nVALET_URLS=\"{' '.join(urls)}\"\nVALET_DEV_TOKEN={token}\n"
+                       f"VALET_DEV_API_KEY={api_key}\n")
     dev_env.chmod(0o600)
     print(f"valet dev: app on {host.url}/api  (Azurite {azurite.blob_url}, dev issuer {issuer.issuer})")
+    if instances > 1:
+        print(f"  {instances} instances (separate processes, same storage and keys): {' '.join(urls)}")
     print(f"  credentials in {dev_env}; use them with:")
     print("    set -a; . .valet/dev.env; set +a")
     print('    curl -sS -X POST "$VALET_URL/api/uploads" -H "Authorization: Bearer $VALET_DEV_TOKEN" \\')
@@ -270,6 +309,7 @@ def _run(listener: socket.socket, *, root: Path, state: Path, ready: threading.E
     finally:
         if blob_trigger:
             watcher.stop()
+        stop_instances(extra)
         host.stop()
         issuer.stop()
         azurite.stop()
@@ -299,8 +339,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-blob-trigger", action="store_true",
                         help="do not feed new uploads to validate_upload (as if every event were lost); "
                              "the reconcile_uploads timer still decides them")
+    parser.add_argument("--instances", type=int, default=1, choices=range(1, 17), metavar="N",
+                        help="run N app instances as separate processes on --port and the ports after it "
+                             "(1-16; VALET_URLS in .valet/dev.env lists them)")
     args = parser.parse_args(argv)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    return run(args.port, root=args.root, stop=stop, blob_trigger=not args.no_blob_trigger)
+    return run(args.port, root=args.root, stop=stop, blob_trigger=not args.no_blob_trigger, instances=args.instances)

@@ -123,11 +123,12 @@ def azurite_command(root: Path = PROJECT_ROOT) -> list[str]:
 
 @dataclass
 class Azurite:
-    """A running Azurite (blob and queue services)."""
+    """A running Azurite (blob, queue and table services)."""
 
     workdir: Path
     blob_port: int = 0
     queue_port: int = 0
+    table_port: int = 0
     root: Path = PROJECT_ROOT
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     cert: Path | None = None
@@ -142,17 +143,21 @@ class Azurite:
     def queue_url(self) -> str:
         return f"https://127.0.0.1:{self.queue_port}/{ACCOUNT}"
 
+    @property
+    def table_url(self) -> str:
+        return f"https://127.0.0.1:{self.table_port}/{ACCOUNT}"
+
     def start(self, timeout: float = 60.0) -> Azurite:
         command = azurite_command(self.root)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.cert, key = make_certificate(self.workdir / "tls")
-        for port in (self.blob_port, self.queue_port):
+        for port in (self.blob_port, self.queue_port, self.table_port):
             if port and port_in_use(port):
                 raise EmulatorError(f"Port {port} is already in use; stop what holds it or pick another.")
         self.log_path = self.workdir / "azurite.log"
         self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0  # earlier runs' lines
         args = [*command, *azurite_arguments(
-            host="127.0.0.1", blob_port=self.blob_port, queue_port=self.queue_port, table_port=0,
+            host="127.0.0.1", blob_port=self.blob_port, queue_port=self.queue_port, table_port=self.table_port,
             location=str(self.workdir / "data"), cert=str(self.cert), key=str(key))]
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
@@ -172,15 +177,15 @@ class Azurite:
             raise
 
     def _wait_listening(self, deadline: float) -> None:
-        """Wait until Azurite says where blob and queue listen; take the ports it bound."""
+        """Wait until Azurite says where blob, queue and table listen; take the ports it bound."""
         assert self.log_path is not None and self.process is not None
         while time.monotonic() < deadline:
             with self.log_path.open("rb") as log:
                 log.seek(self._log_start)
                 output = log.read().decode(errors="replace")
             ports = listening_ports(output)
-            if "blob" in ports and "queue" in ports:
-                self.blob_port, self.queue_port = ports["blob"], ports["queue"]
+            if "blob" in ports and "queue" in ports and "table" in ports:
+                self.blob_port, self.queue_port, self.table_port = ports["blob"], ports["queue"], ports["table"]
                 return
             if self.process.poll() is not None:
                 hint = " (a port is already in use)" if "EADDRINUSE" in output else ""
@@ -195,7 +200,7 @@ class Azurite:
             if self.process is not None and self.process.poll() is not None:
                 raise EmulatorError(f"Azurite exited with code {self.process.returncode}; see {self.log_path}")
             try:
-                for port in (self.blob_port, self.queue_port):
+                for port in (self.blob_port, self.queue_port, self.table_port):
                     with socket.create_connection(("127.0.0.1", port), timeout=1) as raw:
                         with context.wrap_socket(raw, server_hostname="127.0.0.1"):
                             pass

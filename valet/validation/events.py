@@ -76,6 +76,10 @@ class QueueEvents:
     def publish(self, decision: Decision, container: str, name: str) -> None:
         self._queue.send_message(encode(decision_message(decision, container, name)), time_to_live=NEVER_EXPIRES)
 
+    def send_message(self, message: dict[str, Any]) -> None:
+        """Another event on the same queue (a completed batch's: ``"type": "batch"``)."""
+        self._queue.send_message(encode(message), time_to_live=NEVER_EXPIRES)
+
 
 class NoEvents:
     """For tests and tools that decide uploads without telling anyone."""

@@ -8,9 +8,12 @@ from typing import Any
 
 from azure.storage.blob import BlobServiceClient
 
+from valet.quotas.service import Quotas
+from valet.quotas.store import Outcome as Settlement
 from valet.settings import Settings
 from valet.validation.events import DecisionEvents
 from valet.validation.malware import MalwareEvents
+from valet.validation.reasons import Outcome
 from valet.validation.reconcile import Reconciler, RunReport
 from valet.validation.records import Decision
 from valet.validation.scanners import SCANNERS
@@ -26,10 +29,11 @@ class Validation:
     malware: MalwareEvents
     sweep_limit: int
     reconciler: Reconciler
+    quotas: Quotas | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, blob_service: BlobServiceClient,
-                      events: DecisionEvents | None = None) -> Validation:
+                      events: DecisionEvents | None = None, quotas: Quotas | None = None) -> Validation:
         """``events``: where decisions are announced (the runtime passes the decision queue); ``None``
         announces nothing (tools and tests that only decide)."""
         storage, options = settings.storage, settings.validation
@@ -57,18 +61,19 @@ class Validation:
                               quarantine=quarantine, keys=settings.grant_keys,
                               sas_ttl=settings.upload_window,  # renewals keep an upload pending this long
                               max_attempts=options.max_attempts)
-        reconciler = Reconciler(blob_service=blob_service, uploads=uploads, decide=validator.process,
+        settled = _Settling(validator, quotas)
+        reconciler = Reconciler(blob_service=blob_service, uploads=uploads, decide=settled.process,
                                 is_decided=validator.tombstones.is_tombstone,
                                 min_age=options.reconcile_after, max_attempts=options.max_attempts,
                                 limit=options.reconcile_limit)
         return cls(validator, status, MalwareEvents(validator, storage.account_url), options.sweep_limit,
-                   reconciler)
+                   reconciler, quotas)
 
     def on_blob(self, container: str, name: str) -> Decision | None:
         """The blob trigger's entry: only uploads-container blobs are decided."""
         if container != self.validator.store.uploads:
             return None
-        return self.validator.process(name)
+        return _Settling(self.validator, self.quotas).process(name)
 
     def on_event(self, event_type: str, data: Mapping[str, Any]) -> Decision | None:
         return self.malware.handle(event_type, data)
@@ -78,4 +83,26 @@ class Validation:
         return self.reconciler.run()
 
     def sweep(self) -> int:
-        return self.validator.tombstones.sweep(self.sweep_limit)
+        """The sweep timer: expired tombstones, then grants whose window closed (the quota store)."""
+        swept = self.validator.tombstones.sweep(self.sweep_limit)
+        if self.quotas is not None:
+            self.quotas.sweep(limit=self.sweep_limit)
+        return swept
+
+
+class _Settling:
+    """Decide an upload, then consume its grant's reservation whatever the verdict (an upload that arrived
+    cost storage and work). Safe to repeat: a reservation is settled once."""
+
+    def __init__(self, validator: Validator, quotas: Quotas | None) -> None:
+        self._validator = validator
+        self._quotas = quotas
+
+    def process(self, name: str) -> Decision | None:
+        decision = self._validator.process(name)
+        if self._quotas is not None and decision is not None and decision.outcome is not Outcome.CANCELLED:
+            partition = "/".join(name.split("/", 2)[:2])
+            reason = decision.reason if decision.outcome is Outcome.QUARANTINED else None
+            self._quotas.decide(partition, decision.profile, decision.upload_id,
+                                Settlement(True, decision.outcome.value, reason))
+        return decision

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from valet_client.client import EXIT_USAGE, UploadError, ValetClient
+from valet_client.client import EXIT_USAGE, UploadError, ValetClient, describe_quota
 
 
 class Progress:
@@ -107,6 +107,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, enviro
         return exc.exit_code
     reason = f" ({result.reason})" if result.reason else ""
     print(f"{args.file.name}: {result.status}{reason}  upload {result.upload_id}, {result.mode} upload", file=out)
+    if not args.quiet:
+        _show_quota(client, result.profile, out)
     if args.download_url and result.status == "accepted":
         try:
             link = client.download(result.status_url)
@@ -115,3 +117,14 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, enviro
             return exc.exit_code
         print(f"download: {link['downloadUrl']}  (until {link['expiresOn']})", file=out)
     return result.exit_code
+
+
+def _show_quota(client: ValetClient, profile: str | None, out: TextIO) -> None:
+    """What remains of the quotas of the profile just used (nothing when it has none)."""
+    try:
+        quotas = client.quota()
+    except UploadError:
+        return  # the upload's outcome stands; the quota is extra information
+    for quota in quotas:
+        if profile is None or quota.get("profile") == profile:
+            print(f"quota: {describe_quota(quota)}", file=out)

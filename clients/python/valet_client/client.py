@@ -60,6 +60,7 @@ class UploadResult:
     grants: int = 1
     status_url: str = ""
     renewals: int = 0
+    profile: str | None = None  # the profile the grant was made under
 
     @property
     def exit_code(self) -> int:
@@ -114,8 +115,8 @@ class ValetClient:
                 if attempt == self.retries:
                     raise UploadError(f"Cannot reach {self.base_url}.", EXIT_TRANSIENT, "unreachable") from None
             else:
-                if response.status_code not in _TRANSIENT or attempt == self.retries:
-                    return response
+                if response.status_code not in _TRANSIENT or attempt == self.retries or _over_quota(response):
+                    return response  # over a quota, waiting a few seconds changes nothing
                 retry_after = response.headers.get("Retry-After", "")
                 if retry_after.isdigit():
                     self.sleep(min(float(retry_after), 30.0))
@@ -134,8 +135,24 @@ class ValetClient:
         if response.status_code == 201:
             return response.json()  # type: ignore[no-any-return]
         problem = _problem(response)
+        if _over_quota(response):
+            quota = response.json().get("quota") or {}
+            raise UploadError(f"Quota exceeded: {describe_quota(quota)}; try again in "
+                              f"{response.headers.get('Retry-After', '?')} s", EXIT_TRANSIENT, problem["code"])
         _raise_unless_refused(response, problem)
         raise UploadError(f"Grant refused: {problem['detail']}", EXIT_REJECTED, problem["code"])
+
+    def quota(self) -> list[dict[str, Any]]:
+        """What remains of this caller's quotas (``GET /api/quota``); empty when the service has none."""
+        response = self._call("GET", f"{self.base_url}/api/quota", headers=self._auth())
+        if response.status_code == 404:
+            return []  # a service from before quotas
+        if response.status_code != 200:
+            problem = _problem(response)
+            _raise_unless_refused(response, problem)
+            raise UploadError(f"Quota refused: {problem['detail']}", EXIT_REJECTED, problem["code"])
+        quotas = response.json().get("quotas")
+        return quotas if isinstance(quotas, list) else []
 
     def renew(self, grant: dict[str, Any]) -> dict[str, Any]:
         """A fresh SAS for the same blob (``POST /api/uploads/{uploadId}/renew``); :class:`_RenewRefused`
@@ -205,7 +222,7 @@ class ValetClient:
             except _GrantExpired:
                 continue  # the SAS ran out and could not be renewed: ask for a fresh grant
             result = UploadResult(grant["uploadId"], "pending", mode=used, grants=grants, renewals=self._renewals,
-                                  status_url=grant["statusUrl"])
+                                  status_url=grant["statusUrl"], profile=grant.get("profile"))
             if wait:
                 doc = self.wait(grant["statusUrl"], timeout=wait_timeout)
                 result.status, result.reason = str(doc.get("status")), doc.get("reason")
@@ -369,6 +386,26 @@ def _expired(grant: dict[str, Any], now: datetime, margin: timedelta = timedelta
     except (KeyError, ValueError):
         return False
     return now + margin >= expires
+
+
+def _over_quota(response: requests.Response) -> bool:
+    if response.status_code != 429:
+        return False
+    return _problem(response).get("code") == "quota_exceeded"
+
+
+def describe_quota(quota: dict[str, Any]) -> str:
+    """``images (caller): 196 files, 104,850,432 bytes today, 0 pending`` from a ``quota`` object."""
+    left = quota.get("remaining") or {}
+    parts = []
+    if "filesPerDay" in left:
+        parts.append(f"{left['filesPerDay']:,} files")
+    if "bytesPerDay" in left:
+        parts.append(f"{left['bytesPerDay']:,} bytes")
+    text = " and ".join(parts) + " left today" if parts else ""
+    if "pendingFiles" in left:
+        text += (", " if text else "") + f"{left['pendingFiles']:,} more pending"
+    return f"{quota.get('profile', '?')} ({quota.get('scope', '?')}): {text or 'no limit'}"
 
 
 def _raise_unless_refused(response: requests.Response, problem: dict[str, str]) -> None:

@@ -1,0 +1,83 @@
+"""More app instances for ``valet dev --instances N``: each a separate process, as Functions runs them.
+
+Every extra instance is ``python -m valet.local.instance --port P`` with the environment ``valet dev``
+built (the same storage, issuer, keys and settings): it imports ``function_app`` itself, so it shares
+nothing with the others but what an Azure instance would share, and serves the HTTP routes (and the
+admin endpoint) until SIGTERM/SIGINT. The blob watcher and the timers run on the first instance only,
+as a blob trigger or timer fires on one instance in Azure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+
+from valet.local.emulator import PROJECT_ROOT, EmulatorError, port_in_use
+
+
+def start_instances(ports: Sequence[int], env: Mapping[str, str],
+                    timeout: float = 60.0) -> list[subprocess.Popen[bytes]]:
+    """Start one instance per port and wait until each listens; on any failure stop those started."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for port in ports:
+            procs.append(subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+                [sys.executable, "-m", "valet.local.instance", "--port", str(port)],
+                cwd=PROJECT_ROOT, env=dict(env), stdin=subprocess.DEVNULL))
+        deadline = time.monotonic() + timeout
+        for port, proc in zip(ports, procs, strict=True):
+            while not port_in_use(port):
+                if proc.poll() is not None:
+                    raise EmulatorError(f"the app instance on port {port} exited with code {proc.returncode}")
+                if time.monotonic() > deadline:
+                    raise EmulatorError(f"the app instance on port {port} did not start in time")
+                time.sleep(0.1)
+    except BaseException:
+        stop_instances(procs)
+        raise
+    return procs
+
+
+def stop_instances(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m valet.local.instance",
+                                     description="One more app instance for valet dev (HTTP routes only)")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    from valet.local.devhost import FunctionHost
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    sys.path.insert(0, str(PROJECT_ROOT))
+    function_app = importlib.import_module("function_app")
+    host = FunctionHost(function_app.app, port=args.port).start()
+    print(f"valet dev: instance {os.getpid()} on {host.url}/api", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        host.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
