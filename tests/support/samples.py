@@ -79,3 +79,45 @@ def malware_event(blob_uri: str, verdict: str = "Malicious") -> dict[str, object
     return {"id": "e1", "eventType": "Microsoft.Security.MalwareScanningResult", "subject": "s", "topic": "t",
             "dataVersion": "1.0", "data": {"blobUri": blob_uri, "scanResultType": verdict,
                                            "scanFinishedTimeUtc": "2026-11-22T12:00:00Z"}}
+
+
+def heic(width: int = 64, height: int = 48, **save: object) -> bytes:
+    """A real HEIC photo, written by pillow-heif (libheif with x265)."""
+    import pillow_heif
+
+    out = io.BytesIO()
+    pillow_heif.from_pillow(Image.new("RGB", (width, height), (200, 120, 40))).save(out, format="HEIF", **save)
+    return out.getvalue()
+
+
+def avif(width: int = 64, height: int = 48) -> bytes:
+    """A real AVIF photo, written by Pillow's own AVIF plugin (libavif)."""
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (40, 120, 200)).save(out, "AVIF")
+    return out.getvalue()
+
+
+def box(kind: bytes, payload: bytes = b"", *, large: bool = False) -> bytes:
+    """One ISO base media box: 32-bit size and type, or (``large``) size 1 and a 64-bit size."""
+    if large:
+        return (1).to_bytes(4, "big") + kind + (16 + len(payload)).to_bytes(8, "big") + payload
+    return (8 + len(payload)).to_bytes(4, "big") + kind + payload
+
+
+def ftyp(major: bytes = b"isom", *compatible: bytes) -> bytes:
+    return box(b"ftyp", major + bytes(4) + b"".join(compatible or (major,)))
+
+
+def movie(tracks: int = 1) -> bytes:
+    """A ``moov`` with a version-0 ``mvhd`` and ``tracks`` ``trak`` boxes holding a ``tkhd``."""
+    mvhd = box(b"mvhd", bytes(100))
+    return box(b"moov", mvhd + b"".join(box(b"trak", box(b"tkhd", bytes(84))) for _ in range(tracks)))
+
+
+def mp4(media: bytes = b"\x00" * 64, *, moov_at_end: bool = True, brand: bytes = b"isom",
+        compatible: tuple[bytes, ...] = (b"isom", b"iso2", b"avc1", b"mp41")) -> bytes:
+    """A structurally valid MP4 (or, with brand ``qt  ``, QuickTime) file: ftyp, mdat, moov."""
+    parts = [ftyp(brand, *compatible), box(b"mdat", media), movie()]
+    if not moov_at_end:
+        parts[1], parts[2] = parts[2], parts[1]
+    return b"".join(parts)

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import puremagic
 
+from valet.validation import media
 from valet.validation.archive import is_zip_container
 from valet.validation.reasons import Reason
 from valet.validation.text import csv_columns, decode_text
@@ -146,6 +147,8 @@ def decide_type(head: bytes, declared: str, allowed: Mapping[str, tuple[str, ...
     if markup is not None:
         return _decide_markup(head, markup, declared, allowed)
 
+    if declared in media.BMFF_TYPES:
+        return _decide_bmff(head, declared, allowed)
     ranking = ranked(head)  # one puremagic pass (it tries every signature it knows: the costly step)
     found = [mime for mime, _ in ranking]
     if not found:
@@ -205,6 +208,19 @@ def _decide_text(head: bytes, declared: str, allowed: Mapping[str, tuple[str, ..
     return TypeVerdict(declared)
 
 
+def _decide_bmff(head: bytes, declared: str, allowed: Mapping[str, tuple[str, ...]]) -> TypeVerdict:
+    """A declared photo or video of the ISO base media format: its ``ftyp`` brands decide (puremagic
+    ranks a HEIC as MP4 as high as HEIF); :mod:`valet.validation.media` then walks the boxes."""
+    if media.brand_matches(head, declared):
+        return _embedded_checks(head, declared)
+    ranking = ranked(head)
+    found = media.brand_type(head) or (ranking[0][0] if ranking else None)
+    if found is None:
+        return TypeVerdict(None, Reason.TYPE_MISMATCH, f"declared {declared}; content type not recognised")
+    reason = Reason.TYPE_MISMATCH if found in allowed else Reason.TYPE_NOT_ALLOWED
+    return TypeVerdict(found, reason, f"declared {declared}; content is {found}")
+
+
 def _decide_markup(head: bytes, markup: str, declared: str, allowed: Mapping[str, tuple[str, ...]]) -> TypeVerdict:
     if _SCRIPTED_MARKUP.search(head) and markup != "application/xml":
         return TypeVerdict(markup, Reason.ACTIVE_CONTENT, f"{markup} with script, declared {declared}")
@@ -228,7 +244,7 @@ def _embedded_checks(head: bytes, mime: str, *, recorded: str | None = None) -> 
     pdf_at = head.find(_PDF_MAGIC, 1, _PDF_SEARCH + len(_PDF_MAGIC))
     if pdf_at > 0:
         return TypeVerdict(detected, Reason.POLYGLOT, f"{mime} that is also a PDF (header at {pdf_at})")
-    if mime.startswith("image/") or mime == "video/mp4":
+    if mime.startswith(("image/", "video/")):
         if _HTML_ANYWHERE.search(head) or _SVG_ANYWHERE.search(head):
             return TypeVerdict(detected, Reason.POLYGLOT, f"{mime} carrying HTML markup")
     return TypeVerdict(detected)
