@@ -38,6 +38,7 @@ import puremagic
 
 from valet.validation import media
 from valet.validation.archive import is_zip_container
+from valet.validation.office import OFFICE_TYPES
 from valet.validation.reasons import Reason
 from valet.validation.text import csv_columns, decode_text
 
@@ -149,6 +150,8 @@ def decide_type(head: bytes, declared: str, allowed: Mapping[str, tuple[str, ...
 
     if declared in media.BMFF_TYPES:
         return _decide_bmff(head, declared, allowed)
+    if declared in OFFICE_TYPES and is_zip_container(head):  # which package it is: valet.validation.office
+        return _embedded_checks(head, declared)
     ranking = ranked(head)  # one puremagic pass (it tries every signature it knows: the costly step)
     found = [mime for mime, _ in ranking]
     if not found:

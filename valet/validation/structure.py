@@ -8,7 +8,8 @@ frame header; GIF: header and blocks up to the first image descriptor); no pixel
 height and pixel count must be within :class:`ImageLimits` (a decompression bomb is a small file that
 declares a huge canvas). WebP is checked from its RIFF header and first chunk here, because Pillow's WebP
 plugin reads the whole file into memory to open it. HEIC/HEIF/AVIF photos and MP4/QuickTime videos are
-checked from their boxes by :mod:`valet.validation.media`.
+checked from their boxes by :mod:`valet.validation.media`, office documents from their package by
+:mod:`valet.validation.office`.
 
 **PDFs** (`pypdf <https://pypi.org/project/pypdf/>`_): parsed through the cross-reference data; names are
 compared after pypdf decodes ``#xx`` escapes, and objects held in object streams are decompressed by
@@ -33,7 +34,7 @@ from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, NameObject
 
-from valet.validation import media
+from valet.validation import media, office
 from valet.validation.blobio import MAX_FETCH, RangeReader, RangeSource, ReadBudgetExceeded, read_range
 from valet.validation.bmff import HeadAndTail, Ranges
 from valet.validation.reasons import Reason, Rejection
@@ -73,13 +74,19 @@ class StructureReport:
 
 
 def needs_check(mime: str) -> bool:
-    return mime in IMAGE_FORMATS or mime == PDF or mime in media.BMFF_TYPES
+    return mime in IMAGE_FORMATS or mime == PDF or mime in media.BMFF_TYPES or mime in office.OFFICE_TYPES
 
 
 def check_structure(source: RangeSource, size: int, head: bytes, mime: str, limits: ImageLimits,
-                    budget: int = DEFAULT_READ_BUDGET, *, ranges: Ranges | None = None) -> StructureReport:
+                    budget: int = DEFAULT_READ_BUDGET, *, ranges: Ranges | None = None,
+                    allow_macros: bool = False) -> StructureReport:
     """Parse the upload as ``mime``; ``head`` is the start of the blob, already read. ``ranges`` serves
-    the ISO base media checks (photos, videos); by default the head, then ranged reads of ``source``."""
+    the ISO base media checks (photos, videos); by default the head, then ranged reads of ``source``.
+    ``allow_macros``: an office document may carry macros (a profile's choice)."""
+    if mime in office.OFFICE_TYPES:
+        reader = RangeReader(source, size, budget=budget, head=head)
+        detail = office.check_office(reader.as_file(), mime, allow_macros=allow_macros)
+        return StructureReport(detail, reader.bytes_fetched, reader.requests)
     if mime in media.BMFF_TYPES:
         reads = ranges or HeadAndTail(source, size, head)
         if mime in media.HEIF_TYPES:
