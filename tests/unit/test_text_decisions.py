@@ -117,6 +117,8 @@ def test_an_html_page_in_a_csv_is_not_a_table() -> None:
     ('a,"multi\nline",c\n1,2,3\n', 3),
     ('a,b\n1,"cut in the mid', 2),  # the head ends inside a quoted field
     ("a,b\n1,2,3\n", None),
+    ("version,codename,created,eol\n1.1,Buzz,1993\n12,Bookworm,2023,2026\n", 4),  # trailing empties left out
+    ("Report for 2024\nname,amount\nada,3\n", None),
     ('a,b\n"1"x,2\n', None),
 ])
 def test_csv_shape(text: str, columns: int | None) -> None:

@@ -15,9 +15,10 @@ escape (terminal colours in logs): a NUL-riddled "text" is binary whatever decod
 a prefix of the upload, cut anywhere: up to three bytes are trimmed from its end until it decodes, so a
 multi-byte character cut in half does not turn text into binary.
 
-CSV (:func:`csv_columns`): the :mod:`csv` module reads the decoded head, with the dialect
-:class:`csv.Sniffer` finds (or each usual delimiter in turn), and every record must have the same number
-of fields (blank lines aside; the last record is ignored when the head may end inside it).
+CSV (:func:`csv_columns`): the :mod:`csv` module reads the decoded head, with the delimiter
+:class:`csv.Sniffer` finds (or each usual delimiter in turn), and no record may have more fields than the
+first one, the header (blank lines aside; the last record is ignored when the head may end inside it).
+Fewer is fine: many writers leave out trailing empty fields (Debian's own ``distro-info`` tables do).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def _few_controls(text: str) -> bool:
 
 @dataclass(frozen=True)
 class CsvShape:
-    """What the CSV check found: ``columns`` per record (``None``: records disagree), ``records`` read."""
+    """What the CSV check found: ``columns`` of the header (``None``: a record has more), ``records`` read."""
 
     delimiter: str
     columns: int | None
@@ -95,8 +96,8 @@ class CsvShape:
 
 def csv_columns(text: str, *, complete: bool = False) -> CsvShape:
     """The shape of the table in ``text``: the first delimiter (Excel's ``sep=`` hint, then the sniffed
-    one, then the usual ones) under which every record has the same number of fields, more than one;
-    else one column when no delimiter splits anything; else ``columns`` ``None`` (records disagree).
+    one, then the usual ones) under which the header has more than one field and no record more than the
+    header; else one column when no delimiter splits anything; else ``columns`` ``None``.
     ``complete``: ``text`` is the whole file (otherwise its last record may be cut)."""
     candidates = [*_sniffed(text), *CSV_DELIMITERS]
     if text.startswith("sep=") and "\n" in text:  # Excel's hint line, e.g. "sep=;"
@@ -132,6 +133,7 @@ def _shape(text: str, delimiter: str, complete: bool) -> CsvShape:
         cut = True
     if not complete and not cut and counts and not text.endswith(("\n", "\r")):
         counts.pop()  # the head ends inside this record
-    widths = set(counts)
-    columns = widths.pop() if len(widths) == 1 else (1 if not counts else None)
+    if not counts:
+        return CsvShape(delimiter, 1, 0)
+    columns = counts[0] if max(counts) == counts[0] else None
     return CsvShape(delimiter, columns, len(counts))
