@@ -11,15 +11,18 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import azure.functions as func
 import pytest
 import requests
 
+from tests.adversarial.kit import hooked_validation
 from tests.conftest import StorageEndpoint
 from tests.integration.test_validation import Upload, grant, runtime  # noqa: F401 - fixtures
-from tests.support.corpus import Corpus, Sample, build
+from tests.support.corpus import Corpus, Sample, build, padded_video
 from valet import api
+from valet.runtime import Runtime
 from valet.validation.reasons import Outcome
 
 pytestmark = pytest.mark.azurite
@@ -81,3 +84,28 @@ def test_the_whole_corpus_is_accepted_and_downloads_as_attachments(
     types = {(profile, sample.content_type) for profile, sample in planned}
     assert types == {(profile, mime) for profile, spec in BUILTIN.items() for mime in spec["types"]}
     assert len(corpus.programs) >= MIN_PROGRAMS, (corpus.programs, corpus.missing)
+
+
+def test_a_video_with_moov_at_the_end_costs_the_head_and_one_read_of_the_tail(
+    runtime: Runtime, grant: Callable[..., Upload], storage_endpoint: StorageEndpoint,  # noqa: F811
+) -> None:
+    """On real storage: the validator's reads of a 24 MiB ffmpeg MP4 whose moov follows its media data
+    are the head (one ranged GET, with the properties) and one ranged GET at the end of mdat."""
+    data = padded_video(faststart=False, total=24 * 1024 * 1024)
+    up = grant(filename="clip.mp4", contentType="video/mp4", size=len(data), profile="videos")
+    assert up.put(data).status_code == 201
+    reads: list[str] = []
+
+    def count(request: Any) -> None:
+        http = request.http_request
+        if http.method == "GET" and f"/{up.name}" in http.url.split("?")[0] and "comp=" not in http.url:
+            reads.append(str(http.headers.get("x-ms-range", "whole blob")))
+
+    validation = hooked_validation(runtime, storage_endpoint, count)
+    decision = validation.validator.process(up.name)
+    assert decision is not None and decision.outcome is Outcome.ACCEPTED, decision
+    moov_at = data.rindex(b"moov") - 4
+    first, *rest = reads
+    assert first.startswith("bytes=0-") and len(rest) == 1, reads
+    assert rest[0] == f"bytes={moov_at}-{len(data) - 1}", reads  # the tail read starts where the moov does
+    print(f"\n24 MiB MP4, moov at the end: {len(reads)} reads of the upload: {reads}")

@@ -415,6 +415,24 @@ def ffmpeg_videos(tmp: Path) -> Iterator[Sample]:
                      target.read_bytes(), note)
 
 
+def padded_video(*, faststart: bool, total: int = 200 * 1024 * 1024) -> bytes:
+    """A real ffmpeg (libx264) MP4, moov at the end or first, whose media data box is padded after its
+    samples to make the file ``total`` bytes (the sample offsets stay true): a phone-sized video."""
+    with tempfile.TemporaryDirectory() as folder:
+        target = Path(folder) / "v.mp4"
+        _run([ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+              "testsrc2=size=640x360:rate=30", "-t", "10", "-c:v", "libx264", "-preset", "ultrafast",
+              *(["-movflags", "+faststart"] if faststart else []), str(target)], timeout=300)
+        data = target.read_bytes()
+    at = 0
+    while data[at + 4 : at + 8] != b"mdat":
+        at += int.from_bytes(data[at : at + 4], "big")
+    size = int.from_bytes(data[at : at + 4], "big")
+    pad = total - len(data)
+    return b"".join([data[:at], (size + pad).to_bytes(4, "big"), data[at + 4 : at + size], bytes(pad),
+                     data[at + size :]])
+
+
 def archives(tmp: Path) -> Iterator[Sample]:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
