@@ -14,20 +14,11 @@ from azure.storage.blob import BlobServiceClient
 
 from tests.integration.test_validation import Upload, assert_quarantined, upload
 from tests.support import samples
-from tests.support.samples import box, ftyp, movie, mp4
-from tests.unit.test_office_packages import content_types, docx, jar, odf, rewrite
+from tests.support.samples import box, docx, ftyp, jar, macro_docx, movie, mp4, odf, rewrite
 from valet.validation.office import DOCX, ODT
 from valet.validation.reasons import public_reason
 
 pytestmark = pytest.mark.azurite
-
-
-def macro_docx() -> bytes:
-    data = docx()
-    types = content_types(data).replace(
-        b"application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml",
-        b"application/vnd.ms-word.document.macroEnabled.main+xml")
-    return rewrite(data, {"[Content_Types].xml": types, "word/vbaProject.bin": b"\xd0\xcf\x11\xe0" + bytes(60)})
 
 
 HTML_PAGE = "<!DOCTYPE html>\n<html><body>\n<script>fetch('/steal?c=' + document.cookie)</script>\n</body></html>\n"

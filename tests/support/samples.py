@@ -121,3 +121,81 @@ def mp4(media: bytes = b"\x00" * 64, *, moov_at_end: bool = True, brand: bytes =
     if not moov_at_end:
         parts[1], parts[2] = parts[2], parts[1]
     return b"".join(parts)
+
+
+# -- office documents, written by the libraries of the test extra ---------------------------------------
+
+def docx() -> bytes:
+    import docx as python_docx
+
+    document = python_docx.Document()
+    document.add_heading("Quarterly report", 1)
+    document.add_paragraph("Numbers went up.")
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def xlsx() -> bytes:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.append(["name", "amount"])
+    book.active.append(["ada", 36])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def pptx() -> bytes:
+    import pptx as python_pptx
+
+    deck = python_pptx.Presentation()
+    deck.slides.add_slide(deck.slide_layouts[0]).shapes.title.text = "Hello"
+    out = io.BytesIO()
+    deck.save(out)
+    return out.getvalue()
+
+
+def odf(kind: str) -> bytes:
+    from odf.opendocument import OpenDocumentPresentation, OpenDocumentSpreadsheet, OpenDocumentText
+    from odf.text import P
+
+    document = {"odt": OpenDocumentText, "ods": OpenDocumentSpreadsheet, "odp": OpenDocumentPresentation}[kind]()
+    if kind == "odt":
+        document.text.addElement(P(text="Hello"))
+    out = io.BytesIO()
+    document.write(out)
+    return out.getvalue()
+
+
+def rewrite(data: bytes, change: dict[str, bytes | None]) -> bytes:
+    """The package with entries replaced, added or (``None``) removed."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            if info.filename not in change:
+                target.writestr(info, source.read(info))
+        for name, body in change.items():
+            if body is not None:
+                target.writestr(name, body)
+    return out.getvalue()
+
+
+def content_types(data: bytes) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(data)) as package:
+        return package.read("[Content_Types].xml")
+
+
+def jar() -> bytes:
+    return zip_file({"META-INF/MANIFEST.MF": b"Manifest-Version: 1.0\nMain-Class: Evil\n",
+                     "Evil.class": b"\xca\xfe\xba\xbe" + bytes(60)})
+
+
+def macro_docx() -> bytes:
+    """A .docm's parts, declared as a .docx: the content types say macroEnabled, vbaProject.bin is there."""
+    data = docx()
+    types = content_types(data).replace(
+        b"application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml",
+        b"application/vnd.ms-word.document.macroEnabled.main+xml")
+    return rewrite(data, {"[Content_Types].xml": types, "word/vbaProject.bin": b"\xd0\xcf\x11\xe0" + bytes(60)})

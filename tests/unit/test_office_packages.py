@@ -4,13 +4,12 @@ declared as a document is refused. Pure: the package is read through the same ra
 
 from __future__ import annotations
 
-import io
-import zipfile
 from typing import Any
 
 import pytest
 
 from tests.support import samples
+from tests.support.samples import content_types, docx, jar, macro_docx, odf, pptx, rewrite, xlsx
 from valet.policy import ArchiveLimits
 from valet.validation.archive import check_zip
 from valet.validation.blobio import RangeReader
@@ -32,68 +31,6 @@ class Memory:
         return type("Download", (), {"readall": lambda _self: chunk})()
 
 
-def docx() -> bytes:
-    import docx as python_docx
-
-    document = python_docx.Document()
-    document.add_heading("Quarterly report", 1)
-    document.add_paragraph("Numbers went up.")
-    out = io.BytesIO()
-    document.save(out)
-    return out.getvalue()
-
-
-def xlsx() -> bytes:
-    import openpyxl
-
-    book = openpyxl.Workbook()
-    book.active.append(["name", "amount"])
-    book.active.append(["ada", 36])
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
-
-
-def pptx() -> bytes:
-    import pptx as python_pptx
-
-    deck = python_pptx.Presentation()
-    deck.slides.add_slide(deck.slide_layouts[0]).shapes.title.text = "Hello"
-    out = io.BytesIO()
-    deck.save(out)
-    return out.getvalue()
-
-
-def odf(kind: str) -> bytes:
-    from odf.opendocument import OpenDocumentPresentation, OpenDocumentSpreadsheet, OpenDocumentText
-    from odf.text import P
-
-    document = {"odt": OpenDocumentText, "ods": OpenDocumentSpreadsheet, "odp": OpenDocumentPresentation}[kind]()
-    if kind == "odt":
-        document.text.addElement(P(text="Hello"))
-    out = io.BytesIO()
-    document.write(out)
-    return out.getvalue()
-
-
-def rewrite(data: bytes, change: dict[str, bytes | None]) -> bytes:
-    """The package with entries replaced, added or (``None``) removed."""
-    out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
-        for info in source.infolist():
-            if info.filename not in change:
-                target.writestr(info, source.read(info))
-        for name, body in change.items():
-            if body is not None:
-                target.writestr(name, body)
-    return out.getvalue()
-
-
-def content_types(data: bytes) -> bytes:
-    with zipfile.ZipFile(io.BytesIO(data)) as package:
-        return package.read("[Content_Types].xml")
-
-
 def decide(data: bytes, mime: str) -> str:
     verdict = decide_type(data[:65536], mime, DOCS)
     if verdict.reason is not None:
@@ -111,20 +48,6 @@ def decide(data: bytes, mime: str) -> str:
 ])
 def test_documents_from_real_writers_pass(make: Any, mime: str, label: str) -> None:
     assert decide(make(), mime).startswith(label)
-
-
-def jar() -> bytes:
-    return samples.zip_file({"META-INF/MANIFEST.MF": b"Manifest-Version: 1.0\nMain-Class: Evil\n",
-                             "Evil.class": b"\xca\xfe\xba\xbe" + bytes(60)})
-
-
-def macro_docx() -> bytes:
-    """A .docm's parts, declared as a .docx: the content types say macroEnabled, vbaProject.bin is there."""
-    data = docx()
-    types = content_types(data).replace(
-        b"application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml",
-        b"application/vnd.ms-word.document.macroEnabled.main+xml")
-    return rewrite(data, {"[Content_Types].xml": types, "word/vbaProject.bin": b"\xd0\xcf\x11\xe0" + bytes(60)})
 
 
 @pytest.mark.parametrize(("make", "mime", "reason"), [
