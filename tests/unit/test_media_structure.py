@@ -65,6 +65,17 @@ def test_real_photos_pass_from_their_boxes(data: bytes, mime: str, expect: str) 
     assert source.requests == 1 and source.bytes == len(data) - 64
 
 
+def test_a_photo_with_its_meta_box_after_the_media_data_opens_from_ftyp_and_meta() -> None:
+    data = samples.heic(640, 480)
+    assert data[4:8] == b"ftyp" and data[32:36] == b"meta"
+    meta_size = int.from_bytes(data[28:32], "big")
+    ftyp_box, meta_box, rest = data[:28], data[28:28 + meta_size], data[28 + meta_size:]
+    moved = ftyp_box + rest + meta_box  # mdat first, meta last: iloc offsets are stale, libheif opens all the same
+    source = Counting(moved)
+    report = check_structure(source, len(moved), moved[:64], "image/heic", ImageLimits(), meta_size + 8)
+    assert report.detail.startswith("HEIC 640x480") and source.requests == 1  # the window at the meta box
+
+
 def test_a_large_photo_is_read_up_to_its_meta_box_only() -> None:
     data = samples.heic(640, 480)
     detail, source = decide(data, "image/heic", head=HEAD)

@@ -7,8 +7,9 @@ their associations, the primary item) and says what the file is (``image/heic``,
 how large each top-level image is, from its ``ispe`` property; it decodes pixels only when asked for them,
 and valet never asks. Every image must be within the same :class:`ImageLimits` as PNG or JPEG. A photo
 within the read budget is read whole (one ranged read beyond the head) so libheif sees the real file;
-a larger one is read up to the end of its ``meta`` box (photos put it first), which is all libheif needs
-to open it. A ``meta`` box beyond the budget fails closed.
+a larger one is given to libheif as its ``ftyp`` and ``meta`` boxes alone (usually inside the head; one
+ranged read otherwise), which is all libheif needs to open it: item data it reads on opening (a grid's
+layout) lives in the ``meta`` box's ``idat``. A ``meta`` box larger than the budget fails closed.
 
 **MP4 and QuickTime**: the top-level boxes must tile the blob (no box past its end, nothing after the
 last), the brands of ``ftyp`` must be ones of the declared type (QuickTime files older than ``ftyp`` may
@@ -98,10 +99,10 @@ def check_heif(ranges: Ranges, size: int, mime: str, limits: ImageLimits, budget
         raise Rejection(Reason.IMAGE_INVALID, f"{len(metas)} meta boxes")
     if whole is not None:
         data = whole
-    elif metas[0].end <= budget:
-        data = ranges.read(0, metas[0].end)  # libheif opens from the boxes before the media data
+    elif metas[0].size <= budget:  # libheif opens a photo from its ftyp and meta boxes, wherever meta lies
+        data = ranges.read(0, top[0].size) + ranges.read(metas[0].offset, metas[0].size)
     else:
-        raise Rejection(Reason.STRUCTURE_UNVERIFIABLE, "HEIF metadata beyond the read budget")
+        raise Rejection(Reason.STRUCTURE_UNVERIFIABLE, "HEIF metadata larger than the read budget")
     try:
         answer = pillow_heif.get_file_mimetype(data)
         heif = pillow_heif.open_heif(data, convert_hdr_to_8bit=False)
