@@ -10,7 +10,7 @@ import pytest
 
 from tests.support import samples
 from tests.support.samples import content_types, docx, jar, macro_docx, odf, pptx, rewrite, xlsx
-from valet.policy import ArchiveLimits
+from valet.grants.policy import ArchiveLimits
 from valet.validation.archive import check_zip
 from valet.validation.blobio import RangeReader
 from valet.validation.office import DOCX, ODP, ODS, ODT, PPTX, XLSX, check_office

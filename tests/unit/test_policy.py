@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from valet.errors import BadRequest, ConfigurationError, PayloadTooLarge, UnsupportedMediaType
-from valet.policy import Policy, normalize_content_type
+from valet.grants.policy import Policy, normalize_content_type
 
 DOC = {
     "default": "images",
@@ -136,3 +137,23 @@ def test_required_roles_must_be_a_list_of_names(roles: object) -> None:
     doc = {"profiles": {"p": {"maxBytes": 5, "types": {"a/b": ["b"]}, "requiredRoles": roles}}}
     with pytest.raises(ConfigurationError, match="requiredRoles"):
         Policy.from_document(doc, setting="T")
+
+
+def test_allow_pdf_actions_names_outbound_actions_only() -> None:
+    doc = {"profiles": {"docs": {"maxBytes": 10, "types": {"application/pdf": ["pdf"]},
+                                 "allowPdfActions": ["URI", "GoToR"]}}}
+    assert Policy.from_document(doc, setting="t").profiles["docs"].pdf_actions == frozenset({"/URI", "/GoToR"})
+    for bad in (["Launch"], ["JavaScript"], "URI", [1], ["/URI"]):
+        doc["profiles"]["docs"]["allowPdfActions"] = bad  # type: ignore[index]
+        with pytest.raises(ConfigurationError, match="allowPdfActions"):
+            Policy.from_document(doc, setting="t")
+
+
+def test_allow_macros_is_a_boolean_off_by_default() -> None:
+    doc: dict[str, Any] = {"profiles": {"docs": {"maxBytes": 10, "types": {"text/plain": ["txt"]}}}}
+    assert Policy.from_document(doc, setting="t").profiles["docs"].allow_macros is False
+    doc["profiles"]["docs"]["allowMacros"] = True
+    assert Policy.from_document(doc, setting="t").profiles["docs"].allow_macros is True
+    doc["profiles"]["docs"]["allowMacros"] = "yes"
+    with pytest.raises(ConfigurationError, match="allowMacros"):
+        Policy.from_document(doc, setting="t")

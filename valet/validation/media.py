@@ -22,8 +22,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import pillow_heif
-
 from valet.validation.bmff import Box, InMemory, Ranges, brands, children, first_box_kind, head_brands, top_level
 from valet.validation.reasons import Reason, Rejection
 
@@ -103,6 +101,8 @@ def check_heif(ranges: Ranges, size: int, mime: str, limits: ImageLimits, budget
         data = ranges.read(0, top[0].size) + ranges.read(metas[0].offset, metas[0].size)
     else:
         raise Rejection(Reason.STRUCTURE_UNVERIFIABLE, "HEIF metadata larger than the read budget")
+    import pillow_heif  # here, not at import: the grant side imports the brand tables above, never libheif
+
     try:
         answer = pillow_heif.get_file_mimetype(data)
         heif = pillow_heif.open_heif(data, convert_hdr_to_8bit=False)
