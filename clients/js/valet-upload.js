@@ -86,9 +86,21 @@ export async function listProfiles(apiBase, auth) {
   return body;
 }
 
+/** The type to declare for `file` under `profile`: the browser's, or, when the browser knows none for the
+ * name (HEIC, HEIF and AVIF photos on many systems) or says only octet-stream, the profile's type for the
+ * file's extension. */
+export function typeFor(profile, file) {
+  const given = (file.type || "").toLowerCase();
+  if (given && given !== "application/octet-stream") return given;
+  const dot = file.name.lastIndexOf(".");
+  const ext = dot > 0 ? file.name.slice(dot + 1).toLowerCase() : "";
+  const match = profile && ext ? Object.entries(profile.types).find(([, exts]) => exts.includes(ext)) : undefined;
+  return match ? match[0] : given || "application/octet-stream";
+}
+
 /** Refuse, as the grant API would, a file that `profile` does not take (type, size, empty). */
 export function checkFile(profile, file) {
-  const type = (file.type || "application/octet-stream").toLowerCase();
+  const type = typeFor(profile, file);
   if (!Object.hasOwn(profile.types, type)) {
     throw new ValetError(`Profile '${profile.name}' does not accept '${type}'. Accepted types: ` +
       `${Object.keys(profile.types).sort().join(", ")}.`, "content_type_not_allowed", 415);
@@ -102,9 +114,11 @@ export function checkFile(profile, file) {
   }
 }
 
-/** Ask the app for a valet key for `file`. Resolves to the grant: {uploadUrl, method, headers, statusUrl, ...}. */
-export async function requestGrant(apiBase, auth, file, { profile } = {}) {
-  const request = { filename: file.name, contentType: file.type || "application/octet-stream", size: file.size };
+/** Ask the app for a valet key for `file`. Resolves to the grant: {uploadUrl, method, headers, statusUrl, ...}.
+ * `contentType` overrides the browser's type (see `typeFor`). */
+export async function requestGrant(apiBase, auth, file, { profile, contentType } = {}) {
+  const request = { filename: file.name, contentType: contentType || file.type || "application/octet-stream",
+    size: file.size };
   if (profile) request.profile = profile;
   const { body } = await callApi(new URL("uploads", apiBase), {
     method: "POST",
@@ -294,7 +308,8 @@ function wirePage(form) {
       if (!profile) throw new ValetError("This credential may use no upload profile.", "insufficient_scope", 403);
       checkFile(profile, file);  // refused here, no grant is asked for
       show("granting", "Asking for an upload grant…");
-      const grant = await requestGrant($("api").value, auth, file, { profile: profile.name });
+      const grant = await requestGrant($("api").value, auth, file,
+        { profile: profile.name, contentType: typeFor(profile, file) });
       step(`Granted upload ${grant.uploadId} (profile ${grant.profile}, up to ${grant.maxBytes} bytes).`);
       show("uploading", "Uploading straight to storage…");
       await putToStorage(grant, file, (sent, total) => { progress.value = total ? (100 * sent) / total : 100; },

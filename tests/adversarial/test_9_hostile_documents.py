@@ -55,7 +55,8 @@ def test_pdf_actions_that_reach_out_are_active_content(name: str, grant: Callabl
                                                        blob_service: BlobServiceClient) -> None:
     named = [b"/L#61unch"] if name == "launch_indirect" else []  # the action type, behind a reference
     data = samples.pdf_from([b"<< /Type /Catalog /Pages 2 0 R /OpenAction 3 0 R >>", PAGES, OUTBOUND[name], *named])
-    up = upload(grant, data, filename="a.pdf", contentType="application/pdf", profile="documents")
+    # a profile that allows no outbound action (the built-in documents profile allows links: URI)
+    up = upload(grant, data, filename="a.pdf", contentType="application/pdf", profile="strictdocs")
     assert_quarantined(up, blob_service, "active_content")
 
 

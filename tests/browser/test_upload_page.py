@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.support import samples
 from tests.support.devstack import DevStack, valet_dev
 from tests.support.samples import png
 from valet.local.emulator import PROJECT_ROOT
@@ -109,14 +110,14 @@ def foreign_origin() -> Iterator[str]:
         server.server_close()
 
 
-def upload(page: Any, path: Path, kind: str, secret: str, profile: str | None = None) -> dict[str, str]:
+def upload(page: Any, path: Path | dict[str, Any], kind: str, secret: str, profile: str | None = None) -> dict[str, str]:
     page.select_option("#kind", kind)
     page.fill("#credential", secret)
     if profile is not None:
         page.locator("#credential").dispatch_event("change")  # what leaving the field does: list the profiles
         page.wait_for_selector(f"#profile option[value={profile}]", state="attached", timeout=10_000)
         page.select_option("#profile", profile)
-    page.set_input_files("#file", str(path))
+    page.set_input_files("#file", str(path) if isinstance(path, Path) else path)
     page.click("#upload")
     page.wait_for_selector("#result:is([data-status=accepted],[data-status=quarantined],[data-status=error],"
                            "[data-status=expired])", timeout=DECISION_TIMEOUT_MS)
@@ -186,6 +187,21 @@ def test_the_page_offers_the_callers_profiles_and_checks_the_file_before_any_gra
     accepted = upload(page, text, "apikey", stack.api_key, profile="documents")  # the dev key: the same profiles
     assert accepted["status"] == "accepted", accepted
     assert len(grants) == 1 and page.locator("#steps li").first.inner_text().find("profile documents") > 0
+
+
+def test_a_phone_photo_the_browser_has_no_type_for_is_declared_by_its_extension(
+        stack: DevStack, page: Any) -> None:
+    """Browsers on Linux and Windows give a .heic file no type; the page declares the profile's type for the
+    extension, and the photo is accepted and offered for download as an attachment."""
+    page.goto(f"{stack.url}/api/ui")
+    photo = {"name": "IMG_0042.HEIC", "mimeType": "", "buffer": samples.heic(640, 480)}
+    accepted = upload(page, photo, "bearer", stack.token, profile="images")
+    assert accepted["status"] == "accepted", accepted
+    page.wait_for_selector("#download", timeout=DECISION_TIMEOUT_MS)
+    got = requests.get(page.get_attribute("#download", "href") or "", verify=stack.ca, timeout=30)
+    assert got.status_code == 200 and got.content == photo["buffer"]
+    assert got.headers["Content-Type"] == "image/heic"
+    assert got.headers["Content-Disposition"].startswith('attachment; filename="IMG_0042.HEIC"')
 
 
 def test_the_page_reports_a_refused_grant(stack: DevStack, page: Any, tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ pytestmark = pytest.mark.azurite
 
 PROFILES = json.loads((Path(__file__).parents[2] / "valet" / "default_profiles.json").read_text())
 PROFILES["profiles"]["tiny"] = {"maxBytes": 1024, "types": {"image/png": ["png"]}}
+PROFILES["profiles"]["strictdocs"] = {"maxBytes": 1024 * 1024, "types": {"application/pdf": ["pdf"]}}  # no PDF actions
 PROFILES["profiles"]["smallzip"] = {
     "maxBytes": 10 * 1024 * 1024, "types": {"application/zip": ["zip"]},
     "archive": {"maxEntries": 5, "maxTotalBytes": 50 * 1024 * 1024, "maxRatio": 100},

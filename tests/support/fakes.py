@@ -13,7 +13,7 @@ ALICE = Caller(
     issuer="https://login.microsoftonline.com/11111111-1111-1111-1111-111111111111/v2.0",
     subject="aaaaaaaa-0000-0000-0000-000000000001",
     tenant="11111111-1111-1111-1111-111111111111",
-    roles=frozenset({"Uploads.Write", "Uploads.Archives", "Uploads.Large"}),  # every built-in profile
+    roles=frozenset({"Uploads.Write", "Uploads.Archives", "Uploads.Videos", "Uploads.Large"}),  # every built-in profile
 )
 
 

@@ -105,3 +105,123 @@ def _with_xref_stream(body: bytes, rows: bytes, size: int) -> bytes:
     return body + (b"%d 0 obj\n<< /Type /XRef /Size %d /W [1 4 2] /Root 1 0 R /Filter /FlateDecode /Length %d >>"
                    b"\nstream\n" % (size, size + 1, len(data)) + data
                    + b"\nendstream\nendobj\nstartxref\n%d\n%%%%EOF\n" % at)
+
+
+def heic(width: int = 64, height: int = 48, **save: object) -> bytes:
+    """A real HEIC photo, written by pillow-heif (libheif with x265)."""
+    import pillow_heif
+
+    out = io.BytesIO()
+    pillow_heif.from_pillow(Image.new("RGB", (width, height), (200, 120, 40))).save(out, format="HEIF", **save)
+    return out.getvalue()
+
+
+def avif(width: int = 64, height: int = 48) -> bytes:
+    """A real AVIF photo, written by Pillow's own AVIF plugin (libavif)."""
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (40, 120, 200)).save(out, "AVIF")
+    return out.getvalue()
+
+
+def box(kind: bytes, payload: bytes = b"", *, large: bool = False) -> bytes:
+    """One ISO base media box: 32-bit size and type, or (``large``) size 1 and a 64-bit size."""
+    if large:
+        return (1).to_bytes(4, "big") + kind + (16 + len(payload)).to_bytes(8, "big") + payload
+    return (8 + len(payload)).to_bytes(4, "big") + kind + payload
+
+
+def ftyp(major: bytes = b"isom", *compatible: bytes) -> bytes:
+    return box(b"ftyp", major + bytes(4) + b"".join(compatible or (major,)))
+
+
+def movie(tracks: int = 1) -> bytes:
+    """A ``moov`` with a version-0 ``mvhd`` and ``tracks`` ``trak`` boxes holding a ``tkhd``."""
+    mvhd = box(b"mvhd", bytes(100))
+    return box(b"moov", mvhd + b"".join(box(b"trak", box(b"tkhd", bytes(84))) for _ in range(tracks)))
+
+
+def mp4(media: bytes = b"\x00" * 64, *, moov_at_end: bool = True, brand: bytes = b"isom",
+        compatible: tuple[bytes, ...] = (b"isom", b"iso2", b"avc1", b"mp41")) -> bytes:
+    """A structurally valid MP4 (or, with brand ``qt  ``, QuickTime) file: ftyp, mdat, moov."""
+    parts = [ftyp(brand, *compatible), box(b"mdat", media), movie()]
+    if not moov_at_end:
+        parts[1], parts[2] = parts[2], parts[1]
+    return b"".join(parts)
+
+
+# -- office documents, written by the libraries of the test extra ---------------------------------------
+
+def docx() -> bytes:
+    import docx as python_docx
+
+    document = python_docx.Document()
+    document.add_heading("Quarterly report", 1)
+    document.add_paragraph("Numbers went up.")
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def xlsx() -> bytes:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.append(["name", "amount"])
+    book.active.append(["ada", 36])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def pptx() -> bytes:
+    import pptx as python_pptx
+
+    deck = python_pptx.Presentation()
+    deck.slides.add_slide(deck.slide_layouts[0]).shapes.title.text = "Hello"
+    out = io.BytesIO()
+    deck.save(out)
+    return out.getvalue()
+
+
+def odf(kind: str) -> bytes:
+    from odf.opendocument import OpenDocumentPresentation, OpenDocumentSpreadsheet, OpenDocumentText
+    from odf.text import P
+
+    document = {"odt": OpenDocumentText, "ods": OpenDocumentSpreadsheet, "odp": OpenDocumentPresentation}[kind]()
+    if kind == "odt":
+        document.text.addElement(P(text="Hello"))
+    out = io.BytesIO()
+    document.write(out)
+    return out.getvalue()
+
+
+def rewrite(data: bytes, change: dict[str, bytes | None]) -> bytes:
+    """The package with entries replaced, added or (``None``) removed."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            if info.filename not in change:
+                target.writestr(info, source.read(info))
+        for name, body in change.items():
+            if body is not None:
+                target.writestr(name, body)
+    return out.getvalue()
+
+
+def content_types(data: bytes) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(data)) as package:
+        return package.read("[Content_Types].xml")
+
+
+def jar() -> bytes:
+    return zip_file({"META-INF/MANIFEST.MF": b"Manifest-Version: 1.0\nMain-Class: Evil\n",
+                     "Evil.class": b"\xca\xfe\xba\xbe" + bytes(60)})
+
+
+def macro_docx() -> bytes:
+    """A .docm's parts, declared as a .docx: the content types say macroEnabled, vbaProject.bin is there."""
+    data = docx()
+    types = content_types(data).replace(
+        b"application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml",
+        b"application/vnd.ms-word.document.macroEnabled.main+xml")
+    return rewrite(data, {"[Content_Types].xml": types, "word/vbaProject.bin": b"\xd0\xcf\x11\xe0" + bytes(60)})

@@ -25,6 +25,7 @@ from valet.validation.reasons import PUBLIC_REASONS, Outcome, Reason, public_rea
 from valet.validation.records import Decision
 from valet.validation.scanners import DEFENDER_TAG, DefenderTagScanner, ScanResult, Verdict
 
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 NOW = datetime.now(UTC).replace(microsecond=0)
 SKEW = timedelta(seconds=300)
 RING = GrantKeyRing({"k1": b"1" * 32}, "k1")
@@ -39,12 +40,15 @@ POLICY = Policy.from_document({"profiles": {
     "roomy": {"maxBytes": 10_000_000, "types": {"application/zip": ["zip"]},
               "archive": {"maxEntries": 10, "maxTotalBytes": 1_000_000, "maxRatio": 100_000}},
     "gone": {"maxBytes": 100, "types": {"text/plain": ["txt"]}},
+    "phones": {"maxBytes": 30_000_000, "types": {"image/heic": ["heic"], "video/mp4": ["mp4"]}},
+    "office": {"maxBytes": 10_000_000, "types": {DOCX: ["docx"], "text/csv": ["csv"]}},
+    "macros": {"maxBytes": 10_000_000, "types": {DOCX: ["docx"]}, "allowMacros": True},
 }}, setting="test")
 WITHOUT_GONE = Policy(default="images", profiles={k: v for k, v in POLICY.profiles.items() if k != "gone"})
 RULES = Rules(keys=RING, policy=POLICY, clock_skew=SKEW)
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01" + bytes(64)
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "application/pdf": "pdf", "text/plain": "txt",
-              "application/zip": "zip"}
+              "application/zip": "zip", "image/heic": "heic", "video/mp4": "mp4", DOCX: "docx", "text/csv": "csv"}
 
 
 class InMemory:
@@ -193,6 +197,20 @@ CASES: list[tuple[str, Case, Reason]] = [
     ("local_header_disagrees", Case(local_name_differs(), "application/zip", "archives"), Reason.ARCHIVE_MISMATCH),
     ("path_traversal_entry", Case(zip_bytes({"ok.txt": b"x", "../../etc/cron.d/evil": b"evil"}), "application/zip",
                                   "archives"), Reason.ARCHIVE_UNSAFE_NAME),
+    ("ok_heic", Case(samples.heic(), "image/heic", "phones"), Reason.OK),
+    ("ok_mp4", Case(samples.mp4(), "video/mp4", "phones"), Reason.OK),
+    ("ok_docx", Case(samples.docx(), DOCX, "office"), Reason.OK),
+    ("ok_utf16_csv", Case("a,b\nZoë,1\n".encode("utf-16"), "text/csv", "office"), Reason.OK),
+    ("ok_macros_where_the_profile_allows_them",
+     Case(samples.rewrite(samples.docx(), {"word/vbaProject.bin": b"\xd0\xcf\x11\xe0"}), DOCX, "macros"), Reason.OK),
+    ("macros_where_it_does_not", Case(samples.rewrite(samples.docx(), {"word/vbaProject.bin": b"\xd0\xcf\x11\xe0"}),
+                                      DOCX, "office"), Reason.ACTIVE_CONTENT),
+    ("mp4_box_past_the_end", Case(samples.mp4()[:-3], "video/mp4", "phones"), Reason.VIDEO_INVALID),
+    ("mp4_walk_beyond_the_reads_allowed", Case(samples.ftyp(b"isom") + samples.movie() + b"".join(
+        samples.box(b"moof", bytes(8)) + samples.box(b"mdat", bytes(1_100_000)) for _ in range(18)),
+        "video/mp4", "phones", sniff=4096), Reason.STRUCTURE_UNVERIFIABLE),
+    ("a_spreadsheet_declared_docx", Case(samples.xlsx(), DOCX, "office"), Reason.DOCUMENT_INVALID),
+    ("csv_records_wider_than_the_header", Case(b"a,b\n1,2,3\n", "text/csv", "office"), Reason.CSV_INVALID),
     ("verdict_out_of_band", Case(PNG, verdict=MALICIOUS), Reason.MALWARE),
     ("defender_tag", Case(PNG, tags={DEFENDER_TAG: "Malicious"}, rules={"scanners": (DefenderTagScanner(),)}),
      Reason.MALWARE),

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -146,3 +147,13 @@ def test_allow_pdf_actions_names_outbound_actions_only() -> None:
         doc["profiles"]["docs"]["allowPdfActions"] = bad  # type: ignore[index]
         with pytest.raises(ConfigurationError, match="allowPdfActions"):
             Policy.from_document(doc, setting="t")
+
+
+def test_allow_macros_is_a_boolean_off_by_default() -> None:
+    doc: dict[str, Any] = {"profiles": {"docs": {"maxBytes": 10, "types": {"text/plain": ["txt"]}}}}
+    assert Policy.from_document(doc, setting="t").profiles["docs"].allow_macros is False
+    doc["profiles"]["docs"]["allowMacros"] = True
+    assert Policy.from_document(doc, setting="t").profiles["docs"].allow_macros is True
+    doc["profiles"]["docs"]["allowMacros"] = "yes"
+    with pytest.raises(ConfigurationError, match="allowMacros"):
+        Policy.from_document(doc, setting="t")

@@ -39,7 +39,10 @@ JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01" + bytes(64)
         (samples.svg_with_script(), "image/png", IMAGES, Reason.ACTIVE_CONTENT, "image/svg+xml"),
         (b'<?xml version="1.0"?><svg xmlns="x"><rect/></svg>', "image/png", IMAGES, Reason.ACTIVE_CONTENT,
          "image/svg+xml"),
-        (b'<?xml version="1.0"?><note>x</note>', "text/plain", DOCS, Reason.ACTIVE_CONTENT, "application/xml"),
+        # harmless markup in a text file is text (served as text/plain, attachment); scripted markup is not
+        (b'<?xml version="1.0"?><note>x</note>', "text/plain", DOCS, None, "text/plain"),
+        (b'<?xml version="1.0"?><!DOCTYPE n [<!ENTITY x SYSTEM "file:///etc/passwd">]><n>&x;</n>', "text/plain",
+         DOCS, Reason.ACTIVE_CONTENT, "application/xml"),
         (b"%PDF-1.7\n1 0 obj << /OpenAction << /S /JavaScript /JS (app.alert(1)) >> >>", "application/pdf",
          DOCS, Reason.ACTIVE_CONTENT, "application/pdf"),
         (samples.png() + b"<script>alert(1)</script>", "image/png", IMAGES, Reason.POLYGLOT, "image/png"),

@@ -14,7 +14,9 @@ API key's scopes, else ``403 insufficient_scope``; default none), for profiles t
 ``archive`` limits (``maxEntries``, ``maxTotalBytes``, ``maxRatio``), and for profiles that accept PDFs,
 ``allowPdfActions``: the PDF actions that reach outside the document which the profile accepts (any of
 ``GoToR``, ``GoToE``, ``URI``, ``SubmitForm``, ``ImportData``, ``Thread``; default none: each is active
-content). ``Launch`` and ``JavaScript`` can never be allowed.
+content). ``Launch`` and ``JavaScript`` can never be allowed. ``allowMacros`` (default false): office
+documents of the profile may carry VBA macros, ActiveX controls or OpenDocument scripts, which are active
+content otherwise.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Profile:
     archive: ArchiveLimits | None = None
     required_roles: frozenset[str] = frozenset()
     pdf_actions: frozenset[str] = frozenset()  # outbound PDF actions accepted, e.g. {"/URI"}
+    allow_macros: bool = False  # office documents may carry macros, controls or scripts
 
     def permits(self, held: frozenset[str]) -> bool:
         """May a caller holding these roles/scopes use this profile?"""
@@ -185,7 +188,7 @@ def _profile(name: str, raw: Any, bad: Any) -> Profile:
             max_total_bytes=a.get("maxTotalBytes", defaults.max_total_bytes),
             max_ratio=a.get("maxRatio", defaults.max_ratio),
         )
-    for flag in ("allowEmpty", "requireSha256"):
+    for flag in ("allowEmpty", "requireSha256", "allowMacros"):
         if not isinstance(raw.get(flag, False), bool):
             raise bad(f"profile '{name}': {flag} must be true or false")
     roles = raw.get("requiredRoles", [])
@@ -205,6 +208,7 @@ def _profile(name: str, raw: Any, bad: Any) -> Profile:
         archive=archive,
         required_roles=frozenset(roles),
         pdf_actions=frozenset(f"/{a}" for a in actions),
+        allow_macros=raw.get("allowMacros", False),
     )
 
 

@@ -166,7 +166,8 @@ def _check_content(upload: StoredUpload, content: RangeSource, rules: Rules, cla
             raise Rejection(verdict.reason, verdict.detail)
         if needs_check(canonical(claims.content_type)):
             check_structure(content, size, head, canonical(claims.content_type), rules.image_limits,
-                            rules.structure_read_bytes, PdfLimits(allowed_actions=profile.pdf_actions))
+                            rules.structure_read_bytes, PdfLimits(allowed_actions=profile.pdf_actions),
+                            allow_macros=profile.allow_macros)
         if is_zip_container(head) or known.detected_type == ZIP or claims.content_type == ZIP:
             limits = profile.archive or ArchiveLimits()
             directory = RangeReader(content, size, budget=directory_budget(limits))

@@ -41,6 +41,10 @@ class Reason(StrEnum):
     IMAGE_LIMITS = "image_limits"  # dimensions or pixel count beyond the limits (decompression bombs)
     PDF_INVALID = "pdf_invalid"  # declared a PDF; the bytes do not parse as one
     PDF_UNVERIFIABLE = "pdf_unverifiable"  # the PDF's structure could not be checked within the read budget
+    VIDEO_INVALID = "video_invalid"  # declared MP4/QuickTime; the boxes, brands or movie box say otherwise
+    DOCUMENT_INVALID = "document_invalid"  # declared an office document; the package says it is something else
+    STRUCTURE_UNVERIFIABLE = "structure_unverifiable"  # a photo's or video's boxes beyond what may be read
+    CSV_INVALID = "csv_invalid"  # declared CSV; the records of the head disagree on their number of fields
     # What a create-only SAS lets a caller do besides uploading bytes.
     RESERVED_METADATA = "reserved_metadata"  # valet* metadata that only the app writes (spoofed state)
     # No longer given (issue 19: a snapshot holds the decided bytes and goes with the tombstone); kept so
@@ -82,6 +86,10 @@ PUBLIC_REASONS: dict[Reason, str] = {
     Reason.IMAGE_LIMITS: "too_large",
     Reason.PDF_INVALID: "type_mismatch",
     Reason.PDF_UNVERIFIABLE: "content_not_allowed",
+    Reason.VIDEO_INVALID: "type_mismatch",
+    Reason.DOCUMENT_INVALID: "type_mismatch",
+    Reason.STRUCTURE_UNVERIFIABLE: "content_not_allowed",
+    Reason.CSV_INVALID: "type_mismatch",
     Reason.RESERVED_METADATA: "content_not_allowed",
     Reason.SNAPSHOT_PRESENT: "content_not_allowed",
     Reason.COPY_CREATED: "content_not_allowed",

@@ -20,6 +20,10 @@ alternatives because:
 Magic numbers alone do not catch the dangerous cases, so this module adds what they miss: markup that a
 browser would run (HTML, scripted SVG, XML) presented as an image or a document, HTML or a second format
 (``%PDF-``) embedded in the head of an image (polyglots), and JavaScript or launch actions in a PDF's head.
+A declared text type (``text/plain``, ``text/csv``...) takes another route, before any magic number:
+:mod:`valet.validation.text` decides whether the head is text in some encoding, and a text verdict
+outranks the weak signatures that are themselves text (see :func:`_decide_text`).
+
 All checks here read only the sniff window (64 KiB by default). Magic numbers are a first filter, not a
 proof: :mod:`valet.validation.structure` then parses images and PDFs.
 """
@@ -32,11 +36,16 @@ from dataclasses import dataclass
 
 import puremagic
 
+from valet.validation import media
 from valet.validation.archive import is_zip_container
+from valet.validation.office import OFFICE_TYPES
 from valet.validation.reasons import Reason
+from valet.validation.text import csv_columns, decode_text
 
 OCTET_STREAM = "application/octet-stream"
 ZIP = "application/zip"
+PDF = "application/pdf"
+CSV = "text/csv"
 XML_TYPES = frozenset({"application/xml", "text/xml"})
 
 _ALIASES = {
@@ -125,15 +134,6 @@ def markup_kind(head: bytes) -> str | None:
     return None
 
 
-def looks_like_text(head: bytes) -> bool:
-    """No NUL bytes and (almost) no other control characters: plain text or CSV in any ASCII-compatible
-    encoding."""
-    if b"\x00" in head:
-        return False
-    controls = sum(1 for byte in head if (byte < 0x20 and byte not in (9, 10, 12, 13)) or byte == 0x7F)
-    return controls <= len(head) // 100
-
-
 def decide_type(head: bytes, declared: str, allowed: Mapping[str, tuple[str, ...]]) -> TypeVerdict:
     """Does the head of an upload agree with its declared type, and may the profile accept it?
 
@@ -142,15 +142,21 @@ def decide_type(head: bytes, declared: str, allowed: Mapping[str, tuple[str, ...
     polyglot and embedded-script checks on what passed.
     """
     declared = canonical(declared)
+    if is_text_type(declared):
+        return _decide_text(head, declared, allowed)
     markup = markup_kind(head)
     if markup is not None:
         return _decide_markup(head, markup, declared, allowed)
 
+    if declared in media.BMFF_TYPES:
+        return _decide_bmff(head, declared, allowed)
+    if declared in OFFICE_TYPES and is_zip_container(head):  # which package it is: valet.validation.office
+        return _embedded_checks(head, declared)
     ranking = ranked(head)  # one puremagic pass (it tries every signature it knows: the costly step)
     found = [mime for mime, _ in ranking]
     if not found:
         if declared.startswith("text/"):
-            if looks_like_text(head):
+            if decode_text(head) is not None:
                 return _embedded_checks(head, declared)
             return TypeVerdict(OCTET_STREAM, Reason.TYPE_MISMATCH, f"declared {declared}; content is binary")
         if declared == OCTET_STREAM:
@@ -165,6 +171,57 @@ def decide_type(head: bytes, declared: str, allowed: Mapping[str, tuple[str, ...
     if not any(mime in allowed for mime in top):
         return TypeVerdict(best, Reason.TYPE_NOT_ALLOWED, f"declared {declared}; content is {best}")
     return TypeVerdict(best, Reason.TYPE_MISMATCH, f"declared {declared}; content is {best}")
+
+
+def is_text_type(mime: str) -> bool:
+    """Decided by :func:`_decide_text`: every ``text/*`` type except HTML (markup has its own route)."""
+    return mime.startswith("text/") and mime != "text/html"
+
+
+def _decide_text(head: bytes, declared: str, allowed: Mapping[str, tuple[str, ...]]) -> TypeVerdict:
+    """A declared text type: text in any encoding is text, whatever weak signature its first bytes
+    resemble (mbox ``From``, BMP ``BM``); magic numbers only name what a non-text upload is. Markup is
+    text too, with two exceptions: markup that starts the file and carries script (an HTML page with
+    ``<script>``, an SVG with handlers) is active content, and a head that is also a PDF is a polyglot.
+    Harmless markup is accepted *as the declared text type*: the record, the accepted copy and every
+    download say ``text/plain`` (or ``text/csv``) with ``attachment``, so no browser renders it."""
+    text = decode_text(head)
+    if text is None:
+        ranking = ranked(head)
+        if not ranking:
+            return TypeVerdict(OCTET_STREAM, Reason.TYPE_MISMATCH, f"declared {declared}; content is binary")
+        best = ranking[0][0]
+        reason = Reason.TYPE_MISMATCH if any(mime in allowed for mime, _ in ranking) else Reason.TYPE_NOT_ALLOWED
+        return TypeVerdict(best, reason, f"declared {declared}; content is {best}")
+    utf8 = text.text.encode("utf-8", errors="replace")
+    markup = markup_kind(utf8)
+    if markup is not None and markup != "application/xml" and _SCRIPTED_MARKUP.search(utf8):
+        return TypeVerdict(markup, Reason.ACTIVE_CONTENT, f"{markup} with script, declared {declared}")
+    if markup == "application/xml" and _SCRIPTED_MARKUP.search(utf8):
+        return TypeVerdict(markup, Reason.ACTIVE_CONTENT, "XML with script or entity declarations")
+    pdf_at = utf8.find(_PDF_MAGIC, 0, _PDF_SEARCH + len(_PDF_MAGIC))
+    if pdf_at == 0 or (pdf_at > 0 and b" obj" in utf8[pdf_at:]):
+        return TypeVerdict(PDF, Reason.POLYGLOT if pdf_at else Reason.TYPE_MISMATCH,
+                           f"declared {declared}; content is also a PDF (header at {pdf_at})")
+    if declared == CSV:
+        shape = csv_columns(text.text)
+        if shape.columns is None:
+            return TypeVerdict(declared, Reason.CSV_INVALID,
+                               f"records of {text.encoding} CSV disagree on their number of fields")
+    return TypeVerdict(declared)
+
+
+def _decide_bmff(head: bytes, declared: str, allowed: Mapping[str, tuple[str, ...]]) -> TypeVerdict:
+    """A declared photo or video of the ISO base media format: its ``ftyp`` brands decide (puremagic
+    ranks a HEIC as MP4 as high as HEIF); :mod:`valet.validation.media` then walks the boxes."""
+    if media.brand_matches(head, declared):
+        return _embedded_checks(head, declared)
+    ranking = ranked(head)
+    found = media.brand_type(head) or (ranking[0][0] if ranking else None)
+    if found is None:
+        return TypeVerdict(None, Reason.TYPE_MISMATCH, f"declared {declared}; content type not recognised")
+    reason = Reason.TYPE_MISMATCH if found in allowed else Reason.TYPE_NOT_ALLOWED
+    return TypeVerdict(found, reason, f"declared {declared}; content is {found}")
 
 
 def _decide_markup(head: bytes, markup: str, declared: str, allowed: Mapping[str, tuple[str, ...]]) -> TypeVerdict:
@@ -190,7 +247,7 @@ def _embedded_checks(head: bytes, mime: str, *, recorded: str | None = None) -> 
     pdf_at = head.find(_PDF_MAGIC, 1, _PDF_SEARCH + len(_PDF_MAGIC))
     if pdf_at > 0:
         return TypeVerdict(detected, Reason.POLYGLOT, f"{mime} that is also a PDF (header at {pdf_at})")
-    if mime.startswith("image/") or mime == "video/mp4":
+    if mime.startswith(("image/", "video/")):
         if _HTML_ANYWHERE.search(head) or _SVG_ANYWHERE.search(head):
             return TypeVerdict(detected, Reason.POLYGLOT, f"{mime} carrying HTML markup")
     return TypeVerdict(detected)

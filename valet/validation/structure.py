@@ -7,7 +7,9 @@ format parses the header only (PNG: signature and chunks up to the first IDAT; J
 frame header; GIF: header and blocks up to the first image descriptor); no pixel is decoded. Width,
 height and pixel count must be within :class:`ImageLimits` (a decompression bomb is a small file that
 declares a huge canvas). WebP is checked from its RIFF header and first chunk here, because Pillow's WebP
-plugin reads the whole file into memory to open it.
+plugin reads the whole file into memory to open it. HEIC/HEIF/AVIF photos and MP4/QuickTime videos are
+checked from their boxes by :mod:`valet.validation.media`, office documents from their package by
+:mod:`valet.validation.office`.
 
 **PDFs** (`pypdf <https://pypi.org/project/pypdf/>`_): parsed through the cross-reference data; names are
 compared after pypdf decodes ``#xx`` escapes, and objects held in object streams are decompressed by
@@ -35,7 +37,9 @@ from pypdf.errors import PyPdfError
 from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, NameObject
 
 from valet.grants.policy import PDF_OUTBOUND_ACTIONS
+from valet.validation import media, office
 from valet.validation.blobio import MAX_FETCH, RangeReader, RangeSource, ReadBudgetExceeded, read_range
+from valet.validation.bmff import HeadAndTail, Ranges
 from valet.validation.reasons import Reason, Rejection
 
 IMAGE_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF", "image/webp": "WEBP"}
@@ -75,13 +79,27 @@ class StructureReport:
 
 
 def needs_check(mime: str) -> bool:
-    return mime in IMAGE_FORMATS or mime == PDF
+    return mime in IMAGE_FORMATS or mime == PDF or mime in media.BMFF_TYPES or mime in office.OFFICE_TYPES
 
 
 def check_structure(source: RangeSource, size: int, head: bytes, mime: str, limits: ImageLimits,
-                    budget: int = DEFAULT_READ_BUDGET, pdf: PdfLimits | None = None) -> StructureReport:
+                    budget: int = DEFAULT_READ_BUDGET, pdf: PdfLimits | None = None, *, ranges: Ranges | None = None,
+                    allow_macros: bool = False) -> StructureReport:
     """Parse the upload as ``mime``; ``head`` is the start of the blob, already read. ``pdf``: the work
-    bounds and allowed outbound actions of a PDF check (defaults: :class:`PdfLimits`)."""
+    bounds and allowed outbound actions of a PDF check (defaults: :class:`PdfLimits`). ``ranges`` serves
+    the ISO base media checks (photos, videos); by default the head, then ranged reads of ``source``.
+    ``allow_macros``: an office document may carry macros (a profile's choice)."""
+    if mime in office.OFFICE_TYPES:
+        reader = RangeReader(source, size, budget=budget, head=head)
+        detail = office.check_office(reader.as_file(), mime, allow_macros=allow_macros)
+        return StructureReport(detail, reader.bytes_fetched, reader.requests)
+    if mime in media.BMFF_TYPES:
+        reads = ranges or HeadAndTail(source, size, head)
+        if mime in media.HEIF_TYPES:
+            detail = media.check_heif(reads, size, mime, limits, budget)
+        else:
+            detail = media.check_video(reads, size, mime)
+        return StructureReport(detail, getattr(reads, "bytes_read", 0), getattr(reads, "requests", 0))
     if mime in IMAGE_FORMATS:
         reader = RangeReader(source, size, budget=budget, head=head)
         detail = check_image(reader, mime, limits)
