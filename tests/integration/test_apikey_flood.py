@@ -60,9 +60,12 @@ def test_forged_keys_from_one_address_cost_at_most_its_failure_burst_in_reads(
     container, reads = counted
     real = issue(container_client)
     auth = authenticator(container, VALET_AUTH_FAILURES_PER_MINUTE="60", VALET_AUTH_FAILURES_BURST="20")
+    started = time.monotonic()
     statuses = [attempt(auth, apikeys.generate()[0], "203.0.113.66") for _ in range(600)]
-    assert statuses[:20] == [401] * 20 and set(statuses[20:]) == {429}
-    assert reads.count <= 21  # 20, plus one if a second passed and refilled a token
+    refilled = int(time.monotonic() - started) + 1  # at most one token a second comes back meanwhile
+    assert statuses[:20] == [401] * 20 and set(statuses[20:]) <= {401, 429}
+    assert statuses[20:].count(401) <= refilled and statuses[-1] == 429
+    assert reads.count <= 20 + refilled  # one read per 401, none per 429
 
     before = reads.count
     assert attempt(auth, real, "198.51.100.20") == 200  # another address: unaffected (one read, then cached)
