@@ -46,7 +46,7 @@ def test_an_unknown_mode_is_refused() -> None:
 def test_only_the_patched_local_image_is_used_by_default_never_microsofts_unpatched_one() -> None:
     microsoft = Engine(True, images={f"{MICROSOFT_IMAGE}:3.37.0": "pulled"})
     assert choose({}, microsoft, V).kind == "process"  # it lacks the block patch: the subprocess has it
-    with pytest.raises(AzuriteUnavailable, match="patched image .* is not built"):
+    with pytest.raises(AzuriteUnavailable, match=r"patched image .* is not built"):
         choose({"VALET_TEST_AZURITE": "container"}, microsoft, V)
     plan = choose({}, BUILT, V)
     assert plan.header() == (f"azurite: testcontainers {LOCAL_IMAGE}:{V} "

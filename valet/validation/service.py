@@ -14,6 +14,7 @@ from valet.validation.malware import MalwareEvents
 from valet.validation.reconcile import Reconciler, RunReport
 from valet.validation.records import Decision
 from valet.validation.scanners import SCANNERS
+from valet.validation.staged import DiscardReport, StagedDiscard
 from valet.validation.status import StatusReader
 from valet.validation.structure import ImageLimits
 from valet.validation.tombstones import sweep_tombstones
@@ -27,6 +28,7 @@ class Validation:
     malware: MalwareEvents
     sweep_limit: int
     reconciler: Reconciler
+    staged: StagedDiscard
 
     @classmethod
     def from_settings(cls, settings: Settings, blob_service: BlobServiceClient,
@@ -62,8 +64,10 @@ class Validation:
                                 is_decided=validator.is_tombstone,
                                 min_age=options.reconcile_after, max_attempts=options.max_attempts,
                                 limit=options.reconcile_limit)
+        staged = StagedDiscard(blob_service=blob_service, uploads=uploads, is_decided=validator.is_tombstone,
+                               grace=settings.clock_skew, limit=options.reconcile_limit)
         return cls(validator, status, MalwareEvents(validator, storage.account_url), options.sweep_limit,
-                   reconciler)
+                   reconciler, staged)
 
     def on_blob(self, container: str, name: str) -> Decision | None:
         """The blob trigger's entry: only uploads-container blobs are decided."""
@@ -78,6 +82,13 @@ class Validation:
         """The reconciler's timer: decide uploads that no trigger decided (bounded work per run)."""
         return self.reconciler.run()
 
+    def discard_staged(self) -> DiscardReport:
+        """Delete the blocks staged for uploads whose window closed and that were never committed."""
+        return self.staged.run()
+
     def sweep(self) -> int:
+        """The sweep timer: blocks staged and never committed (:mod:`valet.validation.staged`), then
+        tombstones past their grace; returns the tombstones removed."""
+        self.discard_staged()
         return sweep_tombstones(self.validator.service, self.validator.uploads, limit=self.sweep_limit,
                                 sealer=self.validator.sealer)
