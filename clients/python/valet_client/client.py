@@ -223,7 +223,11 @@ class ValetClient:
                            sha256=sha256, block_bytes=BLOCK_BYTES) if journal_dir is not None and blocks else None)
         saved = journal.load() if journal is not None else None
         if saved is not None and journal is not None:
-            outcome = self._resume(saved[0], saved[1], journal, path, size, progress)
+            try:
+                outcome = self._resume(saved[0], saved[1], journal, path, size, progress)
+            except (_GrantExpired, _BlocksRefused):  # the window closed meanwhile, or blocks are refused here
+                journal.remove()
+                outcome = None
             if outcome is not None:
                 grant, resumed = outcome
                 return self._finish(grant, "blocks", 0, wait, wait_timeout, resumed)
