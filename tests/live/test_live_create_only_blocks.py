@@ -39,3 +39,25 @@ def test_other_permissions_authorize_blocks_as_before(runtime: Runtime) -> None:
 
 def test_a_create_only_sas_still_cannot_read(runtime: Runtime) -> None:  # noqa: F811
     blockrules.reading_stays_refused(rig(runtime), DATA)
+
+
+def test_staged_never_committed_blocks_are_discarded_after_the_window(runtime: Runtime) -> None:  # noqa: F811
+    """On Azure the listing of an uncommitted blob (size 0) is what the discard relies on; pin it there."""
+    from datetime import timedelta
+
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from valet.naming import parse_granted_name
+    from valet.validation.staged import StagedDiscard
+
+    r = rig(runtime)
+    assert r.put_block(r.url, 0, DATA).status_code == 201
+    facts = parse_granted_name(r.owner.blob_name)
+    assert facts is not None
+    later = facts.deadline + timedelta(minutes=10)
+    discard = StagedDiscard(blob_service=runtime.blob_service, uploads=runtime.settings.storage.uploads_container,
+                            is_decided=runtime.validation.validator.is_tombstone, grace=timedelta(minutes=5),
+                            clock=lambda: later, max_pages=50)
+    assert r.owner.blob_name in discard.run().names
+    with pytest.raises(ResourceNotFoundError):
+        r.owner.get_block_list("all")
