@@ -385,11 +385,24 @@ function wirePage(form) {
       if (!profile) throw new ValetError("This credential may use no upload profile.", "insufficient_scope", 403);
       checkFile(profile, file);  // refused here, no grant is asked for
       show("granting", "Asking for an upload grant…");
-      const grant = await requestGrant($("api").value, auth, file, { profile: profile.name });
-      step(`Granted upload ${grant.uploadId} (profile ${grant.profile}, up to ${grant.maxBytes} bytes).`);
-      show("uploading", "Uploading straight to storage…");
-      await putToStorage(grant, file, (sent, total) => { progress.value = total ? (100 * sent) / total : 100; });
-      step(`Uploaded ${file.size} bytes.`);
+      let grant;
+      if (file.size > 4 * BLOCK_BYTES) {  // large: blocks, resumable after a reload (pick the same file again)
+        show("uploading", "Uploading in blocks straight to storage (after a reload, pick the same file again)…");
+        grant = await uploadResumable($("api").value, auth, file, { profile: profile.name,
+          onProgress: (sent, total, rate) => {
+            progress.value = total ? (100 * sent) / total : 100;
+            result.textContent = `Uploading in blocks… ${mebibytes(sent)} of ${mebibytes(total)}, ` +
+              `${(rate / (1024 * 1024)).toFixed(1)} MiB/s`;
+          } });
+        step(`Upload ${grant.uploadId} (profile ${profile.name}): ${file.size} bytes in blocks` +
+          (grant.resumedBlocks ? `, resumed: ${grant.resumedBlocks} blocks were already stored.` : "."));
+      } else {
+        grant = await requestGrant($("api").value, auth, file, { profile: profile.name });
+        step(`Granted upload ${grant.uploadId} (profile ${grant.profile}, up to ${grant.maxBytes} bytes).`);
+        show("uploading", "Uploading straight to storage…");
+        await putToStorage(grant, file, (sent, total) => { progress.value = total ? (100 * sent) / total : 100; });
+        step(`Uploaded ${file.size} bytes.`);
+      }
       show("pending", "Uploaded; waiting for validation…");
       const decision = await waitForDecision(grant.statusUrl, auth);
       const why = decision.reason ? ` (${decision.reason})` : "";

@@ -67,3 +67,35 @@ def test_a_reload_half_way_then_the_same_file_picked_again_sends_only_the_missin
     assert result["bytesSent"] == size - result["resumedBlocks"] * MIB, result
     assert result["journal"] == 0  # removed once committed
     assert result["rate"] > 0
+
+
+def test_the_upload_page_resumes_a_large_file_after_a_reload(stack: DevStack, page: Any, tmp_path: Path) -> None:  # noqa: F811
+    size = 40 * MIB  # over 32 MiB: the page uploads in 8 MiB blocks
+    big = tmp_path / "large.bin"
+    big.write_bytes(os.urandom(size))
+
+    def start() -> None:
+        page.goto(f"{stack.url}/api/ui")
+        page.select_option("#kind", "apikey")
+        page.fill("#credential", stack.api_key)
+        page.locator("#credential").dispatch_event("change")
+        page.wait_for_selector("#profile option[value=bulk]", state="attached", timeout=10_000)
+        page.select_option("#profile", "bulk")
+        page.set_input_files("#file", str(big))
+        page.click("#upload")
+
+    start()
+    deadline = time.monotonic() + 60
+    confirmed = ("() => Object.entries(localStorage).filter(([k]) => k.startsWith('valet-upload:'))"
+                 ".map(([, v]) => JSON.parse(v).done.length)[0] || 0")
+    while page.evaluate(confirmed) < 1:  # a block confirmed by storage (the others are in flight)
+        assert time.monotonic() < deadline, "no block was confirmed in 60 s"
+        page.wait_for_timeout(50)
+    assert "MiB/s" in page.text_content("#result")  # bytes and rate while it uploads
+    page.reload()
+    start()  # the same file, picked again
+    page.wait_for_selector("#result:is([data-status=accepted],[data-status=quarantined],[data-status=error])",
+                           timeout=120_000)
+    steps = page.text_content("#steps")
+    assert page.get_attribute("#result", "data-status") == "accepted", (page.text_content("#result"), steps)
+    assert "resumed: " in steps and "blocks were already stored" in steps, steps
