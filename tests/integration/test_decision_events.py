@@ -25,11 +25,12 @@ from valet.runtime import Runtime
 from valet.settings import Settings
 from valet.storage import EmulatorCredential, make_decision_queue
 from valet.validation import records
+from valet.validation.announce import EVENT_GRACE
 from valet.validation.events import QueueEvents, decision_message, decode, encode
 from valet.validation.reasons import Outcome
 from valet.validation.records import Decision
 from valet.validation.service import Validation
-from valet.validation.validator import EVENT_GRACE, DecisionFailed
+from valet.validation.store import DecisionFailed
 
 pytestmark = pytest.mark.azurite
 

@@ -15,7 +15,7 @@ import requests
 
 from tests.conftest import StorageEndpoint
 from valet import api
-from valet.blocks_http import upload_blocks
+from valet.api import upload_blocks
 from valet.runtime import Runtime
 
 pytestmark = pytest.mark.azurite

@@ -16,7 +16,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from tests.conftest import StorageEndpoint
 from tests.support import blockrules
 from valet import api
-from valet.naming import parse_granted_name
+from valet.grants.naming import parse_granted_name
 from valet.runtime import Runtime
 from valet.validation.staged import StagedDiscard
 

@@ -13,7 +13,7 @@ from tests.conftest import StorageEndpoint
 from tests.support import blockrules
 from tests.support.fakes import ALICE, FixedCaller
 from valet import api
-from valet.blocks_http import upload_blocks
+from valet.api import upload_blocks
 from valet.caller import Caller
 from valet.runtime import Runtime
 
@@ -87,3 +87,8 @@ def test_a_missing_or_foreign_blob_uri_is_a_clear_error(runtime: Runtime) -> Non
     assert missing.status_code == 400 and json.loads(missing.get_body())["code"] == "invalid_blob_uri"
     foreign = blocks(runtime, {**g, "blobUri": "https://evil.example/uploads/" + quote("x/y.png")})
     assert foreign.status_code == 404
+
+
+def test_it_spends_the_status_routes_budget_and_answers_preflights() -> None:
+    route = api.ROUTES["upload_blocks"]
+    assert route.cors and {m: e.admission for m, e in route.endpoints.items()} == {"GET": api.READ}

@@ -47,7 +47,7 @@ def test_staged_never_committed_blocks_are_discarded_after_the_window(runtime: R
 
     from azure.core.exceptions import ResourceNotFoundError
 
-    from valet.naming import parse_granted_name
+    from valet.grants.naming import parse_granted_name
     from valet.validation.staged import StagedDiscard
 
     r = rig(runtime)

@@ -19,7 +19,7 @@ import requests
 from azure.storage.blob import BlobClient, BlobSasPermissions
 
 from valet.clock import utcnow
-from valet.delegation import blob_sas
+from valet.grants.delegation import blob_sas
 from valet.runtime import Runtime
 
 BLOCK_VERSION = "2026-10-06"  # what the SDKs send; create-only blocks need 2026-04-06 or later

@@ -6,7 +6,7 @@ import base64
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from valet.blocks import BlockState, StagedBlock, document, state_from, wire_id
+from valet.grants.blocks import BlockState, StagedBlock, document, state_from, wire_id
 
 
 @dataclass

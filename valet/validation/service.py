@@ -17,7 +17,6 @@ from valet.validation.scanners import SCANNERS
 from valet.validation.staged import DiscardReport, StagedDiscard
 from valet.validation.status import StatusReader
 from valet.validation.structure import ImageLimits
-from valet.validation.tombstones import sweep_tombstones
 from valet.validation.validator import Validator
 
 
@@ -61,17 +60,17 @@ class Validation:
                               sas_ttl=settings.upload_window,  # renewals keep an upload pending this long
                               max_attempts=options.max_attempts)
         reconciler = Reconciler(blob_service=blob_service, uploads=uploads, decide=validator.process,
-                                is_decided=validator.is_tombstone,
+                                is_decided=validator.tombstones.is_tombstone,
                                 min_age=options.reconcile_after, max_attempts=options.max_attempts,
                                 limit=options.reconcile_limit)
-        staged = StagedDiscard(blob_service=blob_service, uploads=uploads, is_decided=validator.is_tombstone,
+        staged = StagedDiscard(blob_service=blob_service, uploads=uploads, is_decided=validator.tombstones.is_tombstone,
                                grace=settings.clock_skew, limit=options.reconcile_limit)
         return cls(validator, status, MalwareEvents(validator, storage.account_url), options.sweep_limit,
                    reconciler, staged)
 
     def on_blob(self, container: str, name: str) -> Decision | None:
         """The blob trigger's entry: only uploads-container blobs are decided."""
-        if container != self.validator.uploads:
+        if container != self.validator.store.uploads:
             return None
         return self.validator.process(name)
 
@@ -90,5 +89,4 @@ class Validation:
         """The sweep timer: blocks staged and never committed (:mod:`valet.validation.staged`), then
         tombstones past their grace; returns the tombstones removed."""
         self.discard_staged()
-        return sweep_tombstones(self.validator.service, self.validator.uploads, limit=self.sweep_limit,
-                                sealer=self.validator.sealer)
+        return self.validator.tombstones.sweep(self.sweep_limit)

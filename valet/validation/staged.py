@@ -29,7 +29,7 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
 from valet.clock import utcnow
-from valet.naming import parse_granted_name
+from valet.grants.naming import parse_granted_name
 
 log = logging.getLogger("valet.validation")
 

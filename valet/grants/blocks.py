@@ -7,7 +7,8 @@ caller the upload was granted to only: the name comes from the grant's ``blobUri
 or a cancellation (its MAC, its upload id, the caller's partition; ``404`` for anyone else).
 
 One storage request: Get Block List (``blocklisttype=all``). What decides the answer is pure
-(:func:`state_from`, :func:`document`); :class:`BlockReader` is the thin adapter.
+(:func:`state_from`, :func:`document`); :class:`BlockReader` is the thin adapter; :class:`BlockLister` is
+what the route calls (the grant check, then the read).
 
 ``committed`` is true when the blob exists as a committed blob: committed blocks, or a blob with no
 uncommitted block (one Put Blob, or the validator's tombstone after a decision). A blob committed with one
@@ -26,7 +27,11 @@ from typing import Any, Protocol
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
-from valet.errors import Conflict, ServiceUnavailable
+from valet.caller import Caller
+from valet.errors import BadRequest, Conflict, ServiceUnavailable
+from valet.grants.issuer import GrantIssuer
+
+MAX_BLOB_URI_CHARS = 4096
 
 
 class SdkBlock(Protocol):
@@ -100,3 +105,22 @@ class BlockReader:
             raise ServiceUnavailable("The upload's blocks cannot be read right now.",
                                      code="storage_unavailable") from exc
         return state_from(committed, uncommitted)
+
+
+def parse_blocks_request(blob_uri: str | None) -> str:
+    """The ``blobUri`` query parameter: required, the grant's blobUri."""
+    if not blob_uri or len(blob_uri) > MAX_BLOB_URI_CHARS:
+        raise BadRequest("'blobUri' is required: the blobUri of the grant.", code="invalid_blob_uri")
+    return blob_uri
+
+
+class BlockLister:
+    """``GET /api/uploads/{uploadId}/blocks``: the grant checked (``404`` for anyone else, before any storage
+    request), then one Get Block List."""
+
+    def __init__(self, grants: GrantIssuer, reader: BlockReader) -> None:
+        self._grants, self._reader = grants, reader
+
+    def blocks(self, caller: Caller, upload_id: str, blob_uri: str) -> dict[str, Any]:
+        granted = self._grants.granted_name(caller, upload_id, blob_uri)
+        return document(self._reader.read(granted.name), granted.facts.deadline)
