@@ -310,7 +310,8 @@ export async function uploadResumable(apiBase, auth, file, { profile, onProgress
       sent += blob.size;
       if (result.status === 201) break;
       const transient = [0, 408, 429, 500, 502, 503, 504].includes(result.status) ||
-        (result.status === 403 && result.code === "AuthenticationFailed");
+        (result.status === 403 && ["AuthenticationFailed", "AuthorizationFailure"].includes(result.code));
+      if (result.status === 403 && transient) grant.expiresOn = new Date(0).toISOString();  // renew before the retry
       if (!transient || attempt >= retries) {
         throw new ValetError(`Storage refused block ${n} (${result.status} ${result.code}).`,
           result.code || "storage_error", result.status);
