@@ -32,6 +32,12 @@ def upload_download(req: func.HttpRequest) -> func.HttpResponse:
     return api.upload_download(runtime, req)
 
 
+@app.function_name("upload_blocks")
+@app.route(route="uploads/{uploadId}/blocks", methods=["GET", "OPTIONS"])  # resuming: what storage holds
+def upload_blocks(req: func.HttpRequest) -> func.HttpResponse:
+    return api.upload_blocks(runtime, req)
+
+
 @app.function_name("renew_upload")
 @app.route(route="uploads/{uploadId}/renew", methods=["POST", "OPTIONS"])
 def renew_upload(req: func.HttpRequest) -> func.HttpResponse:

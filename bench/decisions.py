@@ -49,7 +49,8 @@ def child(tree: str, env: dict[str, str], runs: int) -> None:
         from valet.grants.token import GRANT_METADATA_KEY, GrantClaims
     except ImportError:
         from valet.grant_token import GRANT_METADATA_KEY, GrantClaims  # type: ignore[no-redef]
-        from valet.naming import blob_name, new_upload_id  # type: ignore[no-redef]
+
+        from valet.grants.naming import blob_name, new_upload_id  # type: ignore[no-redef]
     from valet.settings import Settings
     from valet.storage import EmulatorCredential, make_blob_service, make_decision_queue
     from valet.validation.events import QueueEvents

@@ -6,17 +6,24 @@
 # contacted. It offers the same commands as Microsoft's image (`azurite`, `azurite-blob`, ...) on PATH,
 # so the tests start either image the same way. Quiet, and quick, when the image is already there.
 #
-#   bash scripts/azurite-image.sh            # builds valet-local/azurite:<pinned version> if missing
+# The tag carries the patch (patches/azurite+<version>.patch, applied by npm ci): <version>-valet.<first 10 hex
+# of the patch's sha256>, as valet/local/emulator.py's patched_version computes it.
+#
+#   bash scripts/azurite-image.sh            # builds valet-local/azurite:<pinned version>-valet.<digest> if missing
 #   VALET_TEST_AZURITE_IMAGE=name:tag bash scripts/azurite-image.sh   # another tag
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version="$(node -p 'require("./package.json").dependencies.azurite')"
-image="${VALET_TEST_AZURITE_IMAGE:-valet-local/azurite:$version}"
+patch="patches/azurite+$version.patch"
+[ -f "$patch" ] || { echo "azurite image: $patch is missing" >&2; exit 1; }
+image="${VALET_TEST_AZURITE_IMAGE:-valet-local/azurite:$version-valet.$(sha256sum "$patch" | cut -c1-10)}"
 docker image inspect "$image" >/dev/null 2>&1 && exit 0
 
 say() { echo "azurite image: $*" >&2; }
 installed="$(node -p 'require("./node_modules/azurite/package.json").version' 2>/dev/null || true)"
 [ "$installed" = "$version" ] || { say "node_modules has azurite '${installed:-none}', package.json pins $version: run npm ci"; exit 1; }
+grep -q createAuthorizesBlocks node_modules/azurite/dist/src/blob/authentication/OperationBlobSASPermission.js ||
+  { say "node_modules/azurite lacks valet's patch ($patch): run npm ci"; exit 1; }
 busybox="${VALET_BUSYBOX:-/bin/busybox}"
 if ! [ -x "$busybox" ] || ldd "$busybox" >/dev/null 2>&1; then
   say "needs a statically linked busybox at $busybox (Debian: apt-get install busybox-static)"; exit 1
@@ -89,7 +96,7 @@ tar -C "$root" --numeric-owner --owner=0 --group=0 -c . | docker import \
   --change 'WORKDIR /opt/azurite' \
   --change 'EXPOSE 10000 10001 10002' \
   --change 'CMD ["azurite", "-l", "/data", "--blobHost", "0.0.0.0", "--queueHost", "0.0.0.0", "--tableHost", "0.0.0.0"]' \
-  --message "valet: built locally by scripts/azurite-image.sh from npm azurite $version on node $(node --version)" \
+  --message "valet: built locally by scripts/azurite-image.sh from npm azurite $version with $patch on node $(node --version)" \
   - "$image" >/dev/null
 got="$(docker run --rm --network none "$image" azurite --version)"
 [ "$got" = "$version" ] || { say "the new image says azurite '$got', expected $version"; docker rmi "$image" >/dev/null; exit 1; }

@@ -28,11 +28,9 @@ if [ -z "${VALET_TEST_STORAGE_URL:-}" ] && [ "$mode" != process ]; then
   trap finish EXIT
   trap 'exit 130' INT TERM
   if engine_state="$(bash scripts/container-engine.sh start)"; then
-    version="$(node -p 'require("./package.json").dependencies.azurite')"
-    # An engine this script started has no registry to pull from (CI, sandboxes): build the image here.
-    # Someone's own engine pulls Microsoft's image on first use (VALET_TEST_AZURITE_BUILD=1 builds instead).
-    if { [ -n "$engine_state" ] || [ "${VALET_TEST_AZURITE_BUILD:-}" = 1 ]; } && [ -z "${VALET_TEST_AZURITE_IMAGE:-}" ] &&
-       ! docker image inspect "mcr.microsoft.com/azure-storage/azurite:$version" >/dev/null 2>&1; then
+    # The tests need Azurite with valet's patch (create-only block uploads), which Microsoft's image lacks:
+    # build it here from the patched npm package (a no-op when the engine has it).
+    if [ -z "${VALET_TEST_AZURITE_IMAGE:-}" ]; then
       bash scripts/azurite-image.sh || fall_back "the Azurite image could not be built (see above)"
     fi
   else

@@ -17,6 +17,7 @@ import azure.functions as func
 from valet import cors, openapi, webui
 from valet.caller import Caller
 from valet.errors import ConfigurationError, PayloadTooLarge, UnsupportedMediaType
+from valet.grants.blocks import parse_blocks_request
 from valet.grants.cancel import parse_cancel_request
 from valet.grants.multi import BatchRequest, parse_upload_request
 from valet.grants.request import parse_renew_request
@@ -177,6 +178,14 @@ def _cancel_upload(call: Call) -> func.HttpResponse:
     return func.HttpResponse(status_code=204)
 
 
+def _upload_blocks(call: Call) -> func.HttpResponse:
+    """``GET /api/uploads/{uploadId}/blocks?blobUri=...``: the blocks storage holds for the grant's blob, so
+    an interrupted block upload sends only the missing ones (docs/resumable-uploads.md)."""
+    blob_uri = parse_blocks_request(call.req.params.get("blobUri"))
+    doc = call.runtime.blocks.blocks(call.caller, call.upload_id, blob_uri)
+    return json_response(200, doc, headers={"Cache-Control": "no-store"})
+
+
 def _upload_download(call: Call) -> func.HttpResponse:
     download = call.runtime.downloads.issue(call.caller, call.upload_id)
     return json_response(200, download.to_json(), headers={"Cache-Control": "no-store"})
@@ -231,6 +240,7 @@ ROUTES: Mapping[str, Route] = {
     "upload_status": Route({"GET": Endpoint(_upload_status, READ), "DELETE": Endpoint(_cancel_upload)}),
     "renew_upload": Route({"POST": Endpoint(_renew_upload)}),
     "upload_download": Route({"GET": Endpoint(_upload_download)}),  # a grant's budget: it signs a SAS
+    "upload_blocks": Route({"GET": Endpoint(_upload_blocks, READ)}),  # the status budget: resuming clients ask
     "list_profiles": Route({"GET": Endpoint(_list_profiles, READ)}),
     "quota": Route({"GET": Endpoint(_quota, READ)}),
     "batch_status": Route({"GET": Endpoint(_batch_status, READ)}),
@@ -254,6 +264,10 @@ def renew_upload(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> f
 
 def upload_download(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
     return serve(ROUTES["upload_download"], get_runtime, req)
+
+
+def upload_blocks(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
+    return serve(ROUTES["upload_blocks"], get_runtime, req)
 
 
 def list_profiles(get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:

@@ -14,6 +14,7 @@ from azure.storage.blob import BlobServiceClient
 from valet.auth import Authenticator, BlobKeyStore
 from valet.caller import Admission
 from valet.errors import ConfigurationError
+from valet.grants.blocks import BlockLister, BlockReader
 from valet.grants.cancel import Canceller
 from valet.grants.delegation import UserDelegationKeyCache
 from valet.grants.downloads import DownloadIssuer
@@ -44,6 +45,7 @@ class Runtime:
     quotas: Quotas
     table_requests: RequestCounter  # the quota table's requests (none for grants without quota, batch or key)
     book: GrantBook  # batches and idempotent grants
+    blocks: BlockLister  # the blocks storage holds for a granted blob (resuming)
 
     @classmethod
     def from_settings(
@@ -101,8 +103,9 @@ class Runtime:
         cancels = Canceller(grants=grants, occupy=validation.validator.cancel,
                             tombstone_grace=settings.validation.tombstone_grace, quotas=quotas)
         upload_state = BlobUploadState(blob_service, storage.uploads_container, validation.validator.is_tombstone)
+        blocks = BlockLister(grants, BlockReader(blob_service, storage.uploads_container))
         return cls(settings, blob_service, key_cache, grants, authenticator, counter, validation, downloads,
-                   cancels, upload_state, quotas, table_counter, GrantBook(grants, settings.policy, quotas))
+                   cancels, upload_state, quotas, table_counter, GrantBook(grants, settings.policy, quotas), blocks)
 
     def warm_up(self) -> None:
         """Fetch the first user delegation key in the background, so the first grant need not wait."""

@@ -9,8 +9,9 @@
 //   const status = await waitForDecision(grant.statusUrl, auth);    // fetch: GET /api/uploads/{id} until decided
 //   const { downloadUrl } = await requestDownload(grant.statusUrl, auth);  // once accepted: a short read URL
 // where auth is {kind: "bearer" | "apikey", secret: "..."}. Given {apiBase, auth}, putToStorage renews an
-// expired SAS itself (else it fails with code "grant_expired"); code of your own that uploads in blocks for
-// longer than the SAS lives calls
+// expired SAS itself (else it fails with code "grant_expired"). For large files, and uploads that survive a
+// page reload, uploadResumable(apiBase, auth, file, {onProgress}) does grant, blocks, renewal and commit
+// itself (see below). Code of your own that uploads in blocks for longer than the SAS lives calls
 //   Object.assign(grant, await renewGrant(apiBase, auth, grant));  // POST /api/uploads/{id}/renew
 // before grant.expiresOn, and keeps sending the original grant.headers. Keep the secret in memory: never
 // write it to localStorage, a cookie or a URL. Your page's origin must be listed in VALET_CORS_ORIGINS, which the app
@@ -228,6 +229,173 @@ export async function requestDownload(statusUrl, auth) {
   return body;
 }
 
+// ---- Resumable block uploads (docs/resumable-uploads.md) ------------------------------------------------
+//   const grant = await uploadResumable(apiBase, auth, file, { onProgress: (sent, total, rate) => ... });
+// stages the file in fixed blocks with the grant's create-only SAS and commits them. A page reloaded (or a
+// tab closed) in the middle calls it again with the same file picked again: it renews the SAS of the same
+// upload, asks which blocks storage holds (GET /api/uploads/{id}/blocks, else its own journal) and sends
+// only the others. The journal lives in localStorage, keyed by the file's name, size, type and
+// lastModified; it holds the grant without its SAS and the blocks storage confirmed, never a credential.
+
+export const BLOCK_BYTES = 8 * 1024 * 1024;
+
+/** Block n's id: base64 of "valet-" and n in eight digits (the same length for every block). */
+export function blockId(n) {
+  return btoa(`valet-${String(n).padStart(8, "0")}`);
+}
+
+/** The journal uploadResumable keeps by default: localStorage, one entry per file (see above). */
+export function browserJournal(storage = globalThis.localStorage) {
+  return {
+    get: (key) => { try { return JSON.parse(storage.getItem(key) || "null"); } catch { return null; } },
+    set: (key, value) => storage.setItem(key, JSON.stringify(value)),
+    remove: (key) => storage.removeItem(key),
+  };
+}
+
+function journalKey(apiBase, file, profile, blockBytes) {
+  return `valet-upload:${new URL(apiBase, location.href).href}|${profile || ""}|${blockBytes}|` +
+    `${file.name}|${file.size}|${file.type}|${file.lastModified}`;
+}
+
+/** What storage holds for the grant's blob: {committed, blocks: [{id, size}], expiresOn}, or null when the
+ * service cannot say (an older service without the route, or busy). */
+export async function listBlocks(apiBase, auth, grant) {
+  const url = new URL(`uploads/${encodeURIComponent(grant.uploadId)}/blocks`, apiBase);
+  url.searchParams.set("blobUri", grant.blobUri);
+  try {
+    const { body } = await callApi(url, { headers: authHeaders(auth) });
+    return Array.isArray(body.blocks) ? body : null;
+  } catch {
+    return null;
+  }
+}
+
+const pause = (ms) => new Promise((done) => setTimeout(done, ms));
+
+function putBlock(url, n, blob, onSent) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("PUT", `${url}&comp=block&blockid=${encodeURIComponent(blockId(n))}`);
+    xhr.setRequestHeader("x-ms-version", "2026-10-06");  // create-only blocks: 2026-04-06 or later
+    xhr.upload.onprogress = (event) => onSent(event.loaded);
+    xhr.onload = () => resolve({ status: xhr.status, code: xhr.getResponseHeader("x-ms-error-code") || "" });
+    xhr.onerror = () => resolve({ status: 0, code: "network_error" });
+    xhr.send(blob);
+  });
+}
+
+/** Upload `file` in blocks, resuming a journaled upload of the same file; resolves to the grant (with
+ * statusUrl, and resumedBlocks / bytesSent for this run) once storage committed the blob. */
+export async function uploadResumable(apiBase, auth, file, { profile, contentType, onProgress = () => {},
+  journal = browserJournal(), blockBytes = BLOCK_BYTES, concurrency = 4, retries = 4 } = {}) {
+  const key = journalKey(apiBase, file, profile, blockBytes);
+  const count = Math.max(1, Math.ceil(file.size / blockBytes));
+  const length = (n) => Math.min(blockBytes, file.size - n * blockBytes);
+  let saved = journal.get(key);
+  let grant = null;
+  let held = new Set();
+  if (saved) {
+    grant = { ...saved.grant };
+    try {
+      Object.assign(grant, await renewGrant(apiBase, auth, grant));
+    } catch (error) {
+      if (["upload_complete", "upload_decided"].includes(error.code)) {
+        journal.remove(key);
+        return { ...grant, resumedBlocks: count, bytesSent: 0 };
+      }
+      if (error.status === 0 || error.status >= 500 || error.status === 429 || error.status === 401) throw error;
+      journal.remove(key);  // window closed, or not this caller's: start over
+      grant = null;
+    }
+  }
+  if (grant) {
+    const doc = await listBlocks(apiBase, auth, grant);
+    if (doc && doc.committed) { journal.remove(key); return { ...grant, resumedBlocks: count, bytesSent: 0 }; }
+    const wanted = new Map(Array.from({ length: count }, (_, n) => [blockId(n), n]));
+    held = doc ? new Set(doc.blocks.filter((b) => wanted.has(b.id) && b.size === length(wanted.get(b.id)))
+      .map((b) => wanted.get(b.id))) : new Set(saved.done);
+  } else {
+    grant = await requestGrant(apiBase, auth, file, { profile, contentType });
+    const { uploadUrl, signature, ...keep } = grant;  // never the SAS at rest
+    saved = { grant: keep, done: [] };
+    journal.set(key, saved);
+  }
+  const resumedBlocks = held.size;
+  const started = performance.now();
+  let stored = [...held].reduce((sum, n) => sum + length(n), 0);
+  let sent = 0;
+  const inFlight = new Map();
+  const report = () => {
+    const now = stored + [...inFlight.values()].reduce((a, b) => a + b, 0);
+    const seconds = Math.max((performance.now() - started) / 1000, 0.001);
+    onProgress(Math.min(now, file.size), file.size, sent / seconds);
+  };
+  let renewing = null;
+  const freshSas = async () => {
+    if (Date.parse(grant.expiresOn) - Date.now() > 30_000) return;
+    renewing = renewing || renewGrant(apiBase, auth, grant).then((fresh) => Object.assign(grant, fresh))
+      .finally(() => { renewing = null; });
+    await renewing;
+  };
+  const stage = async (n) => {
+    const blob = file.slice(n * blockBytes, n * blockBytes + length(n));
+    for (let attempt = 0; ; attempt += 1) {
+      await freshSas();
+      const result = await putBlock(grant.uploadUrl, n, blob, (loaded) => { inFlight.set(n, loaded); report(); });
+      inFlight.delete(n);
+      sent += blob.size;
+      if (result.status === 201) break;
+      const transient = [0, 408, 429, 500, 502, 503, 504].includes(result.status) ||
+        (result.status === 403 && ["AuthenticationFailed", "AuthorizationFailure"].includes(result.code));
+      if (result.status === 403 && transient) grant.expiresOn = new Date(0).toISOString();  // renew before the retry
+      if (!transient || attempt >= retries) {
+        throw new ValetError(`Storage refused block ${n} (${result.status} ${result.code}).`,
+          result.code || "storage_error", result.status);
+      }
+      await pause(500 * 2 ** attempt);  // the network is back soon, or not: back off
+    }
+    stored += blob.size;
+    saved.done = [...new Set([...(saved.done || []), n])];
+    journal.set(key, saved);
+    report();
+  };
+  const missing = Array.from({ length: count }, (_, n) => n).filter((n) => !held.has(n));
+  report();
+  const workers = Array.from({ length: Math.min(concurrency, missing.length) }, async () => {
+    while (missing.length) await stage(missing.shift());
+  });
+  await Promise.all(workers);
+  await freshSas();
+  const headers = Object.fromEntries(Object.entries(grant.headers).filter(([k]) => k.toLowerCase() !== "x-ms-blob-type"));
+  const body = `<?xml version="1.0" encoding="utf-8"?><BlockList>${Array.from({ length: count },
+    (_, n) => `<Latest>${blockId(n)}</Latest>`).join("")}</BlockList>`;
+  for (let attempt = 0; ; attempt += 1) {
+    await freshSas();
+    let status = 0;
+    let code = "network_error";
+    try {
+      const response = await fetch(`${grant.uploadUrl}&comp=blocklist`, { method: "PUT", body,
+        headers: { ...headers, "x-ms-version": "2026-10-06" }, credentials: "omit" });
+      status = response.status;
+      code = response.headers.get("x-ms-error-code") || "";
+    } catch { /* offline: try again below */ }
+    if (status === 201) break;
+    if (status === 403 || attempt >= retries) {
+      // UnauthorizedBlobOverwrite: create never overwrites, and an earlier try may have committed (its answer
+      // was lost). Storage knows.
+      const doc = await listBlocks(apiBase, auth, grant);
+      if (doc && doc.committed) break;
+      if (status === 403 || attempt >= retries) {
+        throw new ValetError(`Storage refused the block list (${status} ${code}).`, code || "storage_error", status);
+      }
+    }
+    await pause(500 * 2 ** attempt);
+  }
+  journal.remove(key);
+  return { ...grant, resumedBlocks, bytesSent: sent };
+}
+
 // ---- The page served at /api/ui (only runs when that page's form is present) ----------------------------
 
 function mebibytes(bytes) {
@@ -308,13 +476,27 @@ function wirePage(form) {
       if (!profile) throw new ValetError("This credential may use no upload profile.", "insufficient_scope", 403);
       checkFile(profile, file);  // refused here, no grant is asked for
       show("granting", "Asking for an upload grant…");
-      const grant = await requestGrant($("api").value, auth, file,
-        { profile: profile.name, contentType: typeFor(profile, file) });
-      step(`Granted upload ${grant.uploadId} (profile ${grant.profile}, up to ${grant.maxBytes} bytes).`);
-      show("uploading", "Uploading straight to storage…");
-      await putToStorage(grant, file, (sent, total) => { progress.value = total ? (100 * sent) / total : 100; },
-        { apiBase: $("api").value, auth });
-      step(`Uploaded ${file.size} bytes.`);
+      let grant;
+      if (file.size > 4 * BLOCK_BYTES) {  // large: blocks, resumable after a reload (pick the same file again)
+        show("uploading", "Uploading in blocks straight to storage (after a reload, pick the same file again)…");
+        grant = await uploadResumable($("api").value, auth, file, { profile: profile.name,
+          contentType: typeFor(profile, file),
+          onProgress: (sent, total, rate) => {
+            progress.value = total ? (100 * sent) / total : 100;
+            result.textContent = `Uploading in blocks… ${mebibytes(sent)} of ${mebibytes(total)}, ` +
+              `${(rate / (1024 * 1024)).toFixed(1)} MiB/s`;
+          } });
+        step(`Upload ${grant.uploadId} (profile ${profile.name}): ${file.size} bytes in blocks` +
+          (grant.resumedBlocks ? `, resumed: ${grant.resumedBlocks} blocks were already stored.` : "."));
+      } else {
+        grant = await requestGrant($("api").value, auth, file,
+          { profile: profile.name, contentType: typeFor(profile, file) });
+        step(`Granted upload ${grant.uploadId} (profile ${grant.profile}, up to ${grant.maxBytes} bytes).`);
+        show("uploading", "Uploading straight to storage…");
+        await putToStorage(grant, file, (sent, total) => { progress.value = total ? (100 * sent) / total : 100; },
+          { apiBase: $("api").value, auth });
+        step(`Uploaded ${file.size} bytes.`);
+      }
       show("pending", "Uploaded; waiting for validation…");
       const decision = await waitForDecision(grant.statusUrl, auth);
       const why = decision.reason ? ` (${decision.reason})` : "";

@@ -51,3 +51,9 @@ def test_decisions_benchmark_runs_and_counts_the_blob_requests() -> None:
     rows = [re.match(r"this tree\s+(no scanner|Defender)\s+(\d+)\s+(\d+)\s", line) for line in out.splitlines()]
     found = {m.group(1): (m.group(2), m.group(3)) for m in rows if m}
     assert found == {"no scanner": ("2", "3"), "Defender": ("2", "4")}, out  # n, blob requests per decision
+
+
+def test_resume_benchmark_runs() -> None:
+    out = run("bench/resume.py", "--mib", "40", "--runs", "1")
+    assert "| `valet-upload --mode blocks` (8 MiB blocks, 4 in flight) |" in out
+    assert "| bytes sent (both runs, on the wire) / file size |" in out and "| accepted |" in out

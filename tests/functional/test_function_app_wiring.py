@@ -22,9 +22,9 @@ def bindings_of(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, list[d
 def test_every_function_and_binding(monkeypatch: pytest.MonkeyPatch) -> None:
     functions = bindings_of(monkeypatch, VALET_TRIGGER_SOURCE="EventGrid", VALET_UPLOADS_CONTAINER="incoming",
                             VALET_TRIGGER_CONNECTION="Uploads")
-    assert set(functions) == {"create_upload", "upload_status", "renew_upload", "upload_download", "list_profiles",
-                              "quota", "batch_status", "upload_page", "health", "openapi", "validate_upload", "malware_scan_result",
-                              "sweep_tombstones", "reconcile_uploads"}
+    assert set(functions) == {"create_upload", "upload_status", "renew_upload", "upload_download", "upload_blocks",
+                              "list_profiles", "quota", "batch_status", "upload_page", "health", "openapi",
+                              "validate_upload", "malware_scan_result", "sweep_tombstones", "reconcile_uploads"}
     [renew] = [b for b in functions["renew_upload"] if b["type"] == "httpTrigger"]
     assert renew["route"] == "uploads/{uploadId}/renew" and [str(m.value) for m in renew["methods"]] == ["POST", "OPTIONS"]
     [blob] = [b for b in functions["validate_upload"] if b["type"] == "blobTrigger"]
@@ -34,6 +34,8 @@ def test_every_function_and_binding(monkeypatch: pytest.MonkeyPatch) -> None:
     [download] = [b for b in functions["upload_download"] if b["type"] == "httpTrigger"]
     assert download["route"] == "uploads/{uploadId}/download"
     assert [str(m.value) for m in download["methods"]] == ["GET", "OPTIONS"]
+    [blocks] = [b for b in functions["upload_blocks"] if b["type"] == "httpTrigger"]
+    assert blocks["route"] == "uploads/{uploadId}/blocks" and [str(m.value) for m in blocks["methods"]] == ["GET", "OPTIONS"]
     [grant] = [b for b in functions["create_upload"] if b["type"] == "httpTrigger"]
     assert grant["route"] == "uploads" and [str(m.value) for m in grant["methods"]] == ["POST", "OPTIONS"]
     [profiles] = [b for b in functions["list_profiles"] if b["type"] == "httpTrigger"]

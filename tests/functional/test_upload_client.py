@@ -87,14 +87,14 @@ def test_sha256_is_declared_and_checked(stack: FunctionHost, issuer: DevIssuer, 
     assert out.strip().startswith("doc.pdf: accepted")
 
 
-def test_blocks_fall_back_to_put_blob_where_create_only_blocks_are_refused(
+def test_a_large_file_goes_up_in_blocks_with_the_create_only_sas(
         stack: FunctionHost, issuer: DevIssuer, storage_endpoint: StorageEndpoint, tmp_path: Path) -> None:
     big = write(tmp_path, "big.bin", png() + os.urandom(40 * 1024 * 1024))
     client = ValetClient(stack.url, token=issuer.mint("big", roles=("Uploads.Write", "Uploads.Large")), storage_verify=storage_endpoint.ca_bundle or True)
     seen: list[int] = []
     result = client.upload(big, content_type="application/octet-stream", profile="large",
                            progress=lambda sent, total: seen.append(sent))
-    assert result.mode == "single"  # Azurite 3.37 refuses Put Block with sp=c; Azure allows it
+    assert result.mode == "blocks"  # the patched Azurite allows sp=c blocks, as Azure does since 2026-04-06
     assert seen[-1] == big.stat().st_size
     assert result.status in ("accepted", "quarantined")
 

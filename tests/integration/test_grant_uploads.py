@@ -188,16 +188,3 @@ def test_steady_state_grants_make_no_storage_requests(runtime: Runtime) -> None:
         grant(runtime)
     assert runtime.storage_requests.count == after_first
     assert runtime.key_cache.fetches == 1
-
-
-def test_azurite_refuses_block_uploads_with_a_create_only_sas(runtime: Runtime,
-                                                              storage_endpoint: StorageEndpoint) -> None:
-    """Azure allows Put Block with ``sp=c`` since 2026-04-06 (see tests/live); Azurite 3.37 does not.
-    This pins the documented difference: if it starts passing, the table in docs/local-development.md needs updating."""
-    if storage_endpoint.how == "environment" and not storage_endpoint.blob_url.startswith("https://127."):
-        pytest.skip("this checks the emulator's behaviour")
-    g = grant(runtime)
-    block_id = requests.utils.quote("YmxvY2stMDAwMDAx")
-    r = requests.put(f"{g['uploadUrl']}&comp=block&blockid={block_id}", data=PNG,
-                     verify=storage_endpoint.ca_bundle or True, timeout=10)
-    assert r.status_code == 403

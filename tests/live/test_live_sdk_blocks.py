@@ -1,5 +1,6 @@
 """Block uploads through the Azure SDKs with a create-only SAS: what only real Azure Storage can show
-(service version 2026-04-06+ lets ``sp=c`` Put Block / Put Block List; Azurite 3.37 refuses them).
+(service version 2026-04-06+ lets ``sp=c`` Put Block / Put Block List; valet's patched Azurite follows the rule,
+see tests/integration/test_create_only_blocks.py).
 Runs only when a live account is configured (see ``tests/live/test_live_azure.py``); skipped otherwise.
 
 Each SDK is told to switch to blocks well below the file size (Python ``max_single_put_size`` /

@@ -5,9 +5,10 @@ testcontainers when a Docker engine answers; the npm Azurite as a subprocess oth
 ``VALET_TEST_AZURITE=container|process|auto`` (default ``auto``) forces a path; ``container`` makes the
 session fail, with the reason, when the container path cannot be used.
 
-The image is ``VALET_TEST_AZURITE_IMAGE`` when set; otherwise Microsoft's image of the pinned version when
-the engine has it, else the one ``scripts/azurite-image.sh`` builds from the pinned npm package when the
-engine has that, else Microsoft's (testcontainers pulls it). Either image is started the same way: the
+The image is ``VALET_TEST_AZURITE_IMAGE`` when set; otherwise the one ``scripts/azurite-image.sh`` builds
+from the pinned and patched npm package (tagged with the patch's digest, see
+:func:`valet.local.emulator.patched_version`). Microsoft's image is not used by default: it lacks valet's
+patch (create-only block uploads), so the tests of that rule would fail on it. Either image is started the same way: the
 ``azurite`` command, the host network, loopback only, and every port 0, so Azurite binds free ports itself
 and the session reads them from the container's log (a port another process holds cannot be chosen).
 """
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from valet.local.emulator import ACCOUNT, azurite_arguments, listening_ports, make_certificate, pinned_version
+from valet.local.emulator import ACCOUNT, azurite_arguments, listening_ports, make_certificate, patched_version
 
 MODES = ("auto", "container", "process")
 MICROSOFT_IMAGE = "mcr.microsoft.com/azure-storage/azurite"
@@ -79,11 +80,15 @@ def choose(environ: Mapping[str, str], engine: Engine | None, version: str) -> P
         return Plan("process", version, note=f"auto: {reason}")
     images = dict(engine.images or {})
     wanted = environ.get("VALET_TEST_AZURITE_IMAGE", "")
-    candidates = [wanted] if wanted else [f"{MICROSOFT_IMAGE}:{version}", f"{LOCAL_IMAGE}:{version}"]
-    for image in candidates:
-        if image in images:
-            return Plan("container", image, images[image])
-    return Plan("container", candidates[0], "not on this engine yet: testcontainers pulls it")
+    if wanted:
+        return Plan("container", wanted, images.get(wanted, "not on this engine yet: testcontainers pulls it"))
+    image = f"{LOCAL_IMAGE}:{version}"
+    if image in images:
+        return Plan("container", image, images[image])
+    missing = f"the patched image {image} is not built (bash scripts/azurite-image.sh)"
+    if mode == "container":
+        raise AzuriteUnavailable(f"VALET_TEST_AZURITE=container, but {missing}")
+    return Plan("process", version, note=f"auto: {missing}")
 
 
 def probe_engine(candidates: list[str]) -> Engine:
@@ -127,12 +132,12 @@ def probe_engine(candidates: list[str]) -> Engine:
 
 
 def plan_from(environ: Mapping[str, str], root: Path) -> Plan:
-    version = pinned_version(root)
+    version = patched_version(root)
     mode = environ.get("VALET_TEST_AZURITE", "auto")
     engine = None
     if not environ.get("VALET_TEST_STORAGE_URL") and mode != "process":
         wanted = environ.get("VALET_TEST_AZURITE_IMAGE", "")
-        engine = probe_engine([wanted] if wanted else [f"{MICROSOFT_IMAGE}:{version}", f"{LOCAL_IMAGE}:{version}"])
+        engine = probe_engine([wanted] if wanted else [f"{LOCAL_IMAGE}:{version}"])
     return choose(environ, engine, version)
 
 

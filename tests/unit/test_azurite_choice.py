@@ -7,8 +7,9 @@ import pytest
 from tests.support.azurite import LOCAL_IMAGE, MICROSOFT_IMAGE, AzuriteUnavailable, Engine, choose
 from valet.local.emulator import listening_ports
 
-V = "3.37.0"
+V = "3.37.0-valet.0123456789"  # the pinned version and the patch digest (patched_version)
 UP = Engine(True, images={})
+BUILT = Engine(True, images={f"{LOCAL_IMAGE}:{V}": "built locally by scripts/azurite-image.sh"})
 DOWN = Engine(False, "no Docker engine answers (DockerException: socket missing)")
 
 
@@ -19,11 +20,13 @@ def test_a_given_endpoint_wins_and_the_header_shows_no_path_or_query() -> None:
     assert "sig" not in plan.header() and "acct.blob.core.windows.net" in plan.header()
 
 
-def test_auto_uses_the_container_when_an_engine_answers_and_the_subprocess_otherwise() -> None:
-    assert choose({}, UP, V).kind == "container"
+def test_auto_uses_the_container_when_an_engine_has_the_patched_image_and_the_subprocess_otherwise() -> None:
+    assert choose({}, BUILT, V).kind == "container"
     fallback = choose({}, DOWN, V)
     assert fallback.kind == "process"
     assert fallback.header() == f"azurite: npm subprocess {V} (node_modules/azurite; auto: {DOWN.reason})"
+    unbuilt = choose({}, UP, V)
+    assert unbuilt.kind == "process" and "azurite-image.sh" in unbuilt.header()
 
 
 def test_container_mode_without_an_engine_fails_with_the_reason() -> None:
@@ -40,15 +43,14 @@ def test_an_unknown_mode_is_refused() -> None:
         choose({"VALET_TEST_AZURITE": "docker"}, UP, V)
 
 
-def test_microsoft_image_first_then_the_local_build_then_a_pull() -> None:
-    both = Engine(True, images={f"{MICROSOFT_IMAGE}:{V}": "pulled", f"{LOCAL_IMAGE}:{V}": "built here"})
-    assert choose({}, both, V).image == f"{MICROSOFT_IMAGE}:{V}"
-    local = Engine(True, images={f"{LOCAL_IMAGE}:{V}": "built locally by scripts/azurite-image.sh"})
-    plan = choose({}, local, V)
+def test_only_the_patched_local_image_is_used_by_default_never_microsofts_unpatched_one() -> None:
+    microsoft = Engine(True, images={f"{MICROSOFT_IMAGE}:3.37.0": "pulled"})
+    assert choose({}, microsoft, V).kind == "process"  # it lacks the block patch: the subprocess has it
+    with pytest.raises(AzuriteUnavailable, match=r"patched image .* is not built"):
+        choose({"VALET_TEST_AZURITE": "container"}, microsoft, V)
+    plan = choose({}, BUILT, V)
     assert plan.header() == (f"azurite: testcontainers {LOCAL_IMAGE}:{V} "
                              "(built locally by scripts/azurite-image.sh; host network)")
-    assert choose({}, UP, V).image == f"{MICROSOFT_IMAGE}:{V}"
-    assert "pulls it" in choose({}, UP, V).origin
 
 
 def test_an_image_setting_is_used_as_given() -> None:

@@ -2,7 +2,10 @@
 
 HTTPS with a self-signed certificate made here (``--oauth basic`` needs HTTPS), OAuth on, API version
 check skipped (the SDK speaks a newer version than Azurite 3.37 knows), telemetry off, loopback only.
-Azurite comes from the project's ``package.json`` (``npm ci``), so its version is pinned.
+Azurite comes from the project's ``package.json`` (``npm ci``), so its version is pinned, and ``npm ci``
+applies ``patches/azurite+<version>.patch`` (patch-package, failing on a version mismatch): Azurite then
+authorizes Put Block and Put Block List with a create-only SAS as Azure does since service version
+2026-04-06 (docs/local-development.md). An Azurite without the patch is refused here, by name.
 
 Ports: given ports are used as they are (``valet dev``); a port left at 0 is bound by Azurite itself (the
 kernel picks a free one) and read back from what Azurite prints, so no other process can take it between
@@ -12,6 +15,7 @@ a choice and the bind. The test session's container path reads the same lines fr
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
 import json
 import os
@@ -99,6 +103,30 @@ def pinned_version(root: Path = PROJECT_ROOT) -> str:
     return str(json.loads((root / "package.json").read_text())["dependencies"]["azurite"])
 
 
+def patch_file(root: Path = PROJECT_ROOT) -> Path:
+    """valet's patch of the pinned Azurite (applied by ``npm ci``'s postinstall, patch-package)."""
+    return root / "patches" / f"azurite+{pinned_version(root)}.patch"
+
+
+def patched_version(root: Path = PROJECT_ROOT) -> str:
+    """The pinned version and the patch it carries, e.g. ``3.37.0-valet.1a2b3c4d5e``: the local image's tag
+    (``scripts/azurite-image.sh`` computes the same), so an image built before a patch change is not reused."""
+    digest = hashlib.sha256(patch_file(root).read_bytes()).hexdigest()[:10]
+    return f"{pinned_version(root)}-valet.{digest}"
+
+
+PATCH_MARK = "createAuthorizesBlocks"  # a name the patch adds; its file below
+_PATCHED_FILE = ("dist", "src", "blob", "authentication", "OperationBlobSASPermission.js")
+
+
+def check_patched(root: Path = PROJECT_ROOT) -> None:
+    """Refuse an Azurite that ``npm ci`` did not patch (a copy installed by hand, a symlinked tree)."""
+    installed = root.joinpath("node_modules", "azurite", *_PATCHED_FILE)
+    if installed.exists() and PATCH_MARK not in installed.read_text(encoding="utf-8"):
+        raise EmulatorError(f"node_modules/azurite lacks valet's patch ({patch_file(root).relative_to(root)}): "
+                            f"run `npm ci` in {root}.")
+
+
 def azurite_arguments(*, host: str, blob_port: int, queue_port: int, table_port: int, location: str,
                       cert: str, key: str) -> list[str]:
     """Azurite's command-line arguments after the program, the same for the subprocess and the container."""
@@ -118,6 +146,7 @@ def azurite_command(root: Path = PROJECT_ROOT) -> list[str]:
     script = root / "node_modules" / "azurite" / "dist" / "src" / "azurite.js"
     if not script.exists():
         raise EmulatorError(f"Azurite is not installed: run `npm ci` in {root}.")
+    check_patched(root)
     return [node, str(script)]
 
 

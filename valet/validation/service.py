@@ -17,6 +17,7 @@ from valet.validation.reasons import Outcome
 from valet.validation.reconcile import Reconciler, RunReport
 from valet.validation.records import Decision
 from valet.validation.scanners import SCANNERS
+from valet.validation.staged import DiscardReport, StagedDiscard
 from valet.validation.status import StatusReader
 from valet.validation.structure import ImageLimits
 from valet.validation.validator import Validator
@@ -29,6 +30,7 @@ class Validation:
     malware: MalwareEvents
     sweep_limit: int
     reconciler: Reconciler
+    staged: StagedDiscard
     quotas: Quotas | None = None
 
     @classmethod
@@ -66,8 +68,10 @@ class Validation:
                                 is_decided=validator.tombstones.is_tombstone,
                                 min_age=options.reconcile_after, max_attempts=options.max_attempts,
                                 limit=options.reconcile_limit)
+        staged = StagedDiscard(blob_service=blob_service, uploads=uploads, is_decided=validator.tombstones.is_tombstone,
+                               grace=settings.clock_skew, limit=options.reconcile_limit)
         return cls(validator, status, MalwareEvents(validator, storage.account_url), options.sweep_limit,
-                   reconciler, quotas)
+                   reconciler, staged, quotas)
 
     def on_blob(self, container: str, name: str) -> Decision | None:
         """The blob trigger's entry: only uploads-container blobs are decided."""
@@ -82,8 +86,15 @@ class Validation:
         """The reconciler's timer: decide uploads that no trigger decided (bounded work per run)."""
         return self.reconciler.run()
 
+    def discard_staged(self) -> DiscardReport:
+        """Delete the blocks staged for uploads whose window closed and that were never committed."""
+        return self.staged.run()
+
     def sweep(self) -> int:
-        """The sweep timer: expired tombstones, then grants whose window closed (the quota store)."""
+        """The sweep timer: blocks staged and never committed (:mod:`valet.validation.staged`), then
+        tombstones past their grace, then grants whose window closed (the quota store); returns the
+        tombstones removed."""
+        self.discard_staged()
         swept = self.validator.tombstones.sweep(self.sweep_limit)
         if self.quotas is not None:
             self.quotas.sweep(limit=self.sweep_limit)

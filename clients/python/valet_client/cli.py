@@ -14,20 +14,26 @@ from pathlib import Path
 from typing import TextIO
 
 from valet_client.client import EXIT_USAGE, UploadError, ValetClient, describe_quota
+from valet_client.journal import default_folder
 
 
 class Progress:
-    """A bar with rate and ETA on a terminal; a line per 10 % otherwise."""
+    """A bar with rate and ETA on a terminal; a line per 10 % otherwise. The rate counts the bytes sent by
+    this run: a resumed upload's first report (what storage already held) is its starting point."""
 
     def __init__(self, out: TextIO, *, tty: bool) -> None:
         self._out, self._tty = out, tty
         self._started = time.monotonic()
         self._last_decile = -1
+        self._base: int | None = None
 
     def __call__(self, sent: int, total: int) -> None:
+        if self._base is None:
+            self._base = sent if sent < total else 0
+            self._started = time.monotonic()
         fraction = sent / total if total else 1.0
         elapsed = max(time.monotonic() - self._started, 1e-6)
-        rate = sent / elapsed
+        rate = (sent - self._base) / elapsed
         eta = (total - sent) / rate if rate > 0 else 0.0
         if self._tty:
             bar = "#" * int(fraction * 30)
@@ -78,6 +84,10 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, enviro
     parser.add_argument("--no-wait", action="store_true", help="do not wait for the validator's decision")
     parser.add_argument("--download-url", action="store_true",
                         help="once accepted, print a short-lived read URL for the file (a credential: keep it private)")
+    parser.add_argument("--journal-dir", type=Path, default=default_folder(env),
+                        help="where block uploads keep their resume journal, so the same command run again "
+                        "after an interruption sends only the missing blocks (env VALET_UPLOAD_JOURNAL_DIR; "
+                        "default: ~/.cache/valet-upload)")
     parser.add_argument("--quiet", action="store_true")
     try:
         args = parser.parse_args(argv)
@@ -101,12 +111,16 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, enviro
     progress = None if args.quiet else Progress(out, tty=out.isatty())
     try:
         result = client.upload(args.file, content_type=args.content_type, profile=args.profile,
-                               sha256=args.sha256, mode=args.mode, progress=progress, wait=not args.no_wait)
+                               sha256=args.sha256, mode=args.mode, progress=progress, wait=not args.no_wait,
+                               journal_dir=args.journal_dir)
     except UploadError as exc:
         print(f"{prog}: {exc}" + (f" ({exc.code})" if exc.code else ""), file=sys.stderr)
         return exc.exit_code
     reason = f" ({result.reason})" if result.reason else ""
     print(f"{args.file.name}: {result.status}{reason}  upload {result.upload_id}, {result.mode} upload", file=out)
+    if result.resumed_blocks:
+        print(f"resumed: {result.resumed_blocks} blocks were already stored; sent {result.bytes_sent} bytes",
+              file=out)
     if not args.quiet:
         _show_quota(client, result.profile, out)
     if args.download_url and result.status == "accepted":

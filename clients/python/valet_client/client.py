@@ -6,7 +6,10 @@ until the validator decided. Transient failures are retried with exponential bac
 SAS nears expiry renews it for the same blob (``POST /api/uploads/{uploadId}/renew``; staged blocks are
 kept) and gets a fresh grant only when renewal is refused; large files go up as parallel blocks where the
 service allows create-only blocks (Azure, service version 2026-04-06 and later), else as one Put Blob (up
-to 5,000 MiB).
+to 5,000 MiB). A block upload given a journal folder resumes: run again after the process was killed, it
+renews the SAS of the same upload, asks ``GET /api/uploads/{uploadId}/blocks`` (or, where the service has no
+such route, its own journal) which blocks storage holds, and sends only the others
+(docs/resumable-uploads.md).
 
 Exit codes of ``valet-upload`` (and ``valet upload``): 0 accepted (with ``--no-wait``: uploaded, decision
 ``pending``), 1 rejected (quarantined, or the grant was refused), 2 usage, 3 authentication/authorization
@@ -32,6 +35,8 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+
+from valet_client.journal import Journal
 
 EXIT_ACCEPTED, EXIT_REJECTED, EXIT_USAGE, EXIT_AUTH, EXIT_TRANSIENT = 0, 1, 2, 3, 4
 UNDECIDED = ("pending", "retrying")  # statuses that a later poll can change
@@ -61,6 +66,8 @@ class UploadResult:
     status_url: str = ""
     renewals: int = 0
     profile: str | None = None  # the profile the grant was made under
+    bytes_sent: int = 0  # request bodies sent to storage by this run (the file's bytes, once or more)
+    resumed_blocks: int = 0  # blocks storage already held when this run resumed an upload
 
     @property
     def exit_code(self) -> int:
@@ -89,6 +96,8 @@ class ValetClient:
     session: requests.Session = field(default_factory=requests.Session)
     _renew_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _renewals: int = field(default=0, repr=False)
+    _sent: int = field(default=0, repr=False)
+    _sent_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __repr__(self) -> str:  # never show credentials
         return f"ValetClient(base_url={self.base_url!r})"
@@ -161,8 +170,9 @@ class ValetClient:
                               json={"blobUri": grant["blobUri"]}, headers=self._auth())
         if response.status_code == 200:
             return response.json()  # type: ignore[no-any-return]
-        _raise_unless_refused(response, _problem(response))
-        raise _RenewRefused()
+        problem = _problem(response)
+        _raise_unless_refused(response, problem)
+        raise _RenewRefused(problem["code"])
 
     def _fresh_sas(self, grant: dict[str, Any], *, refused: str = "") -> None:
         """Renew the grant's SAS in place when it expires within :data:`RENEW_BEFORE`, or when storage just
@@ -174,6 +184,20 @@ class ValetClient:
             fresh = self.renew(grant)
             grant.update(uploadUrl=fresh["uploadUrl"], signature=fresh["signature"], expiresOn=fresh["expiresOn"])
             self._renewals += 1
+
+    def blocks(self, grant: dict[str, Any]) -> dict[str, Any] | None:
+        """What storage holds for the grant's blob (``GET /api/uploads/{uploadId}/blocks``):
+        ``{"committed", "blocks": [{"id", "size"}], "expiresOn"}``, or ``None`` when the service cannot say
+        (no such route on an older service, or busy): the caller falls back on its journal."""
+        try:
+            response = self._call("GET", f"{grant['statusUrl']}/blocks", headers=self._auth(),
+                                  params={"blobUri": grant["blobUri"]})
+        except UploadError:
+            return None
+        if response.status_code != 200:
+            return None
+        doc = response.json()
+        return doc if isinstance(doc, dict) and isinstance(doc.get("blocks"), list) else None
 
     def status(self, status_url: str) -> dict[str, Any]:
         response = self._call("GET", status_url, headers=self._auth())
@@ -210,36 +234,105 @@ class ValetClient:
 
     def upload(self, path: Path, *, content_type: str | None = None, profile: str | None = None,
                sha256: bool = False, mode: str = "auto", progress: ProgressFn | None = None,
-               wait: bool = True, wait_timeout: float = 120.0, max_grants: int = 3) -> UploadResult:
+               wait: bool = True, wait_timeout: float = 120.0, max_grants: int = 3,
+               journal_dir: Path | None = None) -> UploadResult:
+        """``journal_dir``: keep a resume journal there for a block upload (see :mod:`valet_client.journal`);
+        an upload found in it is resumed instead of granted again."""
         size = path.stat().st_size
         kind = content_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        self._renewals, self._sent, resumed = 0, 0, 0
+        blocks = mode == "blocks" or (mode == "auto" and size > 4 * BLOCK_BYTES)
+        journal = (Journal(journal_dir, service=self.base_url, path=path, content_type=kind, profile=profile,
+                           sha256=sha256, block_bytes=BLOCK_BYTES) if journal_dir is not None and blocks else None)
+        saved = journal.load() if journal is not None else None
+        if saved is not None and journal is not None:
+            try:
+                outcome = self._resume(saved[0], saved[1], journal, path, size, progress)
+            except (_GrantExpired, _BlocksRefused):  # the window closed meanwhile, or blocks are refused here
+                journal.remove()
+                outcome = None
+            if outcome is not None:
+                grant, resumed = outcome
+                return self._finish(grant, "blocks", 0, wait, wait_timeout, resumed)
         digest = _sha256_file(path) if sha256 else None
-        self._renewals = 0
         for grants in range(1, max_grants + 1):
             grant = self.grant(filename=path.name, content_type=kind, size=size, profile=profile, sha256=digest)
+            if journal is not None:
+                journal.start(grant)
             try:
-                used = self._put(grant, path, size, mode, progress)
+                used = self._put(grant, path, size, mode, progress, journal)
             except _GrantExpired:
                 continue  # the SAS ran out and could not be renewed: ask for a fresh grant
-            result = UploadResult(grant["uploadId"], "pending", mode=used, grants=grants, renewals=self._renewals,
-                                  status_url=grant["statusUrl"], profile=grant.get("profile"))
-            if wait:
-                doc = self.wait(grant["statusUrl"], timeout=wait_timeout)
-                result.status, result.reason = str(doc.get("status")), doc.get("reason")
-            return result
+            if journal is not None:
+                journal.remove()
+            return self._finish(grant, used, grants, wait, wait_timeout, resumed)
         raise UploadError(f"The upload URL expired: storage refused it (403) after every renewal and {max_grants} "
                           "grant(s); is this machine's clock right, or the connection very slow?", EXIT_TRANSIENT,
                           "grant_expired")
 
-    def _put(self, grant: dict[str, Any], path: Path, size: int, mode: str, progress: ProgressFn | None) -> str:
+    def _resume(self, grant: dict[str, Any], confirmed: set[int], journal: Journal, path: Path, size: int,
+                progress: ProgressFn | None) -> tuple[dict[str, Any], int] | None:
+        """Carry on with a journaled upload: a fresh SAS for the same blob, then only the blocks storage
+        lacks. ``(grant, blocks already stored)``, or ``None`` when it cannot go on (window closed, grant
+        unknown): then the upload starts over with a new grant."""
+        try:
+            fresh = self.renew(grant)
+        except _RenewRefused as refused:
+            if refused.code in ("upload_complete", "upload_decided"):  # committed before the process died
+                journal.remove()
+                return grant, -(-size // BLOCK_BYTES)
+            journal.remove()
+            return None
+        grant.update(uploadUrl=fresh["uploadUrl"], signature=fresh["signature"], expiresOn=fresh["expiresOn"])
+        stored = self._stored(grant, size)
+        if stored is None:  # the service cannot list blocks: trust what storage confirmed to us
+            stored = confirmed
+        elif stored == COMMITTED:
+            journal.remove()
+            return grant, -(-size // BLOCK_BYTES)
+        self._put_blocks(grant, path, size, progress, skip=stored, journal=journal)
+        journal.remove()
+        return grant, len(stored)
+
+    def _stored(self, grant: dict[str, Any], size: int) -> set[int] | None:
+        """The blocks of this file that storage holds with the right size (by the ids of :func:`block_id`),
+        :data:`COMMITTED`, or ``None`` when the service cannot say."""
+        doc = self.blocks(grant)
+        if doc is None:
+            return None
+        if doc.get("committed"):
+            return COMMITTED
+        count = -(-size // BLOCK_BYTES)
+        wanted = {block_id(n): (n, min(BLOCK_BYTES, size - n * BLOCK_BYTES)) for n in range(count)}
+        held = set()
+        for block in doc["blocks"]:
+            n, length = wanted.get(str(block.get("id")), (-1, -1))
+            if n >= 0 and block.get("size") == length:
+                held.add(n)
+        return held
+
+    def _finish(self, grant: dict[str, Any], used: str, grants: int, wait: bool, wait_timeout: float,
+                resumed: int) -> UploadResult:
+        result = UploadResult(grant["uploadId"], "pending", mode=used, grants=grants, renewals=self._renewals,
+                              status_url=grant["statusUrl"], bytes_sent=self._sent, resumed_blocks=resumed,
+                              profile=grant.get("profile"))
+        if wait:
+            doc = self.wait(grant["statusUrl"], timeout=wait_timeout)
+            result.status, result.reason = str(doc.get("status")), doc.get("reason")
+        return result
+
+    def _put(self, grant: dict[str, Any], path: Path, size: int, mode: str, progress: ProgressFn | None,
+             journal: Journal | None = None) -> str:
         if mode == "blocks" or (mode == "auto" and size > 4 * BLOCK_BYTES):
             try:
-                self._put_blocks(grant, path, size, progress)
+                self._put_blocks(grant, path, size, progress, journal=journal)
                 return "blocks"
             except _BlocksRefused:
+                if journal is not None:
+                    journal.remove()
                 if mode == "blocks" or size > PUT_BLOB_LIMIT:
-                    raise UploadError("The storage service refuses create-only block uploads "
-                                      "(Azurite does; Azure allows them since 2026-04-06).", EXIT_REJECTED,
+                    raise UploadError("The storage service refuses create-only block uploads (Azurite as "
+                                      "published does; Azure allows them since 2026-04-06).", EXIT_REJECTED,
                                       "blocks_refused") from None
         if size > PUT_BLOB_LIMIT:
             raise UploadError("Files over 5,000 MiB need block uploads.", EXIT_REJECTED, "too_large_for_put_blob")
@@ -252,6 +345,8 @@ class ValetClient:
         :class:`_GrantExpired` when storage does not accept the SAS (expired, by either clock)."""
         for attempt in range(self.retries + 1):
             body = data() if callable(data) else data
+            with self._sent_lock:
+                self._sent += len(body)  # counted when sent, whether or not storage answers
             try:
                 response = self.session.request(method, url, data=body, headers=headers,
                                                 timeout=max(self.timeout, 300), verify=self.storage_verify)
@@ -294,10 +389,16 @@ class ValetClient:
             raise UploadError(f"Storage refused the upload ({response.status_code}).", EXIT_REJECTED,
                               response.headers.get("x-ms-error-code"))
 
-    def _put_blocks(self, grant: dict[str, Any], path: Path, size: int, progress: ProgressFn | None) -> None:
+    def _put_blocks(self, grant: dict[str, Any], path: Path, size: int, progress: ProgressFn | None, *,
+                    skip: set[int] | frozenset[int] = frozenset(), journal: Journal | None = None) -> None:
+        """Stage the file's blocks that are not in ``skip`` (fixed :data:`BLOCK_BYTES`, ids from
+        :func:`block_id`), four at a time, each confirmed one noted in ``journal``; then commit them all."""
         count = max(1, -(-size // BLOCK_BYTES))
-        ids = [base64.b64encode(f"valet-{n:08d}".encode()).decode() for n in range(count)]
-        done = [0]
+        ids = [block_id(n) for n in range(count)]
+        lock = threading.Lock()
+        done = [sum(min(BLOCK_BYTES, size - n * BLOCK_BYTES) for n in skip if n < count)]
+        if progress:
+            progress(done[0], size)  # a resumed upload starts where storage is
 
         def put_block(n: int) -> None:
             start = n * BLOCK_BYTES
@@ -312,13 +413,25 @@ class ValetClient:
                 raise _BlocksRefused()
             if response.status_code != 201:
                 raise UploadError(f"Storage refused a block ({response.status_code}).", EXIT_REJECTED)
-            done[0] += length
+            if journal is not None:
+                journal.confirmed(n)
+            with lock:
+                done[0] += length
+                sent = done[0]
             if progress:
-                progress(done[0], size)
+                progress(sent, size)
 
-        put_block(0)  # the first block tells whether create-only blocks are allowed here
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(put_block, range(1, count)))
+        missing = [n for n in range(count) if n not in skip]
+        if missing:
+            put_block(missing[0])  # the first block tells whether create-only blocks are allowed here
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                list(pool.map(put_block, missing[1:]))
+        self._commit(grant, ids)
+
+    def _commit(self, grant: dict[str, Any], ids: list[str]) -> None:
+        """Put Block List with the grant's headers. A retried commit whose first try did commit (the answer
+        was lost) meets ``UnauthorizedBlobOverwrite``: create never overwrites. Then the blob is there, and
+        ``/blocks`` (or the status route) says whether it is ours."""
         block_list = "".join(f"<Latest>{i}</Latest>" for i in ids)
         headers = {k: v for k, v in grant["headers"].items() if k.lower() != "x-ms-blob-type"}
         response = self._with_fresh_sas(grant, lambda: self._storage(
@@ -326,9 +439,16 @@ class ValetClient:
             data=f'<?xml version="1.0" encoding="utf-8"?><BlockList>{block_list}</BlockList>'.encode(),
             headers={**headers, "x-ms-version": BLOCK_VERSION},
         ))
-        if response.status_code != 201:
-            raise UploadError(f"Storage refused the block list ({response.status_code}).", EXIT_REJECTED)
-
+        if response.status_code == 201:
+            return
+        if response.status_code == 403:
+            doc = self.blocks(grant)
+            if doc is not None and doc.get("committed"):
+                return
+            if doc is None and self.status(grant["statusUrl"]).get("status") in ("pending", "accepted", "quarantined"):
+                return
+        raise UploadError(f"Storage refused the block list ({response.status_code}).", EXIT_REJECTED,
+                          response.headers.get("x-ms-error-code"))
 
     def _with_fresh_sas(self, grant: dict[str, Any], request: Callable[[], requests.Response]) -> requests.Response:
         """``request`` with a SAS that is not about to expire; once more after a renewal if storage did not
@@ -351,9 +471,22 @@ class _GrantExpired(Exception):
 class _RenewRefused(_GrantExpired):
     """Nothing to renew (complete, decided, window closed): the upload needs a fresh grant."""
 
+    def __init__(self, code: str = "") -> None:
+        super().__init__(code)
+        self.code = code
+
 
 class _BlocksRefused(Exception):
     pass
+
+
+COMMITTED: set[int] = {-1}  # _stored's answer for a blob that is already committed
+
+
+def block_id(n: int) -> str:
+    """Block ``n``'s id: base64 of ``valet-`` and eight digits, so every id has the same length (storage
+    requires it) and a resumed run names the same block the same way."""
+    return base64.b64encode(f"valet-{n:08d}".encode()).decode()
 
 
 def certificate_failure(exc: BaseException) -> str | None:

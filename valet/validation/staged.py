@@ -1,0 +1,120 @@
+"""Staged bytes are not free: blocks staged for an upload and never committed are discarded once its
+window closes.
+
+A create-only SAS lets its holder stage blocks (Put Block, service version 2026-04-06) that no trigger ever
+sees: nothing is a blob until Put Block List commits it, and Azure keeps uncommitted blocks for 7 days. A
+client can so park far more bytes than it declared. The upload window (the deadline bound into the granted
+name, after which no SAS for the name is valid, renewed or not) bounds how long that can last:
+:meth:`StagedDiscard.run`, on the tombstone sweep's timer (``sweep_tombstones``), lists the uploads
+container with uncommitted blobs and deletes, with the app's identity, every granted name whose window
+closed more than ``grace`` ago and that holds staged blocks and no committed blob (one Get Block List to
+tell, one Delete Blob). Committed uploads, sealed tombstones and names valet never granted are left alone;
+they cost nothing but their listing entry (a name with uncommitted blocks only lists with size 0; a
+committed upload of any size is the validator's).
+
+Work per run is bounded (``limit`` deletions, ``max_pages`` listing pages) and the listing resumes where
+the previous run stopped, as the reconciler's does. It runs on the sweep's timer, not the reconciler's,
+so a reconciler run with nothing to do stays one listing request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient
+
+from valet.clock import utcnow
+from valet.grants.naming import parse_granted_name
+
+log = logging.getLogger("valet.validation")
+
+PAGE_SIZE = 1000
+
+
+@dataclass
+class DiscardReport:
+    listed: int = 0
+    checked: int = 0
+    discarded: int = 0
+    pages: int = 0
+    complete: bool = False
+    names: list[str] = field(default_factory=list)
+
+
+def window_closed(name: str, now: datetime, grace: timedelta) -> bool:
+    """Pure: ``name`` is one valet granted and its upload window closed more than ``grace`` ago."""
+    facts = parse_granted_name(name)
+    return facts is not None and now >= facts.deadline + grace
+
+
+class StagedDiscard:
+    def __init__(self, *, blob_service: BlobServiceClient, uploads: str,
+                 is_decided: Callable[[str, dict[str, str] | None], bool], grace: timedelta,
+                 limit: int = 100, max_pages: int = 5, clock: Callable[[], datetime] = utcnow) -> None:
+        self._container = blob_service.get_container_client(uploads)
+        self._is_decided = is_decided  # a sealed tombstone: decided, nothing staged to discard
+        self._grace, self._limit, self._max_pages, self._clock = grace, limit, max_pages, clock
+        self._marker: str | None = None
+
+    def run(self) -> DiscardReport:
+        report = DiscardReport()
+        now = self._clock()
+        pages: Any = self._container.list_blobs(include=["uncommittedblobs", "metadata"],
+                                                results_per_page=PAGE_SIZE).by_page(continuation_token=self._marker)
+        try:
+            for page in pages:
+                report.pages += 1
+                for blob in page:
+                    report.listed += 1
+                    if report.discarded >= self._limit:
+                        break
+                    if blob.size or not window_closed(blob.name, now, self._grace):
+                        continue
+                    if self._is_decided(blob.name, blob.metadata):
+                        continue
+                    report.checked += 1
+                    if self._discard(blob.name):
+                        report.discarded += 1
+                        report.names.append(blob.name)
+                if report.discarded >= self._limit:
+                    break
+                self._marker = pages.continuation_token
+                if self._marker is None:
+                    report.complete = True
+                    break
+                if report.pages >= self._max_pages:
+                    break
+        except AzureError as exc:
+            log.warning("staged blocks: listing failed (%s); the next run resumes", type(exc).__name__)
+        if report.complete:
+            self._marker = None
+        if report.discarded:
+            log.info("staged blocks: discarded the uncommitted blocks of %d closed uploads", report.discarded)
+        return report
+
+    def _discard(self, name: str) -> bool:
+        blob = self._container.get_blob_client(name)
+        try:
+            committed, uncommitted = blob.get_block_list("all")
+            if committed or not uncommitted:
+                return False  # a committed blob: the validator's
+        except ResourceNotFoundError:
+            return False
+        except UnicodeDecodeError:
+            pass  # ids that are not text (not valet's protocol): staged bytes all the same, and no SAS is valid
+        except AzureError as exc:
+            log.warning("staged blocks: %s not read (%s); the next run retries", name, type(exc).__name__)
+            return False
+        try:
+            blob.delete_blob()  # no SAS for the name is valid any more: nothing can commit meanwhile
+        except ResourceNotFoundError:
+            return False
+        except AzureError as exc:
+            log.warning("staged blocks: %s not discarded (%s); the next run retries", name, type(exc).__name__)
+            return False
+        return True
