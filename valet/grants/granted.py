@@ -89,7 +89,6 @@ def grant_facts(
             raise Rejection(Reason.PATH_MISMATCH, "the blob name does not match its grant")
         expires, carrier = max(facts.deadline, claims.expires_at), "name+header"
     return GrantFacts(
-        stored_row=facts.stored_row if facts is not None else None,
         upload_id=claims.upload_id,
         caller=claims.caller,
         profile=claims.profile,
@@ -100,6 +99,7 @@ def grant_facts(
         issued_at=claims.issued_at,
         expires_at=expires,
         carrier=carrier,
+        stored_row=facts.stored_row if facts is not None else None,  # the name's: a header cannot say otherwise
     )
 
 
