@@ -26,11 +26,12 @@ PARTITION = "tenant/u-alice"
 
 
 def name_for(*, ring: GrantKeyRing = RING, kid: str = "k1", profile: str = "images", content_type: str = "image/png",
-             ext: str = "png", size: int = 68, sha256: bool = False, container: str = "uploads") -> str:
+             ext: str = "png", size: int = 68, sha256: bool = False, container: str = "uploads",
+             stored_row: bool | None = False) -> str:
     return granted_blob_name(
         partition=PARTITION, upload_id=new_upload_id(NOW, os.urandom), profile=profile, size=size,
         deadline=NOW + timedelta(minutes=3), sha256_declared=sha256, content_type=content_type, extension=ext,
-        container=container, kid=kid, key=ring.key(kid) or b"",
+        container=container, kid=kid, key=ring.key(kid) or b"", stored_row=stored_row,
     )
 
 
@@ -63,6 +64,30 @@ def test_a_granted_name_alone_carries_the_grant() -> None:
     assert facts.sha256 is None and facts.expires_at == NOW + timedelta(minutes=3)
     assert name.startswith(f"{PARTITION}/{NOW:%Y/%m/%d}/{facts.upload_id}.") and name.endswith(".png")
     assert len(name) < 200
+
+
+@pytest.mark.parametrize(("stored_row", "flag"), [(True, "nr"), (False, "np"), (None, "n")])
+def test_the_name_says_whether_the_grant_stored_a_quota_row(stored_row: bool | None, flag: str) -> None:
+    """``r``: a row (quota reservation, batch member, idempotent grant) to settle; ``p``: a plain grant;
+    no letter: a name signed before names said (the decision then falls back on profile and settings)."""
+    name = name_for(stored_row=stored_row)
+    assert name.rsplit("/", 1)[1].split(".")[4] == flag
+    assert check(name).stored_row is stored_row
+    assert check(name, {"valetgrant": header_for(name)}).stored_row is stored_row  # with the header: the name's
+
+
+@pytest.mark.parametrize(("flag", "forged"), [("np", "nr"), ("nr", "np"), ("np", "n"), ("nr", "n")])
+def test_the_row_fact_is_under_the_mac(flag: str, forged: str) -> None:
+    """A client cannot flip (or drop) the fact: the SAS pins the name, and a name with another flag fails
+    its MAC, with or without the header of the real grant."""
+    name = name_for(stored_row=flag == "nr")
+    directory, _, leaf = name.rpartition("/")
+    parts = leaf.split(".")
+    assert parts[4] == flag
+    parts[4] = forged
+    changed = f"{directory}/{'.'.join(parts)}"
+    assert reason(changed) is Reason.BAD_GRANT
+    assert reason(changed, {"valetgrant": header_for(name)}) is Reason.PATH_MISMATCH
 
 
 def test_the_type_is_recovered_from_the_mac_when_two_types_share_an_extension() -> None:

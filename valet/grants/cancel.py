@@ -63,4 +63,5 @@ class Canceller:
                            code="upload_window_closed")
         self._occupy(name, upload_id=upload_id, caller=caller.id, until=facts.deadline + self._grace)
         if self._quotas is not None:  # after the tombstone: an upload that got there first is not released
-            self._quotas.settle(caller.partition, profile.name, upload_id, consumed=False)
+            self._quotas.settle(caller.partition, profile.name, upload_id, consumed=False,
+                                stored_row=facts.stored_row)  # the MAC-checked name: a plain grant, no request

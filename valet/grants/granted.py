@@ -4,7 +4,8 @@ Two carriers, both signed by the app with the grant signing key ring (:class:`~v
 
 * the **blob name** (see :func:`valet.grants.naming.granted_blob_name`): the SAS is scoped to exactly this name,
   so every upload carries it, whatever the client sends. It binds the caller's partition, the profile, the
-  declared size, the declared type (through the MAC) and the deadline of the grant window;
+  declared size, the declared type (through the MAC), the deadline of the grant window and whether the
+  grant stored a row in the quota table (so a plain grant's decision and cancel make no Table request);
 * the **grant header** ``x-ms-meta-valetgrant`` (optional since names carry the grant): adds what a name
   cannot carry, the declared ``sha256`` and the original filename, and the caller's full id.
 
@@ -45,6 +46,9 @@ class GrantFacts:
     issued_at: datetime
     expires_at: datetime  # the end of the grant window: no SAS for this name expires later
     carrier: str  # "name", "header" or "name+header"
+    # Whether the grant stored a row in the quota table (a quota reservation, a batch member, an idempotent
+    # grant): the name says, under its MAC. None: a name signed before it said, or a header-only carrier.
+    stored_row: bool | None = None
 
 
 def metadata_value(metadata: Mapping[str, str] | None, key: str) -> str | None:
@@ -95,6 +99,7 @@ def grant_facts(
         issued_at=claims.issued_at,
         expires_at=expires,
         carrier=carrier,
+        stored_row=facts.stored_row if facts is not None else None,  # the name's: a header cannot say otherwise
     )
 
 
@@ -121,6 +126,7 @@ def _from_name(facts: NameFacts, container: str, keys: GrantKeyRing, policy: Pol
         issued_at=parse_upload_id(facts.upload_id),
         expires_at=facts.deadline,
         carrier="name",
+        stored_row=facts.stored_row,
     )
 
 

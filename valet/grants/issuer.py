@@ -147,8 +147,12 @@ class GrantIssuer:
             self._quotas.reserve(caller, planned.profile, [planned.reservation()])
         return self.sign(caller, planned, key, now)
 
-    def plan(self, caller: Caller, request: GrantRequest, now: datetime | None = None) -> Planned:
-        """The checked grant (profile, roles, type, size) with its upload id and blob name; nothing signed."""
+    def plan(self, caller: Caller, request: GrantRequest, now: datetime | None = None, *,
+             record: bool = False) -> Planned:
+        """The checked grant (profile, roles, type, size) with its upload id and blob name; nothing signed.
+        ``record``: the grant's row is stored whatever the profile (batch members, idempotent grants); a
+        profile with a quota stores one anyway. The name says which, so the decision and a cancel touch the
+        quota table only for grants that have a row."""
         profile = self._policy.profile_for(request.profile, caller.roles | caller.scopes)  # 403 without its roles
         profile.check(request.content_type, request.size, request.sha256)
         now = now or self._clock().replace(microsecond=0)
@@ -164,6 +168,7 @@ class GrantIssuer:
             size=request.size,
             deadline=deadline,
             sha256_declared=request.sha256 is not None,
+            stored_row=record or (self._quotas is not None and self._quotas.enabled(profile.name)),
             content_type=request.content_type,
             extension=profile.extension_for(request.content_type),
             container=self._container,

@@ -109,7 +109,7 @@ class GrantBook:
 
     def single(self, caller: Caller, request: GrantRequest, key: str) -> Grant:
         """An idempotent single grant."""
-        planned = self._issuer.plan(caller, request)
+        planned = self._issuer.plan(caller, request, record=True)
         keys, _ = self._table_parts()
         account = Account.of(caller)
         claim = keys.claim(account, key, _fingerprint(request), {"kind": "single", "uploads": [planned.to_json()]})
@@ -139,7 +139,7 @@ class GrantBook:
             try:
                 if isinstance(item, ValetError):
                     raise item
-                planned.append(self._issuer.plan(caller, item))
+                planned.append(self._issuer.plan(caller, item, record=True))
             except ValetError as error:
                 errors.append({"index": index, "code": error.code, "detail": error.detail})
                 statuses.append(error.status)

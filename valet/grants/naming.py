@@ -112,12 +112,15 @@ def upload_id_belongs_to(upload_id: str, key: bytes, partition: str) -> bool:
 
 # -- the granted blob name: what was granted, bound into the name with an HMAC ----------------------------
 #
-#     <partition>/<yyyy>/<mm>/<dd>/<uploadId>.<profile>.<size>.<deadline>.<h|n>.<kid>.<mac>.<ext>
+#     <partition>/<yyyy>/<mm>/<dd>/<uploadId>.<profile>.<size>.<deadline>.<h|n><r|p>.<kid>.<mac>.<ext>
 #
 # The SAS is scoped to exactly this name, so an upload made with nothing but the grant URL still tells the
 # validator what was granted: the caller's partition, the profile, the declared size, the last moment any
 # SAS for the name may expire (the deadline, unix seconds), whether a sha256 was declared (``h``: then the
-# grant header, which carries it, is required) and, through the MAC only, the declared content type (the
+# grant header, which carries it, is required), whether the grant has a row in the quota table (``r``: a
+# quota reservation, a batch member or an idempotent grant, which its decision or cancel settles; ``p``: a
+# plain grant, whose decision and cancel make no Table request; absent in names signed before this fact
+# existed) and, through the MAC only, the declared content type (the
 # extension is the profile's canonical one for it; the validator tries the profile's types with that
 # extension). The MAC is HMAC-SHA-256 with the grant signing key ``kid`` (so it rotates with the grant
 # token), truncated to 128 bits, over the container, the name without the MAC and the content type.
@@ -127,7 +130,7 @@ _NAME_FIELD = {
     "profile": re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$"),
     "size": re.compile(r"^(?:0|[1-9][0-9]{0,17})$"),
     "deadline": re.compile(r"^[1-9][0-9]{0,11}$"),
-    "flag": re.compile(r"^[hn]$"),
+    "flag": re.compile(r"^[hn][rp]?$"),
     "kid": re.compile(r"^[A-Za-z0-9_-]{1,32}$"),
     "mac": re.compile(rf"^[0-9a-f]{{{NAME_MAC_HEX}}}$"),
     "ext": re.compile(r"^[a-z0-9]{1,10}$"),
@@ -145,6 +148,7 @@ class NameFacts:
     size: int
     deadline: datetime
     sha256_declared: bool
+    stored_row: bool | None  # a quota-table row was stored for the grant; None: a name from before the flag
     kid: str
     mac: str
     extension: str
@@ -169,9 +173,12 @@ def granted_blob_name(
     container: str,
     kid: str,
     key: bytes,
+    stored_row: bool | None = None,
 ) -> str:
+    """``stored_row``: whether the grant stores a row in the quota table (every grant this app issues says;
+    ``None`` makes the name of an older release, without the fact, for tests of that path)."""
     issued = parse_upload_id(upload_id)
-    flag = "h" if sha256_declared else "n"
+    flag = ("h" if sha256_declared else "n") + ("" if stored_row is None else "r" if stored_row else "p")
     unsigned = (
         f"{partition}/{issued:%Y/%m/%d}/{upload_id}.{profile}.{size}.{int(deadline.timestamp())}.{flag}.{kid}"
     )
@@ -204,7 +211,8 @@ def parse_granted_name(name: str) -> NameFacts | None:
         return None
     return NameFacts(
         partition=partition, upload_id=upload_id, profile=profile, size=int(size), deadline=deadline_at,
-        sha256_declared=flag == "h", kid=kid, mac=mac, extension=ext, unsigned=name[: -len(mac) - len(ext) - 2],
+        sha256_declared=flag[0] == "h", stored_row=None if len(flag) == 1 else flag[1] == "r", kid=kid, mac=mac,
+        extension=ext, unsigned=name[: -len(mac) - len(ext) - 2],
     )
 
 

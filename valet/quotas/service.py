@@ -1,7 +1,9 @@
 """What the rest of the app calls: quotas by profile name and caller, over the store.
 
 A profile without a ``quota`` or ``tenantQuota`` never reaches the store (zero storage requests), and an
-app whose profiles have none builds no Table client at all.
+app whose profiles have none builds no Table client at all. A decision or cancel settles a grant's row only
+when the grant says, in its signed blob name, that it stored one (``stored_row``): a plain grant's makes no
+Table request whatever the settings.
 """
 
 from __future__ import annotations
@@ -56,8 +58,8 @@ class Quotas:
         self._profiles = dict(profiles)
         self.store = store
         self.batch_events = batch_events  # puts one batch event on the decision queue
-        # Settle rows of profiles without a quota too (batch and idempotent grants store them): only when a
-        # setting names the table, so an app that uses neither makes no Table request on decisions.
+        # Grants whose name does not say whether they stored a row (signed before names said): settle rows of
+        # profiles without a quota too (batch and idempotent grants store them) when a setting names the table.
         self.tracks_unmetered = False
 
     @classmethod
@@ -105,10 +107,23 @@ class Quotas:
                 out.extend(self.store.usage(Account.of(caller), quota))
         return {"quotas": out}
 
-    def decide(self, partition: str, profile: str, upload_id: str, outcome: Outcome) -> None:
+    def has_row(self, profile: str, stored_row: bool | None) -> bool:
+        """Whether a decision or cancel of a grant must reach the store. ``stored_row`` is what the grant's
+        verified name says (a quota reservation, a batch member, an idempotent grant); ``None`` (a grant
+        signed before names said) falls back to what the grant could have stored: its profile has a quota,
+        or a setting names the table (batches and idempotency keys)."""
+        if self.store is None or not profile:
+            return False
+        if stored_row is not None:
+            return stored_row
+        return self.enabled(profile) or self.tracks_unmetered
+
+    def decide(self, partition: str, profile: str, upload_id: str, outcome: Outcome, *,
+               stored_row: bool | None = None) -> None:
         """An upload was decided: consume its reservation and record its status in its batch; a batch
-        this completes gets its one event. ``partition`` is the blob name's ``<tenant>/<caller>``."""
-        if self.store is None or not profile or not (self.enabled(profile) or self.tracks_unmetered):
+        this completes gets its one event. ``partition`` is the blob name's ``<tenant>/<caller>``; no
+        request for a grant without a row (:meth:`has_row`)."""
+        if self.store is None or not self.has_row(profile, stored_row):
             return
         account = Account.from_partition(partition)
         _, completed = self.store.decide(account, profile, upload_id, outcome)
@@ -121,10 +136,11 @@ class Quotas:
         self.batch_events(batch.event_message())
         BatchLedger(self.store.table).event_sent(pk, batch)
 
-    def settle(self, partition: str, profile: str, upload_id: str, *, consumed: bool) -> bool:
+    def settle(self, partition: str, profile: str, upload_id: str, *, consumed: bool,
+               stored_row: bool | None = None) -> bool:
         """An upload was decided (``consumed``) or its grant cancelled; ``partition`` is the blob name's
-        ``<tenant>/<caller>``. No request for a profile without a quota."""
-        if self.store is None or not (self.enabled(profile) or self.tracks_unmetered):
+        ``<tenant>/<caller>``. No request for a grant without a row (:meth:`has_row`)."""
+        if self.store is None or not self.has_row(profile, stored_row):
             return False
         return self.store.settle(Account.from_partition(partition), profile, upload_id, consumed=consumed)
 

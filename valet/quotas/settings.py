@@ -3,10 +3,10 @@
 ``VALET_TABLE_SERVICE_URL`` (default: derived from ``VALET_STORAGE_ACCOUNT_URL``: ``.blob.`` ->
 ``.table.``, or two ports up for a path-style emulator URL, Azurite's 10000/10002 convention) and
 ``VALET_QUOTA_TABLE`` (default ``valetquotas``). Profiles with a ``quota`` or ``tenantQuota`` use it, and
-batch and idempotent grants of any profile. When neither setting is given, a decision or cancellation of
-a profile without a quota makes no Table request (its grant cannot have a row unless batches or keys were
-used against the default table); when one is (the templates and ``valet dev`` set both), each does one
-point read, to settle a batch or idempotent grant's row.
+batch and idempotent grants of any profile. A decision or cancellation reaches the table only for a grant
+whose signed blob name says it stored a row there (:mod:`valet.grants.naming`); a plain grant's makes no
+Table request whatever is set. A grant signed before names said so falls back on what it could have stored:
+a row when its profile has a quota, or when a setting names the table (``explicit``).
 """
 
 from __future__ import annotations

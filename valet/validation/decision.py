@@ -96,6 +96,7 @@ class _Known:
     created_at: datetime | None = None
     scan: str = ""
     filename: str = ""
+    stored_row: bool | None = None
 
     def decision(self, outcome: Outcome, reason: Reason, detail: str, now: datetime) -> Decision:
         known = {f.name: getattr(self, f.name) for f in fields(self)}  # the same names as Decision's
@@ -144,6 +145,7 @@ def _check_grant(upload: StoredUpload, rules: Rules, known: _Known) -> GrantFact
     known.declared_type = claims.content_type
     known.granted_at, known.grant_expires = claims.issued_at, claims.expires_at
     known.upload_id = claims.upload_id
+    known.stored_row = claims.stored_row
     granted.check_window(claims, upload.created_at, rules.clock_skew)
     return claims
 

@@ -8,7 +8,7 @@ record; the upload id joins the record with the grant audit log.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from urllib.parse import quote, unquote
 
@@ -98,6 +98,9 @@ class Decision:
     previous: str = ""  # set when a later verdict moved an accepted upload to quarantine
     filename: str = ""  # the sanitized original filename from the grant (for downloads), when known
     evidence: str = ""  # set when quarantine keeps bounded evidence instead of the whole upload
+    # Whether the verified grant stored a row in the quota table, which settling the decision consumes.
+    # Not part of the record (a decision read back from metadata says None: unknown).
+    stored_row: bool | None = field(default=None, compare=False)
 
     def metadata(self) -> dict[str, str]:
         values = {
