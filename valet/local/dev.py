@@ -32,7 +32,9 @@ from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
+from valet import telemetry
 from valet.cors import apply_storage_cors, parse_origins
+from valet.local import ops
 from valet.local.devhost import FunctionHost
 from valet.local.devidp import DevIssuer
 from valet.local.emulator import PROJECT_ROOT, Azurite, EmulatorError, port_in_use
@@ -161,10 +163,11 @@ def provision(service: BlobServiceClient, env: dict[str, str], queue_url: str, c
 
 
 def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event | None = None,
-        stop: threading.Event | None = None, blob_trigger: bool = True) -> int:
+        stop: threading.Event | None = None, blob_trigger: bool = True, otlp_endpoint: str | None = None) -> int:
     """Run until ``stop`` is set. ``root`` holds local.settings(.sample).json and the ``.valet`` state.
     ``blob_trigger=False`` feeds no blob to ``validate_upload``, as when Event Grid deliveries are lost:
-    then only the ``reconcile_uploads`` timer decides uploads."""
+    then only the ``reconcile_uploads`` timer decides uploads. Telemetry is kept in memory for the
+    operations page, and also exported to ``otlp_endpoint`` when one is given."""
     stop = stop or threading.Event()
     state = root / ".valet"
     if port_in_use(port):
@@ -209,10 +212,12 @@ def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event |
     apply_storage_cors(service, parse_origins(env["VALET_CORS_ORIGINS"], setting="VALET_CORS_ORIGINS"))
     api_key = _dev_api_key(env) if env.get("VALET_APIKEY_PEPPER") else ""
     os.environ.update(env)
+    dev_telemetry, ops_view = ops.dev_telemetry(otlp_endpoint)
+    telemetry.install(dev_telemetry)  # before the app starts: the app then keeps it (valet/telemetry/setup.py)
     sys.modules.pop("function_app", None)
     sys.path.insert(0, str(PROJECT_ROOT))
     function_app = importlib.import_module("function_app")
-    host = FunctionHost(function_app.app, port=port).start()
+    host = FunctionHost(function_app.app, port=port, local_routes=ops.routes(ops_view)).start()
     watcher = BlobWatcher(service, env.get("VALET_UPLOADS_CONTAINER", "uploads"), host, "validate_upload")
     if blob_trigger:
         watcher.start()
@@ -234,6 +239,8 @@ def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event |
     print("""         -d '{"filename": "a.png", "contentType": "image/png", "size": 68}'""")
     if function_app.runtime.loaded is not None and function_app.runtime.loaded.settings.ui_enabled:
         print(f"  upload page: {host.url}/api/ui  (paste VALET_DEV_TOKEN or VALET_DEV_API_KEY)")
+    print(f"  operations page: {host.url}{ops.PAGE_ROUTE}" + (f"  (telemetry also to {otlp_endpoint})"
+                                                             if otlp_endpoint else ""))
     print("  Ctrl-C stops everything.", flush=True)
     if ready is not None:
         ready.set()
@@ -272,8 +279,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-blob-trigger", action="store_true",
                         help="do not feed new uploads to validate_upload (as if every event were lost); "
                              "the reconcile_uploads timer still decides them")
+    parser.add_argument("--otlp-endpoint", default=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+                        help="also export metrics and traces to this OTLP/HTTP collector, e.g. http://127.0.0.1:4318 "
+                             "(default: OTEL_EXPORTER_OTLP_ENDPOINT; without either, telemetry stays in memory)")
     args = parser.parse_args(argv)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    return run(args.port, root=args.root, stop=stop, blob_trigger=not args.no_blob_trigger)
+    return run(args.port, root=args.root, stop=stop, blob_trigger=not args.no_blob_trigger,
+               otlp_endpoint=args.otlp_endpoint)

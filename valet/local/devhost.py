@@ -24,7 +24,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -37,6 +37,7 @@ from waitress import create_server, wasyncore  # type: ignore[import-untyped]
 log = logging.getLogger("valet.local.devhost")
 
 MAX_BODY = 64 * 1024 * 1024
+LocalRoute = Callable[[], tuple[int, dict[str, str], bytes]]
 
 
 @dataclass(frozen=True)
@@ -79,10 +80,11 @@ def _route_pattern(prefix: str, route: str) -> re.Pattern[str]:
 
 class FunctionHost:
     def __init__(self, app: func.FunctionApp, *, host: str = "127.0.0.1", port: int = 7071,
-                 route_prefix: str = "api") -> None:
+                 route_prefix: str = "api", local_routes: Mapping[str, LocalRoute] | None = None) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the development host binds to loopback only")
         self._host = host
+        self._local = dict(local_routes or {})  # GET paths only this host serves (valet dev's operations page)
         self.routes: list[HttpRoute] = []
         self.others: dict[str, tuple[str, Callable[..., Any]]] = {}
         self.schedules: dict[str, str] = {}  # timer functions: name -> NCRONTAB schedule
@@ -176,6 +178,8 @@ class FunctionHost:
         if admin and method == "POST":
             refused = self._admin_refusal(environ)
             return refused if refused is not None else self._admin(admin.group(1), body)
+        if path in self._local and method in ("GET", "HEAD"):
+            return self._local[path]()
         headers = {key[5:].replace("_", "-").lower(): str(value) for key, value in environ.items()
                    if key.startswith("HTTP_")}
         if environ.get("CONTENT_TYPE"):

@@ -28,7 +28,7 @@ from azure.core.credentials import TokenCredential
 from valet import __name__ as _package
 from valet.errors import ConfigurationError
 from valet.telemetry import traces
-from valet.telemetry.instruments import Telemetry
+from valet.telemetry.instruments import Telemetry, current, install
 
 log = logging.getLogger("valet.telemetry")
 
@@ -155,3 +155,13 @@ def _otlp_logs(resource: Any, *, shared: bool = False) -> None:
     provider.add_log_record_processor(processor)
     set_logger_provider(provider)
     logging.getLogger(LOGGER).addHandler(LoggingHandler(logger_provider=provider))
+
+
+def install_from_env(environ: Mapping[str, str]) -> Telemetry:
+    """The process's telemetry, set up once: the one already installed (``valet dev`` installs its own
+    before the app starts), else :func:`configure` from ``environ``, installed."""
+    if current().enabled:
+        return current()
+    configured = configure(TelemetrySettings.from_env(environ))
+    install(configured)
+    return configured
