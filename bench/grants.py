@@ -6,9 +6,12 @@ the local development issuer (JWKS over HTTP), a real Azurite (started here, HTT
 storage, and counts the storage requests the grant path makes. The reference variant is the same app
 with the key cache replaced by a Get User Delegation Key call per grant, as the reference sample does.
 
-    .venv/bin/python bench/grants.py [--rounds 7] [--grants 400] [--reference-grants 100]
+    .venv/bin/python bench/grants.py [--rounds 7] [--grants 400] [--reference-grants 100] [--telemetry]
 
-Prints a Markdown table: medians over the rounds, the ratio, and storage requests per 1,000 grants.
+Prints a Markdown table: medians over the rounds, the ratio, and storage requests per 1,000 grants. With
+``--telemetry``, also the grant path's CPU time per grant (process CPU, every thread, so the span
+processor's export thread counts) with telemetry off and on (the SDK's providers, a batching span processor
+into the in-memory span exporter and the in-memory metric reader), in alternating rounds of the same run.
 """
 
 from __future__ import annotations
@@ -30,14 +33,21 @@ from pathlib import Path
 
 import azure.functions as func
 from azure.storage.blob import BlobServiceClient, UserDelegationKey
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from valet import telemetry
 from valet.local.dev import provision
 from valet.local.devidp import DevIssuer
 from valet.local.emulator import Azurite
 from valet.runtime import RuntimeHolder
 from valet.storage import EmulatorCredential
+from valet.telemetry import traces
 
 
 class KeyPerRequest:
@@ -49,6 +59,33 @@ class KeyPerRequest:
     def get(self, valid_until: datetime) -> UserDelegationKey:
         now = datetime.now(UTC)
         return self._service.get_user_delegation_key(now - timedelta(minutes=3), now + timedelta(minutes=3))
+
+
+def memory_telemetry() -> tuple[telemetry.Telemetry, Callable[[], None]]:
+    """Telemetry on, as in production but exporting in memory; and a function that empties the exporter."""
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    traces.adopt(tracer_provider)
+    processor = BatchSpanProcessor(exporter)
+    tracer_provider.add_span_processor(processor)
+    reader = InMemoryMetricReader()
+    on = telemetry.Telemetry(MeterProvider(metric_readers=[reader]), tracer_provider)
+
+    def drain() -> None:
+        processor.force_flush()
+        reader.get_metrics_data()  # a collection, as a periodic reader would make
+        exporter.clear()
+
+    return on, drain
+
+
+def cpu_per_grant(grant: Callable[[func.HttpRequest], func.HttpResponse], token: str, count: int,
+                  drain: Callable[[], None]) -> float:
+    """Process CPU seconds per grant over ``count`` grants, the exporter's work included."""
+    started = time.process_time()
+    one_round(grant, token, count)
+    drain()
+    return (time.process_time() - started) / count
 
 
 def one_round(grant: Callable[[func.HttpRequest], func.HttpResponse], token: str, count: int) -> float:
@@ -68,6 +105,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--grants", type=int, default=400, help="grants per round, cached key")
     parser.add_argument("--reference-grants", type=int, default=100, help="grants per round, key per request")
+    parser.add_argument("--telemetry", action="store_true",
+                        help="also compare the grant path's CPU per grant with telemetry off and on (in memory)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, Azurite(Path(tmp)) as azurite, DevIssuer() as issuer:
@@ -104,6 +143,20 @@ def main() -> None:
         for _ in range(args.rounds):
             valet_rates.append(run(valet_holder, args.grants))
             reference_rates.append(run(reference_holder, args.reference_grants))
+        cpu_off: list[float] = []
+        cpu_on: list[float] = []
+        if args.telemetry:
+            on, drain = memory_telemetry()
+            app.runtime = valet_holder
+            telemetry.install(on)
+            one_round(grant, token, 50)  # warm-up with telemetry on
+            drain()
+            for _ in range(args.rounds):  # alternating, so both see the same machine
+                telemetry.install(telemetry.Telemetry())
+                cpu_off.append(cpu_per_grant(grant, token, args.grants, lambda: None))
+                telemetry.install(on)
+                cpu_on.append(cpu_per_grant(grant, token, args.grants, drain))
+            telemetry.install(telemetry.Telemetry())
         valet_total = args.rounds * args.grants
         reference_total = args.rounds * args.reference_grants
         valet_per_1000 = (valet.storage_requests.count - valet_requests_before) * 1000 / valet_total
@@ -118,6 +171,16 @@ def main() -> None:
     print(f"| valet (cached user delegation key) | {v:,.0f} | {valet_per_1000:.1f} |")
     print(f"| reference sample (key per request) | {r:,.0f} | {reference_per_1000:.1f} |")
     print(f"| **ratio** | **{v / r:.1f}×** | |")
+    if args.telemetry:
+        off, on_ = statistics.median(cpu_off), statistics.median(cpu_on)
+        print()
+        print("| grant path, valet | median CPU per grant | rounds |")
+        print("|---|---:|---:|")
+        print(f"| telemetry off (no-op providers) | {off * 1e6:,.0f} µs | "
+              f"{', '.join(f'{c * 1e6:.0f}' for c in cpu_off)} |")
+        print(f"| telemetry on (SDK, in-memory exporter and reader) | {on_ * 1e6:,.0f} µs | "
+              f"{', '.join(f'{c * 1e6:.0f}' for c in cpu_on)} |")
+        print(f"| **on / off** | **{on_ / off:.3f}** ({(on_ / off - 1) * 100:+.1f} %) | |")
 
 
 if __name__ == "__main__":
