@@ -13,7 +13,9 @@ It reads the ``FunctionApp`` object (``app.get_functions()``), never a second co
   POST without a preflight, never an ``application/json`` one, and its ``Origin`` is never the host's).
 
 Like the platform's front end, the host records the TCP peer in ``X-Forwarded-For`` (waitress drops any
-forwarding headers a client sent), which is where the app reads the client address from.
+forwarding headers a client sent), which is where the app reads the client address from; and like the
+Functions host with ``PYTHON_ENABLE_OPENTELEMETRY``, it makes a request's W3C ``traceparent`` the current
+OpenTelemetry context while the function runs.
 
 Loopback only; development only. Not a replacement for the Functions host in Azure.
 """
@@ -32,12 +34,15 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import azure.functions as func
+from opentelemetry import context as otel_context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from waitress import create_server, wasyncore  # type: ignore[import-untyped]
 
 log = logging.getLogger("valet.local.devhost")
 
 MAX_BODY = 64 * 1024 * 1024
 LocalRoute = Callable[[], tuple[int, dict[str, str], bytes]]
+_PROPAGATOR = TraceContextTextMapPropagator()
 
 
 @dataclass(frozen=True)
@@ -202,7 +207,11 @@ class FunctionHost:
                 route_params={k: v for k, v in match.groupdict().items() if v is not None},
                 body=body,
             )
-            response = route.function(request)
+            token = otel_context.attach(_PROPAGATOR.extract(headers))  # as the host and worker do in Azure
+            try:
+                response = route.function(request)
+            finally:
+                otel_context.detach(token)
             out = dict(response.headers)
             if response.mimetype:
                 charset = f"; charset={response.charset}" if response.charset else ""
