@@ -149,3 +149,14 @@ def test_the_instrument_table_is_well_formed() -> None:
         assert spec.name.startswith("valet.") and spec.description
         assert set(spec.attributes) <= instruments.ATTRIBUTE_KEYS
         assert (spec.kind == "histogram") == bool(spec.boundaries)
+
+
+def test_code_inside_a_grant_notes_its_profile_and_upload_id() -> None:
+    rec = recorded()
+    telemetry.note_grant(profile="ignored")  # no grant observed: nothing happens
+    with rec.telemetry.grant():
+        telemetry.note_grant(profile="documents")
+        telemetry.note_grant(upload_id=UPLOAD_ID)
+    [span] = rec.spans()
+    assert span.context.trace_id == uuid.UUID(UPLOAD_ID).int
+    assert rec.total("valet.grants", valet__profile="documents", valet__outcome="granted") == 1

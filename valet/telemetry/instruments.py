@@ -9,6 +9,7 @@ outcome, an error ``code``, a configured profile name, a :class:`~valet.validati
 
 from __future__ import annotations
 
+import contextvars
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -126,12 +127,13 @@ class Telemetry:
 
     @contextmanager
     def grant(self) -> Iterator[GrantRecord]:
-        """Around one grant request: counts it, times it and traces it. The code inside sets
-        ``upload_id`` and ``profile`` on the record once the grant is made; a :class:`ValetError` sets the
-        outcome to its code. An issued grant's span starts the upload's own trace (trace id = upload id,
-        :mod:`valet.telemetry.traces`), linked to the request's context; a refused one is a span in the
-        request's trace."""
+        """Around one grant request: counts it, times it and traces it. The code inside sets ``profile``
+        and ``upload_id`` on the record (or calls :func:`note_grant`) as it learns them; a
+        :class:`ValetError` sets the outcome to its code. An issued grant's span starts the upload's own
+        trace (trace id = upload id, :mod:`valet.telemetry.traces`), linked to the request's context; a
+        refused one is a span in the request's trace."""
         record = GrantRecord()
+        noted = _grant.set(record)
         started = time.perf_counter()
         started_ns = time.time_ns()
         incoming = trace.get_current_span().get_span_context()
@@ -144,6 +146,7 @@ class Telemetry:
             record.outcome, record.status = "internal_error", 500
             raise
         finally:
+            _grant.reset(noted)
             seconds = time.perf_counter() - started
             outcome = bounded(record.outcome, default=OTHER)
             profile = bounded(record.profile)
@@ -222,6 +225,18 @@ class Telemetry:
 
 
 _active = Telemetry()
+_grant: contextvars.ContextVar[GrantRecord | None] = contextvars.ContextVar("valet_grant", default=None)
+
+
+def note_grant(*, upload_id: str | None = None, profile: str | None = None) -> None:
+    """Tell the grant being observed (:meth:`Telemetry.grant`, if any) its profile, then its upload id."""
+    record = _grant.get()
+    if record is None:
+        return
+    if upload_id is not None:
+        record.upload_id = upload_id
+    if profile is not None:
+        record.profile = profile
 
 
 def current() -> Telemetry:
