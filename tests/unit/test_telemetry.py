@@ -160,3 +160,23 @@ def test_code_inside_a_grant_notes_its_profile_and_upload_id() -> None:
     [span] = rec.spans()
     assert span.context.trace_id == uuid.UUID(UPLOAD_ID).int
     assert rec.total("valet.grants", valet__profile="documents", valet__outcome="granted") == 1
+
+
+def test_work_handed_to_another_thread_stays_in_the_trace() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    rec = recorded()
+
+    def send() -> str | None:
+        with rec.telemetry.decision_event("valet-decisions") as traceparent:
+            return traceparent
+
+    with ThreadPoolExecutor(max_workers=1) as pool, rec.telemetry.decision(UPLOAD_ID):
+        bare = pool.submit(send).result()  # a pool thread starts with an empty context
+        carried = pool.submit(traces.carried(send)).result()
+    spans = rec.spans()
+    [decide] = [s for s in spans if s.name == "valet.decide"]
+    lost, kept = (s for s in spans if s.name == "send valet-decisions")
+    assert lost.parent is None and lost.context.trace_id != decide.context.trace_id
+    assert kept.parent is not None and kept.parent.span_id == decide.context.span_id
+    assert bare is not None and carried == f"00-{uuid.UUID(UPLOAD_ID).int:032x}-{kept.context.span_id:016x}-01"

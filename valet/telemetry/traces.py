@@ -16,8 +16,10 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import ParamSpec, TypeVar
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
@@ -87,3 +89,22 @@ def traceparent(span: Span) -> str | None:
     carrier: dict[str, str] = {}
     _propagator.inject(carrier, context=trace.set_span_in_context(span, Context()))
     return carrier.get("traceparent")
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def carried(fn: Callable[P, R]) -> Callable[P, R]:
+    """``fn``, to run in the OpenTelemetry context current now: for work handed to another thread (a pool
+    thread starts with an empty context, and its spans would start new traces)."""
+    captured = otel_context.get_current()
+
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        token = otel_context.attach(captured)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            otel_context.detach(token)
+
+    return run
