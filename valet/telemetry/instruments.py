@@ -180,17 +180,18 @@ class Telemetry:
     # -- the decision side -----------------------------------------------------------------------------
 
     @contextmanager
-    def decision(self, upload_id: str | None) -> Iterator[Span]:
+    def decision(self, upload_id: str | None, *, start_time: int | None = None) -> Iterator[Span]:
         """The span of one decision: a child of the grant's span when ``upload_id`` comes from a name whose
         MAC verified (pass ``None`` otherwise: then it is a span of the trigger's own trace), linked to the
-        trigger's context. Record the verdict with :meth:`decided` inside it."""
+        trigger's context. ``start_time`` (ns since the epoch): when the decision began, if before the
+        block. Record the verdict with :meth:`decided` inside it."""
         incoming = trace.get_current_span().get_span_context()
         if upload_id is not None:
             parent = traces.upload_context(upload_id)
             links = [Link(incoming)] if incoming.is_valid and incoming.trace_id != traces.trace_id(upload_id) else []
-            cm = self.tracer.start_as_current_span(DECISION_SPAN, context=parent, links=links)
+            cm = self.tracer.start_as_current_span(DECISION_SPAN, context=parent, links=links, start_time=start_time)
         else:
-            cm = self.tracer.start_as_current_span(DECISION_SPAN)
+            cm = self.tracer.start_as_current_span(DECISION_SPAN, start_time=start_time)
         with cm as span:
             yield span
 
