@@ -10,8 +10,10 @@ with the key cache replaced by a Get User Delegation Key call per grant, as the 
 
 Prints a Markdown table: medians over the rounds, the ratio, and storage requests per 1,000 grants. With
 ``--telemetry``, also the grant path's CPU time per grant (process CPU, every thread, so the span
-processor's export thread counts) with telemetry off and on (the SDK's providers, a batching span processor
-into the in-memory span exporter and the in-memory metric reader), in alternating rounds of the same run.
+processor's export thread counts) with telemetry off, on with every span recorded (the SDK's providers, a
+batching span processor into the in-memory span exporter, the in-memory metric reader), and on with the
+Azure Monitor distro's default sampler (rate-limited, about 5 traces a second), in alternating rounds of
+the same run.
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import azure.functions as func
+from azure.monitor.opentelemetry.exporter import RateLimitedSampler
 from azure.storage.blob import BlobServiceClient, UserDelegationKey
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Sampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -61,10 +65,10 @@ class KeyPerRequest:
         return self._service.get_user_delegation_key(now - timedelta(minutes=3), now + timedelta(minutes=3))
 
 
-def memory_telemetry() -> tuple[telemetry.Telemetry, Callable[[], None]]:
+def memory_telemetry(sampler: Sampler | None = None) -> tuple[telemetry.Telemetry, Callable[[], None]]:
     """Telemetry on, as in production but exporting in memory; and a function that empties the exporter."""
     exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
+    tracer_provider = TracerProvider(sampler=sampler)
     traces.adopt(tracer_provider)
     processor = BatchSpanProcessor(exporter)
     tracer_provider.add_span_processor(processor)
@@ -143,19 +147,20 @@ def main() -> None:
         for _ in range(args.rounds):
             valet_rates.append(run(valet_holder, args.grants))
             reference_rates.append(run(reference_holder, args.reference_grants))
-        cpu_off: list[float] = []
-        cpu_on: list[float] = []
+        cpu: dict[str, list[float]] = {"off": [], "on": [], "sampled": []}
         if args.telemetry:
-            on, drain = memory_telemetry()
+            variants = {"off": (telemetry.Telemetry(), lambda: None), "on": memory_telemetry(),
+                        # the Azure Monitor distro's default sampler: about 5 traces a second are kept
+                        "sampled": memory_telemetry(RateLimitedSampler(5.0))}
             app.runtime = valet_holder
-            telemetry.install(on)
-            one_round(grant, token, 50)  # warm-up with telemetry on
-            drain()
-            for _ in range(args.rounds):  # alternating, so both see the same machine
-                telemetry.install(telemetry.Telemetry())
-                cpu_off.append(cpu_per_grant(grant, token, args.grants, lambda: None))
+            for on, drain in variants.values():
                 telemetry.install(on)
-                cpu_on.append(cpu_per_grant(grant, token, args.grants, drain))
+                one_round(grant, token, 50)  # warm-up
+                drain()
+            for _ in range(args.rounds):  # alternating, so every variant sees the same machine
+                for name, (on, drain) in variants.items():
+                    telemetry.install(on)
+                    cpu[name].append(cpu_per_grant(grant, token, args.grants, drain))
             telemetry.install(telemetry.Telemetry())
         valet_total = args.rounds * args.grants
         reference_total = args.rounds * args.reference_grants
@@ -172,16 +177,16 @@ def main() -> None:
     print(f"| reference sample (key per request) | {r:,.0f} | {reference_per_1000:.1f} |")
     print(f"| **ratio** | **{v / r:.1f}×** | |")
     if args.telemetry:
-        off, on_ = statistics.median(cpu_off), statistics.median(cpu_on)
+        off = statistics.median(cpu["off"])
         print()
-        print("| grant path, valet | median CPU per grant | rounds |")
-        print("|---|---:|---:|")
-        print(f"| telemetry off (no-op providers) | {off * 1e6:,.0f} µs | "
-              f"{', '.join(f'{c * 1e6:.0f}' for c in cpu_off)} |")
-        print(f"| telemetry on (SDK, in-memory exporter and reader) | {on_ * 1e6:,.0f} µs | "
-              f"{', '.join(f'{c * 1e6:.0f}' for c in cpu_on)} |")
-        print(f"| **on / off** | **{on_ / off:.3f}** ({(on_ / off - 1) * 100:+.1f} %) | |")
-
+        print("| grant path, valet | median CPU per grant | vs off | rounds (µs) |")
+        print("|---|---:|---:|---|")
+        for name, label in (("off", "telemetry off (no-op)"),
+                            ("on", "telemetry on, every span recorded (in-memory exporter and reader)"),
+                            ("sampled", "telemetry on, spans sampled as Application Insights does by default")):
+            median = statistics.median(cpu[name])
+            print(f"| {label} | {median * 1e6:,.0f} µs | {(median / off - 1) * 100:+.1f} % | "
+                  f"{', '.join(f'{c * 1e6:.0f}' for c in cpu[name])} |")
 
 if __name__ == "__main__":
     main()

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import contextvars
 import re
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
 from opentelemetry import trace
-from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
+from opentelemetry.metrics import CallbackOptions, MeterProvider, NoOpMeterProvider, Observation
 from opentelemetry.trace import Link, NoOpTracerProvider, Span, SpanKind, Status, StatusCode, TracerProvider
 
 from valet.errors import ValetError
@@ -109,12 +110,19 @@ class Telemetry:
         self.enabled = meter_provider is not None or tracer_provider is not None
         made: dict[str, object] = {}
         for spec in INSTRUMENTS:
+            if spec is GRANTS:
+                continue
             if spec.kind == "counter":
                 made[spec.name] = meter.create_counter(spec.name, unit=spec.unit, description=spec.description)
             else:
                 made[spec.name] = meter.create_histogram(
                     spec.name, unit=spec.unit, description=spec.description,
                     explicit_bucket_boundaries_advisory=list(spec.boundaries))
+        # Grants are counted in a tally that an observable counter reports at each collection: on the grant
+        # path that costs a dict update, not the SDK's per-measurement attribute handling (bench/grants.py).
+        self._grants = _Tally((PROFILE, OUTCOME))
+        made[GRANTS.name] = meter.create_observable_counter(GRANTS.name, callbacks=[self._grants.observe],
+                                                            unit=GRANTS.unit, description=GRANTS.description)
         self._made = made
 
     def _add(self, spec: Instrument, amount: float, attributes: Mapping[str, str]) -> None:
@@ -125,34 +133,20 @@ class Telemetry:
 
     # -- the grant path --------------------------------------------------------------------------------
 
-    @contextmanager
-    def grant(self) -> Iterator[GrantRecord]:
-        """Around one grant request: counts it, times it and traces it. The code inside sets ``profile``
-        and ``upload_id`` on the record (or calls :func:`note_grant`) as it learns them; a
-        :class:`ValetError` sets the outcome to its code. An issued grant's span starts the upload's own
-        trace (trace id = upload id, :mod:`valet.telemetry.traces`), linked to the request's context; a
-        refused one is a span in the request's trace."""
-        record = GrantRecord()
-        noted = _grant.set(record)
-        started = time.perf_counter()
-        started_ns = time.time_ns()
-        incoming = trace.get_current_span().get_span_context()
-        try:
-            yield record
-        except ValetError as error:
-            record.outcome, record.status = error.code, error.status
-            raise
-        except Exception:
-            record.outcome, record.status = "internal_error", 500
-            raise
-        finally:
-            _grant.reset(noted)
-            seconds = time.perf_counter() - started
-            outcome = bounded(record.outcome, default=OTHER)
-            profile = bounded(record.profile)
-            self._add(GRANTS, 1, {PROFILE: profile, OUTCOME: outcome})
-            self._record(GRANT_DURATION, seconds, {OUTCOME: outcome})
-            self._grant_span(record, outcome, profile, started_ns, incoming)
+    def grant(self) -> _GrantObservation | _NotObserved:
+        """Around one grant request (``with telemetry.grant() as record:``): counts it, times it and traces
+        it. The code inside sets ``profile`` and ``upload_id`` on the record (or calls :func:`note_grant`)
+        as it learns them; a :class:`ValetError` sets the outcome to its code. An issued grant's span starts
+        the upload's own trace (trace id = upload id, :mod:`valet.telemetry.traces`), linked to the
+        request's context; a refused one is a span in the request's trace."""
+        return _GrantObservation(self) if self.enabled else _NOT_OBSERVED
+
+    def _granted(self, record: GrantRecord, seconds: float, started_ns: int, incoming: trace.SpanContext) -> None:
+        outcome = bounded(record.outcome, default=OTHER)
+        profile = bounded(record.profile)
+        self._grants.add((profile, outcome))
+        self._record(GRANT_DURATION, seconds, _OUTCOMES.get(outcome) or {OUTCOME: outcome})
+        self._grant_span(record, outcome, profile, started_ns, incoming)
 
     def _grant_span(self, record: GrantRecord, outcome: str, profile: str, started_ns: int,
                     incoming: trace.SpanContext) -> None:
@@ -223,6 +217,64 @@ class Telemetry:
                 self._add(DECISION_EVENTS, 1, {RESULT: "failed"})
                 raise
             self._add(DECISION_EVENTS, 1, {RESULT: "ok"})
+
+
+class _GrantObservation:
+    """The context manager :meth:`Telemetry.grant` returns (a class: cheaper than a generator on the hot path)."""
+
+    __slots__ = ("_incoming", "_noted", "_record", "_started", "_started_ns", "_telemetry")
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self._telemetry = telemetry
+        self._record = GrantRecord()
+
+    def __enter__(self) -> GrantRecord:
+        self._noted = _grant.set(self._record)
+        self._started = time.perf_counter()
+        self._started_ns = time.time_ns()
+        self._incoming = trace.get_current_span().get_span_context()
+        return self._record
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
+        _grant.reset(self._noted)
+        record = self._record
+        if isinstance(error, ValetError):
+            record.outcome, record.status = error.code, error.status
+        elif error is not None:
+            record.outcome, record.status = "internal_error", 500
+        self._telemetry._granted(record, time.perf_counter() - self._started, self._started_ns, self._incoming)
+
+
+class _NotObserved:
+    """Telemetry off: the grant path pays for nothing (:func:`note_grant` finds no record)."""
+
+    def __enter__(self) -> GrantRecord:
+        return GrantRecord()
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NOT_OBSERVED = _NotObserved()
+_OUTCOMES = {"granted": {OUTCOME: "granted"}}  # the common case's attributes, made once
+
+
+class _Tally:
+    """Counts per attribute set, reported as an observable counter's cumulative values."""
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self._keys = keys
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, ...], int] = {}
+
+    def add(self, values: tuple[str, ...]) -> None:
+        with self._lock:
+            self._counts[values] = self._counts.get(values, 0) + 1
+
+    def observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            counts = list(self._counts.items())
+        return [Observation(n, dict(zip(self._keys, values, strict=True))) for values, n in counts]
 
 
 _active = Telemetry()

@@ -14,7 +14,6 @@ point for ids, which :func:`adopt` installs on the tracer provider valet exports
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import ParamSpec, TypeVar
@@ -29,6 +28,8 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 _pinned: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar("valet_pinned_ids", default=None)
 _propagator = TraceContextTextMapPropagator()
+_LOW_64 = (1 << 64) - 1
+_SPAN_MASK = 0x76616C65742D6772  # "valet-gr": the grant span's id differs from the trace id's low half
 
 
 def trace_id(upload_id: str) -> int:
@@ -38,9 +39,9 @@ def trace_id(upload_id: str) -> int:
 
 
 def grant_span_id(upload_id: str) -> int:
-    """The span id of the upload's grant span, derived from the upload id (never zero)."""
-    digest = hashlib.sha256(b"valet-grant-span|" + uuid.UUID(upload_id).bytes).digest()
-    return int.from_bytes(digest[:8], "big") or 1
+    """The span id of the upload's grant span, derived from the upload id (never zero): its last 64 bits,
+    random and the caller-binding MAC (see :func:`valet.naming.bind_upload_id`), under a fixed mask."""
+    return (uuid.UUID(upload_id).int & _LOW_64) ^ _SPAN_MASK or 1
 
 
 def upload_context(upload_id: str) -> Context:
