@@ -17,7 +17,7 @@ from tests.support import samples
 from tests.support.fakes import ALICE, FixedCaller
 from valet import api
 from valet.caller import Caller
-from valet.downloads import content_disposition
+from valet.grants.downloads import content_disposition
 from valet.runtime import Runtime
 from valet.settings import Settings
 

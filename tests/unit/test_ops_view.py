@@ -9,7 +9,7 @@ import pytest
 
 from valet.errors import BadRequest
 from valet.local import ops
-from valet.naming import new_upload_id
+from valet.grants.naming import new_upload_id
 
 
 def test_the_snapshot_counts_grants_verdicts_and_estimates_percentiles() -> None:

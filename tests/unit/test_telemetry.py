@@ -12,7 +12,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFl
 from tests.support.telemetry import recorded
 from valet import telemetry
 from valet.errors import BadRequest, TooManyRequests
-from valet.naming import new_upload_id
+from valet.grants.naming import new_upload_id
 from valet.telemetry import instruments, traces
 from valet.telemetry.instruments import INSTRUMENTS, bounded
 

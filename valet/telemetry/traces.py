@@ -40,7 +40,7 @@ def trace_id(upload_id: str) -> int:
 
 def grant_span_id(upload_id: str) -> int:
     """The span id of the upload's grant span, derived from the upload id (never zero): its last 64 bits,
-    random and the caller-binding MAC (see :func:`valet.naming.bind_upload_id`), under a fixed mask."""
+    random and the caller-binding MAC (see :func:`valet.grants.naming.bind_upload_id`), under a fixed mask."""
     return (uuid.UUID(upload_id).int & _LOW_64) ^ _SPAN_MASK or 1
 
 

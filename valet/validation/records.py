@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from urllib.parse import quote, unquote
 
+from valet.clock import RFC3339, rfc3339
 from valet.validation.reasons import Outcome
 
 STATE = "valetstate"
@@ -21,13 +22,14 @@ UNTIL = "valetuntil"
 ATTEMPTS = "valetattempts"
 ERROR_CODE = "valeterror"
 OUTCOME = "valetoutcome"
+REASON = "valetreason"
 EVENT = "valetevent"  # index tag: "pending" until the decision's event is on the queue
 PENDING = "pending"
 WRITE_ID = "valetwriteid"  # random per tombstone write: tells our own write from another invocation's
 
 _FIELDS = {
-    "outcome": "valetoutcome",
-    "reason": "valetreason",
+    "outcome": OUTCOME,
+    "reason": REASON,
     "detail": "valetdetail",
     "upload_id": "valetuploadid",
     "caller": "valetcaller",
@@ -54,16 +56,26 @@ def ascii_value(value: str) -> str:
 
 
 def timestamp(moment: datetime | None) -> str:
-    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return "" if moment is None else rfc3339(moment)
 
 
 def parse_timestamp(value: str | None) -> datetime | None:
-    if not value:
+    """A record's timestamp, or ``None`` for anything else (the parsers here are total: whatever a
+    client wrote into metadata or tags is data, never an exception)."""
+    if not value or not isinstance(value, str) or len(value) != 20 or not value.isascii():
         return None
     try:
-        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        return datetime.strptime(value, RFC3339).replace(tzinfo=UTC)
     except ValueError:
         return None
+
+
+def parse_count(value: str | None) -> int | None:
+    """A non-negative count of at most 9 ASCII digits, or ``None``. ``str.isdigit`` alone is not enough:
+    it is true for ``"²"`` and other scripts' digits, and ``int`` refuses those and over 4300 digits."""
+    if not value or not isinstance(value, str) or len(value) > 9 or not (value.isascii() and value.isdigit()):
+        return None
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -112,7 +124,7 @@ class Decision:
 
     def tags(self) -> dict[str, str]:
         """Index tags on the destination copy, so operators can find decisions by outcome and reason."""
-        return {"valetoutcome": self.outcome.value, "valetreason": self.reason}
+        return {OUTCOME: self.outcome.value, REASON: self.reason}
 
     def requarantined(self, reason: str, detail: str, scan: str, at: datetime) -> Decision:
         return replace(self, outcome=Outcome.QUARANTINED, reason=reason, detail=detail, scan=scan,
@@ -127,7 +139,7 @@ class Decision:
             outcome = Outcome(get("outcome"))
         except ValueError:
             outcome = fallback
-        size = get("size")
+        size = parse_count(get("size"))
         return cls(
             outcome=outcome,
             reason=get("reason") or "unknown",
@@ -138,7 +150,7 @@ class Decision:
             profile=get("profile"),
             declared_type=get("declared_type"),
             detected_type=get("detected_type"),
-            size=int(size) if size.isdigit() else None,
+            size=size,
             sha256=get("sha256"),
             granted_at=parse_timestamp(get("granted_at")),
             grant_expires=parse_timestamp(get("grant_expires")),

@@ -16,7 +16,6 @@ from valet.validation.records import Decision
 from valet.validation.scanners import SCANNERS
 from valet.validation.status import StatusReader
 from valet.validation.structure import ImageLimits
-from valet.validation.tombstones import sweep_tombstones
 from valet.validation.validator import Validator
 
 
@@ -59,7 +58,7 @@ class Validation:
                               sas_ttl=settings.upload_window,  # renewals keep an upload pending this long
                               max_attempts=options.max_attempts)
         reconciler = Reconciler(blob_service=blob_service, uploads=uploads, decide=validator.process,
-                                is_decided=validator.is_tombstone,
+                                is_decided=validator.tombstones.is_tombstone,
                                 min_age=options.reconcile_after, max_attempts=options.max_attempts,
                                 limit=options.reconcile_limit)
         return cls(validator, status, MalwareEvents(validator, storage.account_url), options.sweep_limit,
@@ -67,7 +66,7 @@ class Validation:
 
     def on_blob(self, container: str, name: str) -> Decision | None:
         """The blob trigger's entry: only uploads-container blobs are decided."""
-        if container != self.validator.uploads:
+        if container != self.validator.store.uploads:
             return None
         return self.validator.process(name)
 
@@ -79,5 +78,4 @@ class Validation:
         return self.reconciler.run()
 
     def sweep(self) -> int:
-        return sweep_tombstones(self.validator.service, self.validator.uploads, limit=self.sweep_limit,
-                                sealer=self.validator.sealer)
+        return self.validator.tombstones.sweep(self.sweep_limit)
