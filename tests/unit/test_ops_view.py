@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from valet.errors import BadRequest
-from valet.local import ops
 from valet.grants.naming import new_upload_id
+from valet.local import ops
 
 
 def test_the_snapshot_counts_grants_verdicts_and_estimates_percentiles() -> None:

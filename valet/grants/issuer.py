@@ -16,6 +16,7 @@ from urllib.parse import quote, unquote
 
 from azure.storage.blob import BlobSasPermissions
 
+from valet import telemetry
 from valet.caller import Caller
 from valet.clock import rfc3339, utcnow
 from valet.errors import Conflict, NotFound, ServiceUnavailable
@@ -109,6 +110,7 @@ class GrantIssuer:
 
     def issue(self, caller: Caller, request: GrantRequest) -> Grant:
         profile = self._policy.profile_for(request.profile, caller.roles | caller.scopes)  # 403 without its roles
+        telemetry.note_grant(profile=profile.name)
         profile.check(request.content_type, request.size, request.sha256)
 
         now = self._clock().replace(microsecond=0)
@@ -168,6 +170,7 @@ class GrantIssuer:
                 "expires_on": rfc3339(expires),
             },
         )
+        telemetry.note_grant(upload_id=upload_id)  # the grant span starts the upload's trace
         return grant
 
     def _sas(self, name: str, key: Any, now: datetime, expires: datetime) -> str:
