@@ -31,10 +31,10 @@ function bars(svg, entries, { classOf = () => "bar", format = (v) => String(v) }
   const h = Math.min(24, 170 / rows.length);
   rows.forEach(([label, value], i) => {
     const y = 5 + i * h;
-    const w = Math.max(2, (value / max) * 150);
-    svg.appendChild(el("text", { x: 0, y: y + h * 0.65 }, label.length > 22 ? `${label.slice(0, 21)}…` : label));
-    svg.appendChild(el("rect", { x: 130, y: y + 2, width: w, height: h - 5, class: classOf(label) }));
-    svg.appendChild(el("text", { x: 134 + w, y: y + h * 0.65 }, format(value)));
+    const w = Math.max(2, (value / max) * 100);
+    svg.appendChild(el("text", { x: 0, y: y + h * 0.65 }, label.length > 28 ? `${label.slice(0, 27)}…` : label));
+    svg.appendChild(el("rect", { x: 165, y: y + 2, width: w, height: h - 5, class: classOf(label) }));
+    svg.appendChild(el("text", { x: 169 + w, y: y + h * 0.65 }, format(value)));
   });
 }
 
@@ -62,7 +62,7 @@ function latency(svg, grant, lag) {
     if (!data || !data.count) continue;
     for (const p of ["p50", "p90", "p99"]) rows.push([`${name} ${p}`, Math.round(data[p] * scale * 10) / 10]);
   }
-  bars(svg, rows, { format: (v) => `${v} ms` });
+  bars(svg, rows, { format: (v) => (v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${v} ms`) });
 }
 
 function rates(svg) {
