@@ -39,9 +39,9 @@ def upload(stack: DevStack, body: bytes, content_type: str = "image/png") -> req
     return grant
 
 
-def texts(page: Any, chart: str) -> list[str]:
+def texts(tab: Any, chart: str) -> list[str]:
     """The labels drawn in one of the page's SVG charts."""
-    return list(page.eval_on_selector_all(f"{chart} text", "nodes => nodes.map(n => n.textContent)"))
+    return list(tab.eval_on_selector_all(f"{chart} text", "nodes => nodes.map(n => n.textContent)"))
 
 
 def test_the_page_shows_grants_verdicts_and_latency_and_refreshes(stack: DevStack, page: Any) -> None:  # noqa: F811

@@ -148,3 +148,25 @@ def test_settings_read_the_identity_from_the_hosts_authentication_string() -> No
     with pytest.raises(ConfigurationError, match="http/protobuf"):
         TelemetrySettings.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317",
                                     "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+
+
+def test_an_exporter_that_cannot_start_leaves_the_app_serving_with_telemetry_off() -> None:
+    script = textwrap.dedent("""
+        import json, logging, os
+        from valet import telemetry
+        from valet.telemetry.setup import install_from_env
+        logging.basicConfig(level=logging.INFO)
+        t = install_from_env({"APPLICATIONINSIGHTS_CONNECTION_STRING": "not a connection string",
+                              "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true"})
+        print(json.dumps({"enabled": t.enabled, "installed": telemetry.current() is t}))
+    """)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "APPLICATIONINSIGHTS_"))}
+    done = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          timeout=120, env={**base, "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+                                            "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
+                                            "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "otel",
+                                            "HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": "127.0.0.1,localhost"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"enabled": False, "installed": True}
+    assert "telemetry: exporters not started (ValueError)" in done.stderr
+    assert "not a connection string" not in done.stderr  # the setting's value is never logged

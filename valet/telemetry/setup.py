@@ -159,9 +159,15 @@ def _otlp_logs(resource: Any, *, shared: bool = False) -> None:
 
 def install_from_env(environ: Mapping[str, str]) -> Telemetry:
     """The process's telemetry, set up once: the one already installed (``valet dev`` installs its own
-    before the app starts), else :func:`configure` from ``environ``, installed."""
+    before the app starts), else :func:`configure` from ``environ``, installed. Exporters that fail to
+    start (a connection string the distro refuses, say) leave telemetry off and the app serving."""
     if current().enabled:
         return current()
-    configured = configure(TelemetrySettings.from_env(environ))
+    settings = TelemetrySettings.from_env(environ)  # a malformed setting stops start-up, naming it
+    try:
+        configured = configure(settings)
+    except Exception as exc:  # noqa: BLE001 - an exporter that cannot start must not stop the app
+        log.error("telemetry: exporters not started (%s); telemetry is off", type(exc).__name__)
+        return current()
     install(configured)
     return configured
