@@ -170,3 +170,12 @@ def test_an_exporter_that_cannot_start_leaves_the_app_serving_with_telemetry_off
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"enabled": False, "installed": True}
     assert "telemetry: exporters not started (ValueError)" in done.stderr
     assert "not a connection string" not in done.stderr  # the setting's value is never logged
+
+
+def test_logs_take_one_path_in_a_functions_worker() -> None:
+    base = {"APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=x"}
+    assert TelemetrySettings.from_env(base).export_logs  # valet dev, tests, any other host
+    piped = TelemetrySettings.from_env({**base, "FUNCTIONS_WORKER_RUNTIME": "python"})
+    assert not piped.export_logs  # the worker still sends the app's logs to the host: exporting them too doubles them
+    handed = TelemetrySettings.from_env({**base, "FUNCTIONS_WORKER_RUNTIME": "python", "PYTHON_ENABLE_OPENTELEMETRY": "true"})
+    assert handed.export_logs  # the worker stopped piping them (WorkerOpenTelemetryEnabled): the app exports them

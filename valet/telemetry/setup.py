@@ -12,8 +12,10 @@
 The app's own log records (the ``valet`` loggers) are exported by the same pipeline: with
 ``PYTHON_ENABLE_OPENTELEMETRY`` the Python worker stops piping them to the host (capability
 ``WorkerOpenTelemetryEnabled``), which is how the duplicate-telemetry trap is avoided; only one path carries
-each record. The distro's automatic instrumentations stay off: they would trace every storage call with its
-URL (blob names carry caller partitions) and the exporter's own calls (azure-functions-python-worker #1342).
+each record. In a Functions worker without that setting the worker still pipes them, so the app exports no
+logs then (metrics and traces only). The distro's automatic instrumentations stay off: they would trace
+every storage call with its URL (blob names carry caller partitions) and the exporter's own calls
+(azure-functions-python-worker #1342).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class TelemetrySettings:
     client_id: str | None = None  # the user-assigned identity; None with Authorization=AAD: system-assigned
     entra: bool = False
     otlp_endpoint: str | None = None
+    export_logs: bool = True  # False in a Functions worker that still pipes the app's logs to the host
 
     def __repr__(self) -> str:  # the connection string holds the instrumentation key
         return (f"TelemetrySettings(azure_monitor={self.connection_string is not None}, entra={self.entra}, "
@@ -68,8 +71,10 @@ class TelemetrySettings:
         protocol = environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf").strip()
         if otlp and protocol != "http/protobuf":
             raise ConfigurationError("OTEL_EXPORTER_OTLP_PROTOCOL: valet exports OTLP over http/protobuf only.")
+        in_worker = any(environ.get(name) for name in ("FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsScriptRoot"))
+        worker_pipes_logs = in_worker and environ.get("PYTHON_ENABLE_OPENTELEMETRY", "").strip().lower() != "true"
         return cls(connection_string=connection, client_id=auth.get("clientid") or None, entra=entra,
-                   otlp_endpoint=otlp)
+                   otlp_endpoint=otlp, export_logs=not worker_pipes_logs)
 
 
 def _pairs(text: str, setting: str) -> dict[str, str]:
@@ -108,9 +113,10 @@ def configure(settings: TelemetrySettings, *,
 
         options: dict[str, Any] = {name: {"enabled": False} for name in DISTRO_INSTRUMENTATIONS}
         configure_azure_monitor(connection_string=settings.connection_string, credential=credential(settings),
+                                disable_logging=not settings.export_logs,
                                 resource=resource, logger_name=LOGGER, instrumentation_options=options,
                                 span_processors=span_processors, metric_readers=readers)
-        if settings.otlp_endpoint:  # the distro's log pipeline (its handler on LOGGER) also goes to OTLP
+        if settings.otlp_endpoint and settings.export_logs:  # the distro's log pipeline also goes to OTLP
             _otlp_logs(resource, shared=True)
     else:
         from opentelemetry.sdk.metrics import MeterProvider
@@ -121,7 +127,8 @@ def configure(settings: TelemetrySettings, *,
             ours.add_span_processor(processor)
         trace.set_tracer_provider(ours)
         metrics.set_meter_provider(MeterProvider(metric_readers=readers, resource=resource))
-        _otlp_logs(resource)
+        if settings.export_logs:
+            _otlp_logs(resource)
     tracer_provider = trace.get_tracer_provider()
     if not traces.adopt(tracer_provider):
         log.warning("telemetry: the tracer provider is not the SDK's; uploads' traces will not link")
