@@ -241,7 +241,18 @@ def _run(listener: socket.socket, *, root: Path, state: Path, ready: threading.E
     api_key = _dev_api_key(env) if env.get("VALET_APIKEY_PEPPER") else ""
     os.environ.update(env)
     dev_telemetry, ops_view = ops.dev_telemetry(otlp_endpoint)
-    telemetry.install(dev_telemetry)  # before the app starts: the app then keeps it (valet/telemetry/setup.py)
+    previous = telemetry.install(dev_telemetry)  # before the app starts: the app keeps it (valet/telemetry/setup.py)
+    try:
+        return _serve(listener, env, service, azurite, issuer, api_key, ops_view, state=state, ready=ready,
+                      stop=stop, blob_trigger=blob_trigger, otlp_endpoint=otlp_endpoint)
+    finally:
+        telemetry.install(previous)
+        ops_view.close()
+
+
+def _serve(listener: socket.socket, env: dict[str, str], service: BlobServiceClient, azurite: Azurite,
+           issuer: DevIssuer, api_key: str, ops_view: ops.OpsView, *, state: Path, ready: threading.Event | None,
+           stop: threading.Event, blob_trigger: bool, otlp_endpoint: str | None) -> int:
     sys.modules.pop("function_app", None)
     sys.path.insert(0, str(PROJECT_ROOT))
     function_app = importlib.import_module("function_app")

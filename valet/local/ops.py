@@ -44,6 +44,12 @@ class OpsView:
 
     reader: InMemoryMetricReader
     started: float
+    providers: tuple[MeterProvider, TracerProvider] | None = None
+
+    def close(self) -> None:
+        """Stop the providers (and their export threads, when exporting to OTLP)."""
+        for provider in self.providers or ():
+            provider.shutdown()
 
     def snapshot(self) -> dict[str, Any]:
         counters: dict[str, list[tuple[dict[str, str], float]]] = {}
@@ -129,7 +135,8 @@ def dev_telemetry(otlp_endpoint: str | None = None) -> tuple[Telemetry, OpsView]
                                                      export_interval_millis=5000))
         tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{base}/v1/traces")))
     meter_provider = MeterProvider(metric_readers=readers, resource=resource)
-    return Telemetry(meter_provider, tracer_provider), OpsView(reader, time.monotonic())
+    return (Telemetry(meter_provider, tracer_provider),
+            OpsView(reader, time.monotonic(), (meter_provider, tracer_provider)))
 
 
 def routes(view: OpsView) -> dict[str, Callable[[], Response]]:
