@@ -7,12 +7,17 @@ storage, and counts the storage requests the grant path makes. The reference var
 with the key cache replaced by a Get User Delegation Key call per grant, as the reference sample does.
 
     .venv/bin/python bench/grants.py [--rounds 7] [--grants 400] [--reference-grants 100] [--quota-grants 400]
+                                     [--telemetry]
 
 Prints a Markdown table: medians over the rounds, the ratio, and storage requests per 1,000 grants. Then,
 in the same run, quotas (issue 26): grants/s and p50/p99 latency of the same grant with a profile without
 a quota and one with a quota (the same app, a second runtime whose profiles set ``quota`` and
 ``tenantQuota``; Azurite's Table service as the store), and the quota table's requests per grant when 1,
-8 and 32 threads grant for the same caller at once.
+8 and 32 threads grant for the same caller at once. With ``--telemetry``, also the grant path's CPU time
+per grant (process CPU, every thread, so the span processor's export thread counts) with telemetry off,
+on with every span recorded (the SDK's providers, a batching span processor into the in-memory span
+exporter, the in-memory metric reader), and on with the Azure Monitor distro's default sampler
+(rate-limited, about 5 traces a second), in alternating rounds of the same run.
 """
 
 from __future__ import annotations
@@ -36,15 +41,24 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import azure.functions as func
+from azure.monitor.opentelemetry.exporter import RateLimitedSampler
 from azure.storage.blob import BlobServiceClient, UserDelegationKey
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Sampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from valet import telemetry
 from valet.local.dev import provision
 from valet.local.devidp import DevIssuer
 from valet.local.emulator import Azurite
 from valet.runtime import RuntimeHolder
 from valet.storage import EmulatorCredential
+from valet.telemetry import traces
 
 
 class KeyPerRequest:
@@ -56,6 +70,33 @@ class KeyPerRequest:
     def get(self, valid_until: datetime) -> UserDelegationKey:
         now = datetime.now(UTC)
         return self._service.get_user_delegation_key(now - timedelta(minutes=3), now + timedelta(minutes=3))
+
+
+def memory_telemetry(sampler: Sampler | None = None) -> tuple[telemetry.Telemetry, Callable[[], None]]:
+    """Telemetry on, as in production but exporting in memory; and a function that empties the exporter."""
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider(sampler=sampler)
+    traces.adopt(tracer_provider)
+    processor = BatchSpanProcessor(exporter)
+    tracer_provider.add_span_processor(processor)
+    reader = InMemoryMetricReader()
+    on = telemetry.Telemetry(MeterProvider(metric_readers=[reader]), tracer_provider)
+
+    def drain() -> None:
+        processor.force_flush()
+        reader.get_metrics_data()  # a collection, as a periodic reader would make
+        exporter.clear()
+
+    return on, drain
+
+
+def cpu_per_grant(grant: Callable[[func.HttpRequest], func.HttpResponse], token: str, count: int,
+                  drain: Callable[[], None]) -> float:
+    """Process CPU seconds per grant over ``count`` grants, the exporter's work included."""
+    started = time.process_time()
+    one_round(grant, token, count)
+    drain()
+    return (time.process_time() - started) / count
 
 
 def one_round(grant: Callable[[func.HttpRequest], func.HttpResponse], token: str, count: int) -> float:
@@ -153,6 +194,8 @@ def main() -> None:
     parser.add_argument("--grants", type=int, default=400, help="grants per round, cached key")
     parser.add_argument("--reference-grants", type=int, default=100, help="grants per round, key per request")
     parser.add_argument("--quota-grants", type=int, default=400, help="grants per quota measurement (0: skip)")
+    parser.add_argument("--telemetry", action="store_true",
+                        help="also compare the grant path's CPU per grant with telemetry off and on (in memory)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, Azurite(Path(tmp)) as azurite, DevIssuer() as issuer:
@@ -189,6 +232,21 @@ def main() -> None:
         for _ in range(args.rounds):
             valet_rates.append(run(valet_holder, args.grants))
             reference_rates.append(run(reference_holder, args.reference_grants))
+        cpu: dict[str, list[float]] = {"off": [], "on": [], "sampled": []}
+        if args.telemetry:
+            variants = {"off": (telemetry.Telemetry(), lambda: None), "on": memory_telemetry(),
+                        # the Azure Monitor distro's default sampler: about 5 traces a second are kept
+                        "sampled": memory_telemetry(RateLimitedSampler(5.0))}
+            app.runtime = valet_holder
+            for on, drain in variants.values():
+                telemetry.install(on)
+                one_round(grant, token, 50)  # warm-up
+                drain()
+            for _ in range(args.rounds):  # alternating, so every variant sees the same machine
+                for name, (on, drain) in variants.items():
+                    telemetry.install(on)
+                    cpu[name].append(cpu_per_grant(grant, token, args.grants, drain))
+            telemetry.install(telemetry.Telemetry())
         valet_total = args.rounds * args.grants
         reference_total = args.rounds * args.reference_grants
         valet_per_1000 = (valet.storage_requests.count - valet_requests_before) * 1000 / valet_total
@@ -207,6 +265,17 @@ def main() -> None:
     print(f"| valet (cached user delegation key) | {v:,.0f} | {valet_per_1000:.1f} |")
     print(f"| reference sample (key per request) | {r:,.0f} | {reference_per_1000:.1f} |")
     print(f"| **ratio** | **{v / r:.1f}×** | |")
+    if args.telemetry:
+        off = statistics.median(cpu["off"])
+        print()
+        print("| grant path, valet | median CPU per grant | vs off | rounds (µs) |")
+        print("|---|---:|---:|---|")
+        for name, label in (("off", "telemetry off (no-op)"),
+                            ("on", "telemetry on, every span recorded (in-memory exporter and reader)"),
+                            ("sampled", "telemetry on, spans sampled as Application Insights does by default")):
+            median = statistics.median(cpu[name])
+            print(f"| {label} | {median * 1e6:,.0f} µs | {(median / off - 1) * 100:+.1f} % | "
+                  f"{', '.join(f'{c * 1e6:.0f}' for c in cpu[name])} |")
     print(quota_report.getvalue(), end="")
 
 

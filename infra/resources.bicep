@@ -473,7 +473,12 @@ var valetSettings = {
 }
 
 // What the Functions host itself needs: identity-based host storage, the blob trigger's connection (named by
-// VALET_TRIGGER_CONNECTION), Application Insights with Entra ID authentication.
+// VALET_TRIGGER_CONNECTION), Application Insights with Entra ID authentication, and OpenTelemetry
+// (docs/telemetry.md): host.json's telemetryMode sends the host's logs and traces as OpenTelemetry;
+// PYTHON_ENABLE_OPENTELEMETRY makes the Python worker pass the host's trace context to the app and stop
+// piping the app's logs to the host, because the app exports them itself (valet/telemetry/setup.py, with the
+// identity in APPLICATIONINSIGHTS_AUTHENTICATION_STRING): one path per record, no duplicates. Never
+// PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY as well: the worker would configure a second exporter.
 var hostSettings = {
   AzureWebJobsStorage__blobServiceUri: 'https://${hostAccount.name}.blob.${storageSuffix}'
   AzureWebJobsStorage__queueServiceUri: 'https://${hostAccount.name}.queue.${storageSuffix}'
@@ -485,6 +490,7 @@ var hostSettings = {
   ValetStorage__clientId: identity.properties.clientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
+  PYTHON_ENABLE_OPENTELEMETRY: 'true'
 }
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {

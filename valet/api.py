@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
-from valet import cors, openapi, webui
+from valet import cors, openapi, telemetry, webui
 from valet.caller import Caller
 from valet.errors import ConfigurationError, PayloadTooLarge, UnsupportedMediaType
 from valet.grants.blocks import parse_blocks_request
@@ -64,6 +64,7 @@ Handler = Callable[[Call], func.HttpResponse]
 class Endpoint:
     handler: Handler
     admission: str = GRANT
+    observed: bool = False  # counted, timed and traced as a grant (valet.telemetry), admission included
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,14 @@ def serve(route: Route, get_runtime: Callable[[], Runtime], req: func.HttpReques
 
 def _run(route: Route, get_runtime: Callable[[], Runtime], req: func.HttpRequest) -> func.HttpResponse:
     endpoint = route.endpoints.get(req.method.upper()) or next(iter(route.endpoints.values()))
+    if endpoint.observed:
+        with telemetry.current().grant():
+            return _admit_and_handle(endpoint, get_runtime, req)
+    return _admit_and_handle(endpoint, get_runtime, req)
+
+
+def _admit_and_handle(endpoint: Endpoint, get_runtime: Callable[[], Runtime],
+                      req: func.HttpRequest) -> func.HttpResponse:
     if endpoint.admission == ANONYMOUS:
         return endpoint.handler(Call(get_runtime, req))
     runtime = get_runtime()
@@ -236,7 +245,7 @@ def _openapi_document(call: Call) -> func.HttpResponse:
 # -- the route table (function name -> route); function_app.py binds each to its path -----------------
 
 ROUTES: Mapping[str, Route] = {
-    "create_upload": Route({"POST": Endpoint(_create_upload)}),
+    "create_upload": Route({"POST": Endpoint(_create_upload, observed=True)}),
     "upload_status": Route({"GET": Endpoint(_upload_status, READ), "DELETE": Endpoint(_cancel_upload)}),
     "renew_upload": Route({"POST": Endpoint(_renew_upload)}),
     "upload_download": Route({"GET": Endpoint(_upload_download)}),  # a grant's budget: it signs a SAS

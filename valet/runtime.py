@@ -24,6 +24,7 @@ from valet.grants.state import BlobUploadState, UploadState
 from valet.quotas.service import BlobPresence, Quotas
 from valet.settings import NO_QUEUE, Settings
 from valet.storage import RequestCounter, make_blob_service, make_credential, make_decision_queue
+from valet.telemetry.setup import install_from_env
 from valet.validation.events import QueueEvents
 from valet.validation.service import Validation
 
@@ -118,8 +119,10 @@ class RuntimeHolder:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._runtime: Runtime | None = None
         self._error: ConfigurationError | None = None
+        env = os.environ if environ is None else environ
         try:
-            self._runtime = Runtime.from_settings(Settings.from_env(os.environ if environ is None else environ))
+            install_from_env(env)  # telemetry first: the runtime's clients record through it
+            self._runtime = Runtime.from_settings(Settings.from_env(env))
         except ConfigurationError as error:
             log.error("valet is not configured: %s", error.detail)
             self._error = error

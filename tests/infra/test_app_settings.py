@@ -147,7 +147,8 @@ def test_host_and_trigger_connections_are_identity_based() -> None:
     assert not any("AccountKey=" in v or "SharedAccessSignature=" in v for v in settings.values())
     assert not {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION"} & set(settings)
     others = {k for k in settings if not k.startswith("VALET_")}
-    assert all(k.startswith(("AzureWebJobsStorage__", f"{connection}__", "APPLICATIONINSIGHTS_")) for k in others)
+    assert all(k.startswith(("AzureWebJobsStorage__", f"{connection}__", "APPLICATIONINSIGHTS_")) for k in others
+               - {"PYTHON_ENABLE_OPENTELEMETRY"})  # tests/infra/test_telemetry_infra.py
 
 
 def test_azure_needs_no_python_init_indexing_setting() -> None:

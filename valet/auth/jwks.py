@@ -35,6 +35,7 @@ from typing import Any
 import jwt
 import requests
 
+from valet import telemetry
 from valet.errors import ConfigurationError
 
 from .settings import IssuerConfig, check_fetch_url
@@ -112,12 +113,14 @@ class IssuerKeys:
         try:
             keys = self._download()
         except KeysUnavailable:
+            telemetry.current().jwks_fetch(ok=False)
             with self._lock:
                 self._last_failed = True
                 if stale is not None and self._usable_stale(self._now()):
                     log.warning("jwks refresh failed; serving cached keys issuer=%s", self.issuer)
                     return stale
             raise
+        telemetry.current().jwks_fetch(ok=True)
         with self._lock:
             self._keys, self._fetched_at, self._last_failed = keys, self._now(), False
             key = self._keys.get(kid)

@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from valet import telemetry
 from valet.errors import TooManyRequests
 
 
@@ -50,6 +51,7 @@ class RateLimiter:
             if tokens < 1.0:
                 self._buckets[caller_id] = (tokens, now)
                 wait = max(1, math.ceil((1.0 - tokens) / self._rate))
+                telemetry.current().refusal("rate_limit", TooManyRequests.code)
                 raise TooManyRequests(
                     "Too many requests from this caller; retry later",
                     headers={"Retry-After": str(wait)},
@@ -176,6 +178,7 @@ class FailureThrottle:
 
 
 def _too_many(detail: str, wait: int) -> TooManyRequests:
+    telemetry.current().refusal("failure_budget", "too_many_failures")
     return TooManyRequests(
         detail, code="too_many_failures", headers={"Retry-After": str(wait)}, extra={"retry_after": wait}
     )

@@ -26,6 +26,7 @@ from typing import Protocol
 from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobSasPermissions, UserDelegationKey, generate_blob_sas
 
+from valet import telemetry
 from valet.clock import utcnow
 from valet.errors import ServiceUnavailable
 
@@ -192,11 +193,13 @@ class UserDelegationKeyCache:
         try:
             key = self._source.get_user_delegation_key(key_start_time=start, key_expiry_time=expiry)
         except AzureError as exc:
+            telemetry.current().delegation_key_refresh(ok=False)
             with self._state_lock:
                 self._failed_at = self._clock()
                 self.failures += 1
             log.warning("user delegation key fetch failed: %s", type(exc).__name__)
             raise self._unavailable() from exc
+        telemetry.current().delegation_key_refresh(ok=True)
         with self._state_lock:
             self._key, self._expiry = key, key_expiry(key)
             self._failed_at = None

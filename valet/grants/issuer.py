@@ -16,6 +16,7 @@ from urllib.parse import quote, unquote
 
 from azure.storage.blob import BlobSasPermissions
 
+from valet import telemetry
 from valet.caller import Caller
 from valet.clock import rfc3339, utcnow
 from valet.errors import Conflict, NotFound, ServiceUnavailable
@@ -154,6 +155,7 @@ class GrantIssuer:
         profile with a quota stores one anyway. The name says which, so the decision and a cancel touch the
         quota table only for grants that have a row."""
         profile = self._policy.profile_for(request.profile, caller.roles | caller.scopes)  # 403 without its roles
+        telemetry.note_grant(profile=profile.name)
         profile.check(request.content_type, request.size, request.sha256)
         now = now or self._clock().replace(microsecond=0)
         deadline = now + max(self._ttl, self._window)  # no SAS for this name, renewed or not, expires later
@@ -227,6 +229,7 @@ class GrantIssuer:
                 "expires_on": rfc3339(expires),
             },
         )
+        telemetry.note_grant(upload_id=planned.upload_id)  # the grant span starts the upload's trace
         return grant
 
     def _sas(self, name: str, key: Any, now: datetime, expires: datetime) -> str:

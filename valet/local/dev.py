@@ -36,7 +36,9 @@ from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
+from valet import telemetry
 from valet.cors import apply_storage_cors, parse_origins
+from valet.local import ops
 from valet.local.devhost import FunctionHost
 from valet.local.devidp import DevIssuer
 from valet.local.emulator import PROJECT_ROOT, Azurite, EmulatorError, port_in_use
@@ -180,11 +182,13 @@ def provision(service: BlobServiceClient, env: dict[str, str], queue_url: str, c
 
 
 def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event | None = None,
-        stop: threading.Event | None = None, blob_trigger: bool = True, instances: int = 1) -> int:
+        stop: threading.Event | None = None, blob_trigger: bool = True, instances: int = 1,
+        otlp_endpoint: str | None = None) -> int:
     """Run until ``stop`` is set. ``root`` holds local.settings(.sample).json and the ``.valet`` state.
     ``blob_trigger=False`` feeds no blob to ``validate_upload``, as when Event Grid deliveries are lost:
     then only the ``reconcile_uploads`` timer decides uploads. ``instances`` app hosts serve on ``port``
-    (the one bound, for 0) and the ports after it."""
+    (the one bound, for 0) and the ports after it. Telemetry is kept in memory for the operations page,
+    and also exported to ``otlp_endpoint`` when one is given."""
     stop = stop or threading.Event()
     state = root / ".valet"
     try:
@@ -201,7 +205,7 @@ def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event |
         return 2
     try:
         return _run(listener, root=root, state=state, ready=ready, stop=stop, blob_trigger=blob_trigger,
-                    instances=instances)
+                    instances=instances, otlp_endpoint=otlp_endpoint)
     finally:
         listener.close()
 
@@ -220,7 +224,7 @@ def bind_loopback(port: int) -> socket.socket:
 
 
 def _run(listener: socket.socket, *, root: Path, state: Path, ready: threading.Event | None,
-         stop: threading.Event, blob_trigger: bool, instances: int = 1) -> int:
+         stop: threading.Event, blob_trigger: bool, instances: int = 1, otlp_endpoint: str | None = None) -> int:
     port = int(listener.getsockname()[1])
     if not (root / LOCAL).exists():
         print(f"valet dev: {LOCAL} not found; creating it with fresh development secrets")
@@ -263,10 +267,24 @@ def _run(listener: socket.socket, *, root: Path, state: Path, ready: threading.E
     apply_storage_cors(service, parse_origins(env["VALET_CORS_ORIGINS"], setting="VALET_CORS_ORIGINS"))
     api_key = _dev_api_key(env) if env.get("VALET_APIKEY_PEPPER") else ""
     os.environ.update(env)
+    dev_telemetry, ops_view = ops.dev_telemetry(otlp_endpoint)
+    previous = telemetry.install(dev_telemetry)  # before the app starts: the app keeps it (valet/telemetry/setup.py)
+    try:
+        return _serve(listener, env, service, azurite, issuer, api_key, ops_view, state=state, ready=ready,
+                      stop=stop, blob_trigger=blob_trigger, instances=instances, otlp_endpoint=otlp_endpoint)
+    finally:
+        telemetry.install(previous)
+        ops_view.close()
+
+
+def _serve(listener: socket.socket, env: dict[str, str], service: BlobServiceClient, azurite: Azurite,
+           issuer: DevIssuer, api_key: str, ops_view: ops.OpsView, *, state: Path, ready: threading.Event | None,
+           stop: threading.Event, blob_trigger: bool, instances: int, otlp_endpoint: str | None) -> int:
+    port = int(listener.getsockname()[1])
     sys.modules.pop("function_app", None)
     sys.path.insert(0, str(PROJECT_ROOT))
     function_app = importlib.import_module("function_app")
-    host = FunctionHost(function_app.app, listener=listener).start()
+    host = FunctionHost(function_app.app, listener=listener, local_routes=ops.routes(ops_view)).start()
     try:
         extra = start_instances(range(port + 1, port + instances), os.environ)
     except EmulatorError as exc:
@@ -300,6 +318,8 @@ def _run(listener: socket.socket, *, root: Path, state: Path, ready: threading.E
     print("""         -d '{"filename": "a.png", "contentType": "image/png", "size": 68}'""")
     if function_app.runtime.loaded is not None and function_app.runtime.loaded.settings.ui_enabled:
         print(f"  upload page: {host.url}/api/ui  (paste VALET_DEV_TOKEN or VALET_DEV_API_KEY)")
+    print(f"  operations page: {host.url}{ops.PAGE_ROUTE}" + (f"  (telemetry also to {otlp_endpoint})"
+                                                             if otlp_endpoint else ""))
     print("  Ctrl-C stops everything.", flush=True)
     if ready is not None:
         ready.set()
@@ -342,8 +362,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--instances", type=int, default=1, choices=range(1, 17), metavar="N",
                         help="run N app instances as separate processes on --port and the ports after it "
                              "(1-16; VALET_URLS in .valet/dev.env lists them)")
+    parser.add_argument("--otlp-endpoint", default=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+                        help="also export metrics and traces to this OTLP/HTTP collector, e.g. http://127.0.0.1:4318 "
+                             "(default: OTEL_EXPORTER_OTLP_ENDPOINT; without either, telemetry stays in memory)")
     args = parser.parse_args(argv)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    return run(args.port, root=args.root, stop=stop, blob_trigger=not args.no_blob_trigger, instances=args.instances)
+    return run(args.port, root=args.root, stop=stop, blob_trigger=not args.no_blob_trigger,
+               instances=args.instances, otlp_endpoint=args.otlp_endpoint)

@@ -13,7 +13,9 @@ It reads the ``FunctionApp`` object (``app.get_functions()``), never a second co
   POST without a preflight, never an ``application/json`` one, and its ``Origin`` is never the host's).
 
 Like the platform's front end, the host records the TCP peer in ``X-Forwarded-For`` (waitress drops any
-forwarding headers a client sent), which is where the app reads the client address from.
+forwarding headers a client sent), which is where the app reads the client address from; and like the
+Functions host with ``PYTHON_ENABLE_OPENTELEMETRY``, it makes a request's W3C ``traceparent`` the current
+OpenTelemetry context while the function runs.
 
 Loopback only; development only. Not a replacement for the Functions host in Azure.
 """
@@ -25,7 +27,7 @@ import logging
 import re
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -33,11 +35,15 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import azure.functions as func
+from opentelemetry import context as otel_context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from waitress import create_server, wasyncore  # type: ignore[import-untyped]
 
 log = logging.getLogger("valet.local.devhost")
 
 MAX_BODY = 64 * 1024 * 1024
+LocalRoute = Callable[[], tuple[int, dict[str, str], bytes]]
+_PROPAGATOR = TraceContextTextMapPropagator()
 
 
 @dataclass(frozen=True)
@@ -80,13 +86,16 @@ def _route_pattern(prefix: str, route: str) -> re.Pattern[str]:
 
 class FunctionHost:
     def __init__(self, app: func.FunctionApp, *, host: str = "127.0.0.1", port: int = 7071,
-                 route_prefix: str = "api", listener: socket.socket | None = None) -> None:
+                 route_prefix: str = "api", listener: socket.socket | None = None,
+                 local_routes: Mapping[str, LocalRoute] | None = None) -> None:
         """``listener``: a socket already bound (and listening) on loopback, served instead of binding
-        ``port``; how ``valet dev --port 0`` knows its port before the app's settings are made."""
+        ``port``; how ``valet dev --port 0`` knows its port before the app's settings are made.
+        ``local_routes``: GET paths this host serves itself (valet dev's operations page)."""
         if host not in ("127.0.0.1", "localhost", "::1") or (
                 listener is not None and listener.getsockname()[0] not in ("127.0.0.1", "::1")):
             raise ValueError("the development host binds to loopback only")
         self._host = host
+        self._local = dict(local_routes or {})  # GET paths only this host serves (valet dev's operations page)
         self.routes: list[HttpRoute] = []
         self.others: dict[str, tuple[str, Callable[..., Any]]] = {}
         self.schedules: dict[str, str] = {}  # timer functions: name -> NCRONTAB schedule
@@ -181,6 +190,8 @@ class FunctionHost:
         if admin and method == "POST":
             refused = self._admin_refusal(environ)
             return refused if refused is not None else self._admin(admin.group(1), body)
+        if path in self._local and method in ("GET", "HEAD"):
+            return self._local[path]()
         headers = {key[5:].replace("_", "-").lower(): str(value) for key, value in environ.items()
                    if key.startswith("HTTP_")}
         if environ.get("CONTENT_TYPE"):
@@ -203,7 +214,11 @@ class FunctionHost:
                 route_params={k: v for k, v in match.groupdict().items() if v is not None},
                 body=body,
             )
-            response = route.function(request)
+            token = otel_context.attach(_PROPAGATOR.extract(headers))  # as the host and worker do in Azure
+            try:
+                response = route.function(request)
+            finally:
+                otel_context.detach(token)
             out = dict(response.headers)
             if response.mimetype:
                 charset = f"; charset={response.charset}" if response.charset else ""

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobClient, BlobProperties
 
+from valet.telemetry import traces
 from valet.validation import records
 from valet.validation.events import SENT, DecisionEvents
 from valet.validation.records import Decision
@@ -54,7 +55,8 @@ class Announcer:
         when decisions are not announced."""
         if self.events is None:
             return None
-        return _SENDER.submit(self.events.publish, decision, self._store.destination(decision), name)
+        publish = traces.carried(self.events.publish)  # the send span stays in the decision's trace
+        return _SENDER.submit(publish, decision, self._store.destination(decision), name)
 
     def publish(self, decision: Decision, container: str, name: str) -> None:
         """Send the event now (the caller handles a failure)."""

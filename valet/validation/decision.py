@@ -121,6 +121,18 @@ def decide(upload: StoredUpload, content: RangeSource, rules: Rules, now: dateti
     return known.decision(Outcome.ACCEPTED, Reason.OK, "all checks passed", now)
 
 
+def verified_upload_id(decision: Decision) -> str | None:
+    """The upload id of ``decision`` when its grant (the name's MAC or the grant header) verified, so the
+    app chose it: then the decision's trace continues the grant's (:mod:`valet.telemetry.traces`)."""
+    if not decision.upload_id or decision.reason in UNTRUSTED_GRANT:
+        return None
+    try:
+        parse_upload_id(decision.upload_id)
+    except ValetError:
+        return None
+    return decision.upload_id
+
+
 def cancelled(upload_id: str, caller: str, now: datetime) -> Decision:
     """The record of a grant its caller gave back before uploading (see :mod:`valet.grants.cancel`)."""
     return Decision(outcome=Outcome.CANCELLED, reason=Reason.CANCELLED.value, detail="cancelled by the caller",

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from azure.storage.queue import QueueClient
 
+from valet import telemetry
 from valet.validation import records
 from valet.validation.reasons import Outcome
 from valet.validation.records import Decision
@@ -28,8 +29,9 @@ from valet.validation.records import Decision
 NEVER_EXPIRES = -1
 
 
-def decision_message(decision: Decision, container: str, name: str) -> dict[str, Any]:
-    """The event for ``decision`` of the upload now at ``container/name`` (its destination copy)."""
+def decision_message(decision: Decision, container: str, name: str, traceparent: str | None = None) -> dict[str, Any]:
+    """The event for ``decision`` of the upload now at ``container/name`` (its destination copy).
+    ``traceparent``: the W3C trace context of the send, for a consumer that continues the upload's trace."""
     message: dict[str, Any] = {
         "uploadId": decision.upload_id,
         "status": decision.outcome.value,
@@ -46,6 +48,8 @@ def decision_message(decision: Decision, container: str, name: str) -> dict[str,
         message["previousStatus"] = decision.previous  # a later verdict moved an accepted upload
     if decision.sha256:
         message["sha256"] = decision.sha256
+    if traceparent:
+        message["traceparent"] = traceparent
     return message
 
 
@@ -74,7 +78,9 @@ class QueueEvents:
         self._queue = queue  # created by the deployment (infra/) and by valet dev; never by the app
 
     def publish(self, decision: Decision, container: str, name: str) -> None:
-        self._queue.send_message(encode(decision_message(decision, container, name)), time_to_live=NEVER_EXPIRES)
+        with telemetry.current().decision_event(self._queue.queue_name) as traceparent:
+            self._queue.send_message(encode(decision_message(decision, container, name, traceparent)),
+                                     time_to_live=NEVER_EXPIRES)
 
     def send_message(self, message: dict[str, Any]) -> None:
         """Another event on the same queue (a completed batch's: ``"type": "batch"``)."""

@@ -49,13 +49,14 @@ from datetime import datetime, timedelta
 from azure.core.exceptions import AzureError, ResourceModifiedError
 from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient
 
+from valet import telemetry
 from valet.clock import utcnow
 from valet.grants.granted import DEFAULT_CLOCK_SKEW
 from valet.grants.policy import Policy
 from valet.grants.token import GrantKeyRing
 from valet.validation import records, trusted
 from valet.validation.announce import Announcer
-from valet.validation.decision import Rules, decide, tombstone_until
+from valet.validation.decision import Rules, decide, tombstone_until, verified_upload_id
 from valet.validation.events import SENT, DecisionEvents
 from valet.validation.reasons import Outcome
 from valet.validation.records import Decision
@@ -140,14 +141,15 @@ class Validator:
         """Decide the upload at ``name`` (idempotent). Returns the decision, or ``None`` when there is no
         such upload and no record of one. ``verdict`` is a scanner result that arrived out of band (a
         Defender event) and overrides the configured scanners."""
+        started = time.time_ns()  # the decision span's start: the head read belongs to the decision
         for _ in range(_RESTARTS):
             try:
-                return self._process_once(name, verdict)
+                return self._process_once(name, verdict, started)
             except SourceChanged:
                 continue
         raise DecisionFailed("The upload kept changing while it was being decided.", retry_after=5)
 
-    def _process_once(self, name: str, verdict: ScanResult | None) -> Decision | None:
+    def _process_once(self, name: str, verdict: ScanResult | None, started: int) -> Decision | None:
         store = self.store
         source = store.upload(name)
         try:
@@ -170,9 +172,16 @@ class Validator:
                 return self._finish(source, props, existing, sends=True, created_accepted=False)
             decision = decide(store.stored_upload(source, props, head), store.pinned(source, props), self.rules,
                               self._clock(), verdict)
-            decision, created = store.store(source, props, head, decision)
-            return self._finish(source, props, decision, sends=created,
-                                created_accepted=created and decision.outcome is Outcome.ACCEPTED)
+            observed = telemetry.current()
+            with observed.decision(verified_upload_id(decision), start_time=started):
+                decision, created = store.store(source, props, head, decision)
+                final = self._finish(source, props, decision, sends=created,
+                                     created_accepted=created and decision.outcome is Outcome.ACCEPTED)
+                if created:  # this invocation stored the record: count the verdict once
+                    lag = (self._clock() - props.creation_time).total_seconds() if props.creation_time else None
+                    observed.decided(outcome=final.outcome.value, reason=final.reason, profile=final.profile,
+                                     size=final.size or 0, lag_seconds=lag)
+                return final
         except SourceChanged:
             raise
         except ResourceModifiedError as exc:

@@ -1,0 +1,111 @@
+"""One trace per upload: the grant, the decision and the decision event.
+
+The upload id (a UUIDv7 the app picks, 128 bits) *is* the trace id, and the grant's span id is derived
+from it. The decision knows the upload id from the blob name, whose MAC it verifies first, so it can
+make its span a child of the grant's without anything more in the name or the grant header, and a
+client cannot link an upload to any other trace: the name's MAC covers the id, and a ``traceparent`` a
+client sends with the grant request only becomes a span *link*, never the parent. The decision event
+carries the ``traceparent`` of its send span, so a consumer continues the same trace.
+
+The grant's span is started with pinned ids through :class:`UploadIdGenerator`, the SDK's extension
+point for ids, which :func:`adopt` installs on the tracer provider valet exports with.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import ParamSpec, TypeVar
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+_pinned: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar("valet_pinned_ids", default=None)
+_propagator = TraceContextTextMapPropagator()
+_LOW_64 = (1 << 64) - 1
+_SPAN_MASK = 0x76616C65742D6772  # "valet-gr": the grant span's id differs from the trace id's low half
+
+
+def trace_id(upload_id: str) -> int:
+    """The trace id of an upload: its id's 128 bits (a UUIDv7's last 7 bytes are random, as W3C Trace
+    Context level 2 asks of a trace id)."""
+    return uuid.UUID(upload_id).int
+
+
+def grant_span_id(upload_id: str) -> int:
+    """The span id of the upload's grant span, derived from the upload id (never zero): its last 64 bits,
+    random and the caller-binding MAC (see :func:`valet.grants.naming.bind_upload_id`), under a fixed mask."""
+    return (uuid.UUID(upload_id).int & _LOW_64) ^ _SPAN_MASK or 1
+
+
+def upload_context(upload_id: str) -> Context:
+    """A context whose parent is the upload's grant span: decisions start their span in it."""
+    parent = SpanContext(trace_id(upload_id), grant_span_id(upload_id), is_remote=True,
+                         trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    return trace.set_span_in_context(NonRecordingSpan(parent), Context())
+
+
+class UploadIdGenerator(RandomIdGenerator):
+    """Random ids, except for the one span :func:`start_upload_root` starts with pinned ones."""
+
+    def generate_span_id(self) -> int:
+        pinned = _pinned.get()
+        return pinned[1] if pinned is not None else super().generate_span_id()
+
+    def generate_trace_id(self) -> int:
+        pinned = _pinned.get()
+        return pinned[0] if pinned is not None else super().generate_trace_id()
+
+
+def adopt(provider: object) -> bool:
+    """Install :class:`UploadIdGenerator` on an SDK tracer provider (ours, or the one the Azure Monitor
+    distro made) before any tracer is taken from it. ``False`` for any other provider."""
+    if not isinstance(provider, SdkTracerProvider):
+        return False
+    provider.id_generator = UploadIdGenerator()  # a public attribute; get_tracer() hands it to each tracer
+    return True
+
+
+def start_upload_root(tracer: Tracer, name: str, upload_id: str, *, start_time: int, links: Sequence[Link],
+                      attributes: Mapping[str, str]) -> Span:
+    """The root span of the upload's trace (the grant): trace id = upload id, span id = :func:`grant_span_id`."""
+    token = _pinned.set((trace_id(upload_id), grant_span_id(upload_id)))
+    try:
+        return tracer.start_span(name, context=Context(), kind=SpanKind.SERVER, links=links,
+                                 attributes=dict(attributes), start_time=start_time)
+    finally:
+        _pinned.reset(token)
+
+
+def traceparent(span: Span) -> str | None:
+    """The W3C ``traceparent`` of ``span`` (``None`` when it has no valid context, as with telemetry off)."""
+    if not span.get_span_context().is_valid:
+        return None
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier, context=trace.set_span_in_context(span, Context()))
+    return carrier.get("traceparent")
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def carried(fn: Callable[P, R]) -> Callable[P, R]:
+    """``fn``, to run in the OpenTelemetry context current now: for work handed to another thread (a pool
+    thread starts with an empty context, and its spans would start new traces)."""
+    captured = otel_context.get_current()
+
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        token = otel_context.attach(captured)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            otel_context.detach(token)
+
+    return run
