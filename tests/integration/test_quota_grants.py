@@ -15,7 +15,8 @@ from tests.integration.test_cancel import call, put
 from tests.support import samples
 from tests.support.fakes import FixedCaller
 from tests.support.quota import new_table_name, table_client
-from valet import api
+from tests.support.telemetry import recorded
+from valet import api, telemetry
 from valet.runtime import Runtime
 from valet.settings import Settings
 
@@ -112,3 +113,16 @@ def test_a_cancelled_grant_releases_its_reservation_even_without_blob_uri(runtim
     free = json.loads(post(runtime, "free", 5).get_body())
     missing = call(runtime, "DELETE", str(free["uploadId"]))  # a grant without a stored row needs blobUri
     assert missing.status_code == 400 and json.loads(missing.get_body())["code"] == "invalid_blob_uri"
+
+
+def test_quota_refusals_are_counted_as_refusals_of_the_quota_limit(runtime: Runtime) -> None:
+    rec = recorded()
+    previous = telemetry.install(rec.telemetry)
+    try:
+        assert [post(runtime, "metered", 1_000).status_code for _ in range(4)] == [201, 201, 429, 429]
+        assert post(runtime, "free", 100).status_code == 201
+    finally:
+        telemetry.install(previous)
+    # the store's refusal and the one the in-process memory answers both count; nothing else does
+    assert rec.total("valet.refusals", valet__limit="quota", valet__code="quota_exceeded") == 2
+    assert rec.total("valet.refusals") == 2

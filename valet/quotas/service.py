@@ -16,12 +16,14 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
+from valet import telemetry
 from valet.caller import Caller
 from valet.errors import ServiceUnavailable
 from valet.quotas.batches import BatchLedger, BatchRow
 from valet.quotas.idempotency import IdempotencyStore
 from valet.quotas.limits import ProfileQuota
 from valet.quotas.rows import Account, GrantRow
+from valet.quotas.rules import QuotaExceeded
 from valet.quotas.settings import QuotaSettings
 from valet.quotas.store import Outcome, QuotaStore, Reservation, SweepReport
 
@@ -96,7 +98,11 @@ class Quotas:
             return
         if self.store is None:
             raise ServiceUnavailable("The quota store is not configured.", code="quota_store_unavailable")
-        self.store.reserve(Account.of(caller), quota, files, repeat=repeat, batch=batch, record=record)
+        try:
+            self.store.reserve(Account.of(caller), quota, files, repeat=repeat, batch=batch, record=record)
+        except QuotaExceeded:
+            telemetry.current().refusal("quota", QuotaExceeded.code)
+            raise
 
     def document(self, caller: Caller, profiles: Iterable[str]) -> dict[str, Any]:
         """``GET /api/quota``: the ``quota`` object of every scope with limits, for the given profiles."""
