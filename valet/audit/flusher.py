@@ -1,0 +1,127 @@
+"""Buffered appends for the grant side: records wait in memory and one background thread appends them.
+
+:meth:`Flusher.put` never does I/O (a deque append under a lock), so the grant path stays at zero storage
+requests. The thread wakes every ``interval`` seconds (1 s at least in the app) and appends everything
+buffered as one block (several, one per wake-up, when more than 4 MiB waits), so an instance makes at
+most one buffered append per interval.
+
+What a crash loses: the records put since the last append that storage acknowledged, that is at most
+``interval`` seconds of records plus those of the append in flight (about ``2 x interval``: 2 s with the
+default); during a storage outage the buffer keeps up to ``max_records`` and refuses (counts and logs)
+anything beyond, so a crash then loses up to ``max_records``. A clean shutdown (:meth:`close`, also run at
+interpreter exit) flushes what is left. Every record carries its instance id and sequence number, so a
+loss shows as a gap.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from collections import deque
+from typing import Protocol
+
+log = logging.getLogger("valet.audit.flusher")
+
+MAX_BATCH = 4 * 1024 * 1024
+
+
+class Appender(Protocol):
+    def append(self, data: bytes) -> str: ...
+
+
+class Flusher:
+    def __init__(self, store: Appender, *, interval: float = 1.0, max_records: int = 10_000,
+                 max_batch: int = MAX_BATCH) -> None:
+        if interval <= 0 or max_records < 1:
+            raise ValueError("interval and max_records must be positive")
+        self._store = store
+        self._interval = interval
+        self._max_records = max_records
+        self._max_batch = max_batch
+        self._buffer: deque[bytes] = deque()
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.dropped = 0
+        self.appends = 0
+        self.failures = 0
+
+    def put(self, line: bytes) -> bool:
+        """Buffer one record line; ``False`` (and counted) when the buffer is full. Never does I/O."""
+        with self._lock:
+            if len(self._buffer) >= self._max_records:
+                self.dropped += 1
+                return False
+            self._buffer.append(line)
+            if self._thread is None and not self._closed:
+                self._start()
+        return True
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._buffer)
+
+    def flush(self) -> int:
+        """Append what is buffered, at most one block (``max_batch`` bytes); returns the records appended.
+        A failed append puts the records back at the front of the buffer and raises."""
+        with self._flush_lock:
+            with self._lock:
+                batch: list[bytes] = []
+                size = 0
+                while self._buffer and (not batch or size + len(self._buffer[0]) <= self._max_batch):
+                    line = self._buffer.popleft()
+                    batch.append(line)
+                    size += len(line)
+            if not batch:
+                return 0
+            try:
+                self._store.append(b"".join(batch))
+            except Exception:
+                with self._lock:
+                    self._buffer.extendleft(reversed(batch))
+                    overflow = len(self._buffer) - self._max_records
+                    for _ in range(max(0, overflow)):
+                        self._buffer.pop()  # the newest go: the buffer stays bounded
+                        self.dropped += 1
+                self.failures += 1
+                raise
+            self.appends += 1
+            return len(batch)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the thread and append what is left (bounded by ``timeout`` and by the buffer)."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        atexit.unregister(self.close)
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        for _ in range(64):
+            try:
+                if self.flush() == 0:
+                    break
+            except Exception as exc:  # noqa: BLE001 - shutdown: report and stop
+                log.error("audit records lost at shutdown: %d (%s)", self.pending, type(exc).__name__)
+                break
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="valet-audit-flusher", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    def _run(self) -> None:
+        reported = 0
+        while not self._wake.wait(self._interval):
+            try:
+                self.flush()
+            except Exception as exc:  # noqa: BLE001 - keep the records, try again next interval
+                log.warning("audit append failed (%s); %d records kept for the next try",
+                            type(exc).__name__, self.pending)
+            if self.dropped != reported:
+                log.error("audit buffer full: %d records refused so far", self.dropped)
+                reported = self.dropped
