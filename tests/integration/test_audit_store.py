@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from tests.conftest import StorageEndpoint, unique_name
@@ -111,7 +112,7 @@ def test_a_missing_container_fails_a_write_with_503_and_keeps_buffered_records(
     assert caught.value.status == 503 and caught.value.code == "audit_unavailable"
     trail.record("grant", actor=Actor(caller=BOB))
     assert trail.flusher is not None
-    with pytest.raises(Exception):
+    with pytest.raises(ResourceNotFoundError):
         trail.flusher.flush()
     assert trail.flusher.pending == 1
     trail.close()  # logs the one record it could not append, and stops the thread

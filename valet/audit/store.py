@@ -3,9 +3,10 @@
 :class:`AppendStore` is the only writer. It issues exactly two kinds of request: Put Blob of a new, empty
 append blob (``If-None-Match: *``, so it can never replace one) and Append Block with the append-position
 condition (``x-ms-blob-condition-appendpos``), so a retried append whose first try landed is recognised
-(its bytes are at the expected position) instead of written twice. It never deletes, overwrites, sets metadata or tags: in Azure the container's
-immutability policy (protected appends) refuses all of those anyway; on Azurite, which enforces no
-immutability, the tests pin that the app never tries.
+(its bytes are at the expected position) instead of written twice. It never deletes, overwrites, sets
+metadata or tags: in Azure the container's immutability policy (protected appends) refuses all of those
+anyway; on Azurite, which enforces no immutability, the tests pin that the app never tries (it also
+reads properties and a range of its own blob, to recognise a retried append).
 
 :class:`AuditReader` lists one day prefix at a time (newest first), skips the hours outside the range, and
 streams each blob line by line, keeping the newest ``limit`` matches; it stops at ``max_blobs`` and says so.

@@ -145,6 +145,8 @@ def provision(service: BlobServiceClient, env: dict[str, str], queue_url: str, c
     """The containers and the decision-event queue, as the deployment templates create them in Azure."""
     names = [env.get("VALET_UPLOADS_CONTAINER", "uploads"), env.get("VALET_ACCEPTED_CONTAINER", "accepted"),
              env.get("VALET_QUARANTINE_CONTAINER", "quarantine"), env.get("VALET_APIKEY_CONTAINER", "valet-apikeys")]
+    if env.get("VALET_AUDIT_CONTAINER", "audit") != "none":
+        names.append(env.get("VALET_AUDIT_CONTAINER", "audit"))  # Azurite enforces no immutability policy
     for name in names:
         try:
             service.create_container(name)
