@@ -27,3 +27,9 @@ class FixedCaller:
 
     def admit_read(self, request: object) -> Caller:
         return self.caller
+
+    def identify(self, request: object) -> Caller:
+        return self.caller
+
+    def client_address(self, request: object) -> str:
+        return "127.0.0.1"
