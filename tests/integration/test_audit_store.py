@@ -166,3 +166,31 @@ def test_a_killed_instance_loses_at_most_the_records_of_the_last_two_flush_inter
     assert lost, "records were buffered when the process died"
     oldest_lost = min(put[seq] for seq in lost)
     assert killed_at - oldest_lost <= 2 * 1.0 + 0.5, "lost only the last two flush intervals (plus slack)"
+
+
+def test_valet_audit_reads_the_trail_from_the_command_line(storage_endpoint: StorageEndpoint,
+                                                           audit_container: ContainerClient) -> None:
+    import io
+
+    from valet.local.audit import main as audit_cli
+
+    trail = AuditTrail(AppendStore(audit_container))
+    trail.write("decision", actor=Actor.app("validator"), upload_id="u9", owner=ALICE.id, outcome="quarantined",
+                reason="type_mismatch")
+    trail.write("review.purge", actor=Actor(caller=BOB), upload_id="u9", owner=ALICE.id, outcome="purged",
+                reason="abusive content")
+    trail.write("decision", actor=Actor.app("validator"), upload_id="u8", outcome="accepted")
+    env = {"VALET_STORAGE_ACCOUNT_URL": storage_endpoint.blob_url,
+           "VALET_STORAGE_CA_BUNDLE": storage_endpoint.ca_bundle or ""}
+    out = io.StringIO()
+    assert audit_cli(["--upload", "u9", "--container", audit_container.container_name], environ=env, out=out) == 0
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and "review.purge" in lines[0] and '"abusive content"' in lines[0]
+    assert "decision" in lines[1] and "valet:validator" in lines[1]
+    out = io.StringIO()
+    assert audit_cli(["--caller", BOB, "--json", "--container", audit_container.container_name],
+                     environ=env, out=out) == 0
+    [doc] = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert doc["action"] == "review.purge" and doc["actor"]["caller"] == BOB
+    assert audit_cli(["--container", "no-such-container"], environ=env, out=io.StringIO()) == 1
+    assert audit_cli([], environ={}, out=io.StringIO()) == 2
