@@ -194,3 +194,16 @@ def test_valet_audit_reads_the_trail_from_the_command_line(storage_endpoint: Sto
     assert doc["action"] == "review.purge" and doc["actor"]["caller"] == BOB
     assert audit_cli(["--container", "no-such-container"], environ=env, out=io.StringIO()) == 1
     assert audit_cli([], environ={}, out=io.StringIO()) == 2
+
+
+def test_azurite_enforces_nothing_in_the_audit_container_so_the_app_side_is_what_is_tested(
+        audit_container: ContainerClient) -> None:
+    """What Azure's immutability policy and the app's role refuse, Azurite allows: a record's blob can be
+    overwritten and deleted there (docs/design.md, "The audit trail")."""
+    store = AppendStore(audit_container)
+    name = store.append(b'{"at":"2026-01-01T00:00:00Z"}\n')
+    blob = audit_container.get_blob_client(name)
+    blob.upload_blob(b"rewritten", overwrite=True)
+    assert blob.download_blob().readall() == b"rewritten"
+    blob.delete_blob()
+    assert not blob.exists()
