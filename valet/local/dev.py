@@ -10,7 +10,8 @@
 * the app's own registered functions from ``function_app.py``: HTTP routes on
   ``http://127.0.0.1:7071/api/...``, the blob trigger fed by watching the uploads container, timer
   triggers on their NCRONTAB schedules, everything else through ``POST /admin/functions/{name}``;
-* ``.valet/dev.env`` with ``VALET_URL``, ``VALET_DEV_TOKEN`` (valid 12 hours) and ``VALET_DEV_API_KEY``.
+* ``.valet/dev.env`` with ``VALET_URL``, ``VALET_DEV_TOKEN`` (valid 12 hours), ``VALET_DEV_API_KEY`` and
+  ``VALET_DEV_REVIEW_TOKEN`` (another dev user, with the review role).
 """
 
 from __future__ import annotations
@@ -224,9 +225,13 @@ def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event |
     timers.start()
 
     token = issuer.mint("dev-user", lifetime_seconds=TOKEN_HOURS * 3600)
+    # A second user who may review quarantined uploads (and upload: reviewers never review their own).
+    reviewer = issuer.mint("dev-reviewer", roles=("Uploads.Write", "Uploads.Review"),
+                           lifetime_seconds=TOKEN_HOURS * 3600)
     state.mkdir(exist_ok=True)
     dev_env = state / "dev.env"
-    dev_env.write_text(f"VALET_URL={host.url}\nVALET_DEV_TOKEN={token}\nVALET_DEV_API_KEY={api_key}\n")
+    dev_env.write_text(f"VALET_URL={host.url}\nVALET_DEV_TOKEN={token}\nVALET_DEV_API_KEY={api_key}\n"
+                       f"VALET_DEV_REVIEW_TOKEN={reviewer}\n")
     dev_env.chmod(0o600)
     print(f"valet dev: app on {host.url}/api  (Azurite {azurite.blob_url}, dev issuer {issuer.issuer})")
     print(f"  credentials in {dev_env}; use them with:")
@@ -235,7 +240,8 @@ def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event |
     print("         -H 'content-type: application/json' \\")
     print("""         -d '{"filename": "a.png", "contentType": "image/png", "size": 68}'""")
     if function_app.runtime.loaded is not None and function_app.runtime.loaded.settings.ui_enabled:
-        print(f"  upload page: {host.url}/api/ui  (paste VALET_DEV_TOKEN or VALET_DEV_API_KEY)")
+        print(f"  upload page: {host.url}/api/ui  (paste VALET_DEV_TOKEN or VALET_DEV_API_KEY;"
+              " VALET_DEV_REVIEW_TOKEN shows the review view)")
     print("  Ctrl-C stops everything.", flush=True)
     if ready is not None:
         ready.set()
