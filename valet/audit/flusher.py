@@ -30,6 +30,13 @@ class Appender(Protocol):
     def append(self, data: bytes) -> str: ...
 
 
+class Line(Protocol):
+    def line(self) -> bytes: ...
+
+
+Item = bytes | Line  # records are serialised on the flusher's thread, not the caller's
+
+
 class Flusher:
     def __init__(self, store: Appender, *, interval: float = 1.0, max_records: int = 10_000,
                  max_batch: int = MAX_BATCH) -> None:
@@ -39,7 +46,7 @@ class Flusher:
         self._interval = interval
         self._max_records = max_records
         self._max_batch = max_batch
-        self._buffer: deque[bytes] = deque()
+        self._buffer: deque[Item] = deque()
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
@@ -49,13 +56,14 @@ class Flusher:
         self.appends = 0
         self.failures = 0
 
-    def put(self, line: bytes) -> bool:
-        """Buffer one record line; ``False`` (and counted) when the buffer is full. Never does I/O."""
+    def put(self, item: Item) -> bool:
+        """Buffer one record (its line, or an object whose ``line()`` makes it, later, on the flusher's
+        thread); ``False`` (and counted) when the buffer is full. Never does I/O."""
         with self._lock:
             if len(self._buffer) >= self._max_records:
                 self.dropped += 1
                 return False
-            self._buffer.append(line)
+            self._buffer.append(item)
             if self._thread is None and not self._closed:
                 self._start()
         return True
@@ -69,17 +77,26 @@ class Flusher:
         """Append what is buffered, at most one block (``max_batch`` bytes); returns the records appended.
         A failed append puts the records back at the front of the buffer and raises."""
         with self._flush_lock:
-            with self._lock:
-                batch: list[bytes] = []
-                size = 0
-                while self._buffer and (not batch or size + len(self._buffer[0]) <= self._max_batch):
-                    line = self._buffer.popleft()
-                    batch.append(line)
-                    size += len(line)
+            batch: list[Item] = []
+            lines: list[bytes] = []
+            size = 0
+            while True:
+                with self._lock:
+                    if not self._buffer:
+                        break
+                    item = self._buffer.popleft()
+                line = item if isinstance(item, bytes) else item.line()
+                if lines and size + len(line) > self._max_batch:
+                    with self._lock:
+                        self._buffer.appendleft(item)  # the next block starts with it
+                    break
+                batch.append(item)
+                lines.append(line)
+                size += len(line)
             if not batch:
                 return 0
             try:
-                self._store.append(b"".join(batch))
+                self._store.append(b"".join(lines))
             except Exception:
                 with self._lock:
                     self._buffer.extendleft(reversed(batch))

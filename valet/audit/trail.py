@@ -1,8 +1,9 @@
 """The one call other features use: ``audit.record(action, actor=..., ...)`` (buffered, no I/O) and
 ``audit.write(...)`` (appended before it returns, for decisions and review actions).
 
-Every record also goes to the ``valet.audit`` logger (as it always has), so the application log keeps a
-copy wherever the container is off (``VALET_AUDIT_CONTAINER=none``) or cannot be written.
+A record goes to the ``valet.audit`` logger instead when it cannot go to the container: the container is
+off (``VALET_AUDIT_CONTAINER=none``), the buffer is full, or a synchronous append failed. (The grant and
+decision paths keep their own ``valet.audit`` log lines as before.)
 """
 
 from __future__ import annotations
@@ -66,9 +67,8 @@ class AuditTrail:
         """Buffer a record for the background flusher (grant side: no storage request here)."""
         entry = self.make(action, actor=actor, upload_id=upload_id, batch_id=batch_id, owner=owner,
                           outcome=outcome, reason=reason, detail=detail, data=data)
-        self._log(entry)
-        if self.flusher is not None:
-            self.flusher.put(entry.line())
+        if self.flusher is None or not self.flusher.put(entry):  # serialised on the flusher's thread
+            self._log(entry)  # no container, or the buffer is full: the log keeps it
         return entry
 
     def write(self, action: str, *, actor: Actor, upload_id: str = "", batch_id: str = "", owner: str = "",
@@ -78,12 +78,14 @@ class AuditTrail:
         refuses, so the action's caller can retry it (review actions are idempotent)."""
         entry = self.make(action, actor=actor, upload_id=upload_id, batch_id=batch_id, owner=owner,
                           outcome=outcome, reason=reason, detail=detail, data=data)
-        self._log(entry)
-        if self.store is not None:
-            try:
-                self.store.append(entry.line())
-            except AzureError as exc:
-                raise AuditUnavailable("The audit trail cannot be written right now.", retry_after=5) from exc
+        if self.store is None:
+            self._log(entry)
+            return entry
+        try:
+            self.store.append(entry.line())
+        except AzureError as exc:
+            self._log(entry)
+            raise AuditUnavailable("The audit trail cannot be written right now.", retry_after=5) from exc
         return entry
 
     def close(self) -> None:
