@@ -16,14 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from azure.storage.blob import BlobServiceClient
 
-from azure.storage.blob import BlobServiceClient  # noqa: E402
-
-from valet.audit import Actor, AppendStore, AuditTrail  # noqa: E402
-from valet.caller import Caller  # noqa: E402
-from valet.local.emulator import Azurite  # noqa: E402
-from valet.storage import EmulatorCredential  # noqa: E402
+from valet.audit import Actor, AppendStore, AuditTrail
+from valet.caller import Caller
+from valet.local.emulator import Azurite
+from valet.storage import EmulatorCredential
 
 CALLER = Caller(kind="bearer", issuer="https://login.microsoftonline.com/11111111-1111-1111-1111-111111111111/v2.0",
                 subject="aaaaaaaa-0000-0000-0000-000000000001", tenant="11111111-1111-1111-1111-111111111111")
@@ -64,7 +62,8 @@ def main() -> int:
             trail.close()
         print("| measure | median | runs |")
         print("|---|---|---|")
-        print(f"| `AuditTrail.record` per call | {statistics.median(per_call):.1f} µs | {args.rounds} x {args.records} |")
+        print(f"| `AuditTrail.record` per call | {statistics.median(per_call):.1f} µs | "
+              f"{args.rounds} x {args.records} |")
         print(f"| flusher appends per second at 1,000 records/s | {statistics.median(per_second):.2f} | "
               f"{args.rounds} x {args.seconds:g} s |")
     return 0
