@@ -17,17 +17,44 @@ from azure.functions import HttpRequest
 CallerKind = Literal["bearer", "apikey"]
 
 _SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_HASHED = "h-"
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# Microsoft Entra ID token issuers: ``https://<host>/<tenant GUID>/`` (v1) or ``.../<tenant GUID>/v2.0``
+# (v2), for the public and the national clouds. Only Microsoft issues tokens for these tenants.
+ENTRA_HOSTS = frozenset({"login.microsoftonline.com", "sts.windows.net", "login.microsoftonline.us",
+                         "login.chinacloudapi.cn", "sts.chinacloudapi.cn", "login.partner.microsoftonline.cn"})
+_ENTRA_ISSUER = re.compile(r"^https://(?P<host>[a-z0-9.-]+)/(?P<tid>[0-9a-f-]{36})/(?:v2\.0)?$")
 
 
 def safe_segment(value: str) -> str:
     """A blob-path segment for an identifier: the value itself when it is short and plain, else a hash.
 
     Identifiers come from token claims or key records; a hash keeps odd characters, path separators and
-    overlong values out of blob names while staying stable for the same identifier.
+    overlong values out of blob names while staying stable for the same identifier. Injective: a plain
+    value never starts with ``h-`` (such a value is hashed too), so no identifier can spell the segment
+    of another's hash.
     """
-    if _SAFE_SEGMENT.fullmatch(value) and value not in {".", ".."}:
+    if _SAFE_SEGMENT.fullmatch(value) and value not in {".", ".."} and not value.startswith(_HASHED):
         return value
-    return "h-" + hashlib.sha256(value.encode("utf-8")).hexdigest()[:32]
+    return _HASHED + hashlib.sha256(value.encode("utf-8")).hexdigest()[:32]
+
+
+def entra_tenant(issuer: str) -> str | None:
+    """The tenant GUID an Entra ID issuer names (its path), or ``None`` for any other issuer."""
+    match = _ENTRA_ISSUER.fullmatch(issuer)
+    if match is None or match.group("host") not in ENTRA_HOSTS or not _GUID.fullmatch(match.group("tid")):
+        return None
+    return match.group("tid")
+
+
+def issuer_segment(issuer: str, tenant: str | None) -> str:
+    """The first partition segment of a bearer caller: the tenant GUID when the issuer is that tenant's
+    Entra ID issuer (so v1 and v2 tokens of one directory share it, as they always did), otherwise the
+    issuer itself (hashed: issuers are URLs). A function of the issuer alone, never of a claim."""
+    if tenant is not None and entra_tenant(issuer) == tenant:
+        return tenant
+    segment = safe_segment(issuer)
+    return segment if not _GUID.fullmatch(segment) else _HASHED + hashlib.sha256(issuer.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -57,10 +84,14 @@ class Caller:
 
     @property
     def partition(self) -> str:
-        """The blob-path prefix that holds this caller's uploads: ``<tenant>/<caller>``."""
+        """The blob-path prefix that holds this caller's uploads: ``<tenant>/<caller>``, injective over
+        (kind, issuer, tenant, subject): a bearer caller's first segment comes from its issuer (see
+        :func:`issuer_segment`), an API key's from its owner tenant; ``u-``/``k-`` keep the two kinds apart,
+        and :func:`safe_segment` never maps two values to one segment."""
+        if self.kind == "bearer":
+            return f"{issuer_segment(self.issuer, self.tenant)}/u-{safe_segment(self.subject)}"
         tenant = safe_segment(self.tenant) if self.tenant else safe_segment(self.issuer)
-        prefix = "u-" if self.kind == "bearer" else "k-"
-        return f"{tenant}/{prefix}{safe_segment(self.subject)}"
+        return f"{tenant}/k-{safe_segment(self.subject)}"
 
 
 class Authenticator(Protocol):

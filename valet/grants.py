@@ -41,6 +41,7 @@ audit = logging.getLogger("valet.audit")
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _FIELDS = {"filename", "contentType", "size", "sha256", "profile"}
+_REQUIRED = {"filename": "invalid_filename", "contentType": "invalid_content_type", "size": "invalid_size"}
 MAX_RAW_FILENAME_CHARS = 1024
 
 
@@ -68,6 +69,13 @@ def parse_grant_request(body: bytes) -> GrantRequest:
             f"Known fields: {', '.join(sorted(_FIELDS))}.",
             code="unknown_field",
         )
+
+    missing = [name for name in _REQUIRED if doc.get(name) is None]
+    if missing:  # every one named, in the detail and in "missing"; the code is the first one's
+        names = [f"'{name}'" for name in missing]
+        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        raise BadRequest(f"{listed} {'is' if len(names) == 1 else 'are'} required. Required fields: "
+                         f"{', '.join(_REQUIRED)}.", code=_REQUIRED[missing[0]], extra={"missing": missing})
 
     filename = doc.get("filename")
     if not isinstance(filename, str) or not filename.strip():

@@ -10,8 +10,11 @@ with the ``VALET_PROFILES`` or ``VALET_PROFILES_FILE`` setting)::
 
 Optional per profile: ``allowEmpty`` (default false), ``requireSha256`` (default false),
 ``requiredRoles`` (a list: a caller must hold every one, in its token's ``roles``/``scp``/``scope`` or its
-API key's scopes, else ``403 insufficient_scope``; default none) and, for profiles that accept zip archives,
-``archive`` limits (``maxEntries``, ``maxTotalBytes``, ``maxRatio``).
+API key's scopes, else ``403 insufficient_scope``; default none), for profiles that accept zip archives,
+``archive`` limits (``maxEntries``, ``maxTotalBytes``, ``maxRatio``), and for profiles that accept PDFs,
+``allowPdfActions``: the PDF actions that reach outside the document which the profile accepts (any of
+``GoToR``, ``GoToE``, ``URI``, ``SubmitForm``, ``ImportData``, ``Thread``; default none: each is active
+content). ``Launch`` and ``JavaScript`` can never be allowed.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ MAX_BLOB_BYTES = 50_000 * 4_000 * 1024 * 1024
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _MIME = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
 _EXT = re.compile(r"^[a-z0-9]{1,10}$")
+# PDF actions that reach outside the document; a profile may accept them (see docs/validation.md).
+PDF_OUTBOUND_ACTIONS = frozenset({"/GoToR", "/GoToE", "/URI", "/SubmitForm", "/ImportData", "/Thread"})
 _ROLE = re.compile(r"^[!#-\[\]-~]{1,256}$")  # printable ASCII without space, quote or backslash
 
 
@@ -51,6 +56,7 @@ class Profile:
     require_sha256: bool = False
     archive: ArchiveLimits | None = None
     required_roles: frozenset[str] = frozenset()
+    pdf_actions: frozenset[str] = frozenset()  # outbound PDF actions accepted, e.g. {"/URI"}
 
     def permits(self, held: frozenset[str]) -> bool:
         """May a caller holding these roles/scopes use this profile?"""
@@ -185,6 +191,11 @@ def _profile(name: str, raw: Any, bad: Any) -> Profile:
     roles = raw.get("requiredRoles", [])
     if not isinstance(roles, list) or not all(isinstance(r, str) and _ROLE.fullmatch(r) for r in roles):
         raise bad(f"profile '{name}': requiredRoles must be a list of role or scope names")
+    actions = raw.get("allowPdfActions", [])
+    if not isinstance(actions, list) or not all(isinstance(a, str) and f"/{a}" in PDF_OUTBOUND_ACTIONS
+                                                for a in actions):
+        allowed = ", ".join(sorted(a[1:] for a in PDF_OUTBOUND_ACTIONS))
+        raise bad(f"profile '{name}': allowPdfActions must be a list of PDF action types among {allowed}")
     return Profile(
         name=name,
         max_bytes=max_bytes,
@@ -193,6 +204,7 @@ def _profile(name: str, raw: Any, bad: Any) -> Profile:
         require_sha256=raw.get("requireSha256", False),
         archive=archive,
         required_roles=frozenset(roles),
+        pdf_actions=frozenset(f"/{a}" for a in actions),
     )
 
 

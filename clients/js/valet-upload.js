@@ -5,11 +5,12 @@
 //   const { profiles } = await listProfiles(apiBase, auth);         // fetch: GET /api/profiles (optional)
 //   checkFile(profiles[0], file);                                   // size and type, before any grant
 //   const grant = await requestGrant(apiBase, auth, file);          // fetch: POST /api/uploads
-//   await putToStorage(grant, file, (sent, total) => ...);          // XMLHttpRequest: PUT straight to storage
+//   await putToStorage(grant, file, (sent, total) => ..., { apiBase, auth });  // XMLHttpRequest: PUT to storage
 //   const status = await waitForDecision(grant.statusUrl, auth);    // fetch: GET /api/uploads/{id} until decided
 //   const { downloadUrl } = await requestDownload(grant.statusUrl, auth);  // once accepted: a short read URL
-// where auth is {kind: "bearer" | "apikey", secret: "..."}. One PUT needs no renewal (storage checks the SAS
-// when the request starts); code of your own that uploads in blocks for longer than the SAS lives calls
+// where auth is {kind: "bearer" | "apikey", secret: "..."}. Given {apiBase, auth}, putToStorage renews an
+// expired SAS itself (else it fails with code "grant_expired"); code of your own that uploads in blocks for
+// longer than the SAS lives calls
 //   Object.assign(grant, await renewGrant(apiBase, auth, grant));  // POST /api/uploads/{id}/renew
 // before grant.expiresOn, and keeps sending the original grant.headers. Keep the secret in memory: never
 // write it to localStorage, a cookie or a URL. Your page's origin must be listed in VALET_CORS_ORIGINS, which the app
@@ -19,10 +20,14 @@ export class ValetError extends Error {
   constructor(message, code, status = 0) {
     super(message);
     this.name = "ValetError";
-    this.code = code;      // the API's problem code ("invalid_size", ...) or "network_error", "storage_error"
+    this.code = code;      // the API's problem code ("invalid_size", ...) or one of the module's own: docs/api.md
     this.status = status;  // HTTP status, 0 when the browser got no response (offline, or refused by CORS)
   }
 }
+
+// Node's codes for a certificate it cannot verify (a browser only says the request failed).
+const CERTIFICATE_ERRORS = ["DEPTH_ZERO_SELF_SIGNED_CERT", "SELF_SIGNED_CERT_IN_CHAIN", "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY", "CERT_HAS_EXPIRED", "ERR_TLS_CERT_ALTNAME_INVALID"];
 
 export function authHeaders(auth) {
   return auth.kind === "apikey" ? { "X-API-Key": auth.secret } : { Authorization: `Bearer ${auth.secret}` };
@@ -32,7 +37,13 @@ async function callApi(url, init) {
   let response;
   try {
     response = await fetch(url, { ...init, cache: "no-store", credentials: "omit" });
-  } catch {
+  } catch (error) {
+    const cause = error && error.cause && error.cause.code;  // Node's fetch says why; a browser never does
+    if (CERTIFICATE_ERRORS.includes(cause)) {
+      throw new ValetError(`The certificate of ${new URL(url).origin} could not be verified (${cause}): give ` +
+        "Node the CA that signed it (NODE_EXTRA_CA_CERTS=<file>; valet dev's is .valet/azurite/tls/cert.pem).",
+        "certificate_unverified");
+    }
     throw new ValetError(`Could not reach ${new URL(url).origin}: offline, or this page's origin is not ` +
       "allowed to call the API (VALET_CORS_ORIGINS).", "network_error");
   }
@@ -93,8 +104,18 @@ export async function renewGrant(apiBase, auth, grant) {
   return { uploadUrl: body.uploadUrl, signature: body.signature, expiresOn: body.expiresOn };
 }
 
-/** PUT the file to storage with the grant's URL and headers (one request, up to 5,000 MiB). */
-export function putToStorage(grant, file, onProgress = () => {}) {
+// Storage's answer to a SAS it does not accept (expired, by its clock or ours): Azure says AuthenticationFailed,
+// Azurite AuthorizationFailure, both a bare 403. A create-only SAS meeting an existing blob is
+// AuthorizationPermissionMismatch instead: not an expiry.
+const SAS_NOT_ACCEPTED = ["AuthenticationFailed", "AuthorizationFailure"];
+const RENEW_BEFORE_MS = 30_000;
+
+function expiresSoon(grant, marginMs = 0) {
+  const expires = Date.parse(grant.expiresOn);
+  return Number.isFinite(expires) && Date.now() + marginMs >= expires;
+}
+
+function putOnce(grant, file, onProgress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();  // fetch() cannot report upload progress; XMLHttpRequest can
     xhr.open(grant.method || "PUT", grant.uploadUrl);
@@ -102,7 +123,14 @@ export function putToStorage(grant, file, onProgress = () => {}) {
     xhr.upload.onprogress = (event) => { if (event.lengthComputable) onProgress(event.loaded, event.total); };
     xhr.onload = () => {
       if (xhr.status === 201) { onProgress(file.size, file.size); resolve(); return; }
-      const code = xhr.getResponseHeader("x-ms-error-code") || "storage_error";
+      const code = xhr.getResponseHeader("x-ms-error-code") ||
+        (/<Code>([A-Za-z]+)<\/Code>/.exec(xhr.responseText || "") || [])[1] || "storage_error";
+      if (xhr.status === 403 && (SAS_NOT_ACCEPTED.includes(code) || expiresSoon(grant))) {
+        reject(new ValetError(`The upload URL expired (it was valid until ${grant.expiresOn}; storage answered ` +
+          `403 ${code}). Renew it with renewGrant(apiBase, auth, grant), or pass {apiBase, auth} to putToStorage ` +
+          "to have it renewed, or ask for a new grant.", "grant_expired", 403));
+        return;
+      }
       reject(new ValetError(`Storage refused the upload (${xhr.status} ${code}).`, code, xhr.status));
     };
     xhr.onerror = () => reject(new ValetError("Could not reach storage: offline, the storage account's CORS " +
@@ -110,6 +138,22 @@ export function putToStorage(grant, file, onProgress = () => {}) {
       "network_error"));
     xhr.send(file);
   });
+}
+
+/** PUT the file to storage with the grant's URL and headers (one request, up to 5,000 MiB). With
+ * `{apiBase, auth}`, a grant whose SAS expired (by this machine's clock, or storage's: its 403) is renewed
+ * for the same blob (POST /api/uploads/{id}/renew, updating `grant` in place) and the PUT is sent once
+ * more; without them, or when the service has nothing left to renew, it fails with code "grant_expired". */
+export async function putToStorage(grant, file, onProgress = () => {}, { apiBase, auth } = {}) {
+  const renew = apiBase && auth ? async () => Object.assign(grant, await renewGrant(apiBase, auth, grant)) : null;
+  if (renew && expiresSoon(grant, RENEW_BEFORE_MS)) await renew();
+  try {
+    await putOnce(grant, file, onProgress);
+  } catch (error) {
+    if (!renew || error.code !== "grant_expired") throw error;
+    await renew();  // fails with upload_window_closed (or another code) when there is nothing to renew
+    await putOnce(grant, file, onProgress);
+  }
 }
 
 /** Poll the status URL until the upload is decided; resolves to {status, reason?, ...}. */
@@ -220,7 +264,8 @@ function wirePage(form) {
       const grant = await requestGrant($("api").value, auth, file, { profile: profile.name });
       step(`Granted upload ${grant.uploadId} (profile ${grant.profile}, up to ${grant.maxBytes} bytes).`);
       show("uploading", "Uploading straight to storage…");
-      await putToStorage(grant, file, (sent, total) => { progress.value = total ? (100 * sent) / total : 100; });
+      await putToStorage(grant, file, (sent, total) => { progress.value = total ? (100 * sent) / total : 100; },
+        { apiBase: $("api").value, auth });
       step(`Uploaded ${file.size} bytes.`);
       show("pending", "Uploaded; waiting for validation…");
       const decision = await waitForDecision(grant.statusUrl, auth);

@@ -240,3 +240,79 @@ def test_a_page_on_another_origin_is_stopped_by_cors(stack: DevStack, page: Any,
         [grant["uploadUrl"], grant["headers"], list(png())],
     )
     assert allowed == 201
+
+
+@pytest.fixture
+def lagging_stack(monkeypatch: pytest.MonkeyPatch, valet_env: dict[str, str], issuer: Any,
+                  blob_service: Any) -> Iterator[tuple[str, str, Any]]:
+    """The app's functions in this process on the session's Azurite, its first grant issued on a clock 2
+    minutes behind with a 1-minute SAS (a real expired SAS, without waiting for one), the page served from
+    the host's own origin and that origin allowed by the storage account's CORS rules (restored after)."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.support.functions import fresh_app
+    from valet.cors import apply_storage_cors
+    from valet.local.dev import BlobWatcher, bind_loopback
+    from valet.local.devhost import FunctionHost
+
+    listener = bind_loopback(0)
+    origin = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    env = {**valet_env, "VALET_AUTH_ISSUERS": issuer.settings_value(), "VALET_SAS_TTL_MINUTES": "1",
+           "VALET_SAS_START_SKEW_MINUTES": "0", "VALET_DELEGATION_KEY_REFRESH_MINUTES": "5",
+           "VALET_UI_ENABLED": "true", "VALET_CORS_ORIGINS": origin, "VALET_PUBLIC_BASE_URL": origin,
+           "VALET_ALLOW_INSECURE_HTTP": "true"}
+    saved = blob_service.get_service_properties()["cors"]
+    apply_storage_cors(blob_service, (origin,))
+    try:
+        with fresh_app(monkeypatch, env) as module, FunctionHost(module.app, listener=listener) as host:
+            calls = [0]
+
+            def lagging_first() -> datetime:
+                calls[0] += 1
+                return datetime.now(UTC) - (timedelta(minutes=2) if calls[0] == 1 else timedelta(0))
+
+            monkeypatch.setattr(module.runtime().grants, "_clock", lagging_first)
+            watcher = BlobWatcher(blob_service, valet_env["VALET_UPLOADS_CONTAINER"], host, "validate_upload",
+                                  interval=0.2).start()
+            try:
+                yield host.url, issuer.mint("page-late"), calls
+            finally:
+                watcher.stop()
+    finally:
+        blob_service.set_service_properties(cors=saved)
+        listener.close()
+
+
+EXPIRED_PUT = """async ([apiBase, token, png, renew, clockLagMs]) => {
+  const m = await import("/api/ui/valet-upload.js");
+  const auth = { kind: "bearer", secret: token };
+  const file = new File([new Uint8Array(png)], "late.png", { type: "image/png" });
+  const grant = await m.requestGrant(apiBase, auth, file);
+  const before = grant.uploadUrl;
+  const realNow = Date.now;
+  Date.now = () => realNow() - clockLagMs;  // this page's clock lags: only storage knows the SAS expired
+  try {
+    await m.putToStorage(grant, file, () => {}, renew ? { apiBase, auth } : {});
+  } catch (error) {
+    return { code: error.code, message: error.message, status: error.status };
+  } finally {
+    Date.now = realNow;
+  }
+  const decision = await m.waitForDecision(grant.statusUrl, auth, { timeoutMs: 60000 });
+  return { renewed: grant.uploadUrl !== before, sameBlob: grant.uploadUrl.split("?")[0] === before.split("?")[0],
+           status: decision.status };
+}"""
+
+
+@pytest.mark.parametrize("lag_ms", [0, 180_000], ids=["page-clock-true", "page-clock-3-min-behind"])
+def test_the_module_says_an_expired_upload_url_expired_and_renews_it_when_it_can(
+        lagging_stack: tuple[str, str, Any], page: Any, lag_ms: int) -> None:
+    url, token, calls = lagging_stack
+    page.goto(f"{url}/api/ui")
+    api = f"{url}/api/"
+    refused = page.evaluate(EXPIRED_PUT, [api, token, list(png()), False, lag_ms])
+    assert (refused["code"], refused["status"]) == ("grant_expired", 403), refused
+    assert "upload URL expired" in refused["message"] and "renewGrant" in refused["message"]
+    calls[0] = 0  # the next grant is issued on the lagging clock again
+    done = page.evaluate(EXPIRED_PUT, [api, token, list(png()), True, lag_ms])
+    assert done == {"renewed": True, "sameBlob": True, "status": "accepted"}, done

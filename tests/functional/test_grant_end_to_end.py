@@ -3,6 +3,7 @@ over HTTP), real Azurite, and the upload made with nothing but the response."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from types import ModuleType
@@ -78,3 +79,37 @@ def test_burst_over_the_rate_limit_is_429(monkeypatch: pytest.MonkeyPatch, valet
         last = call_grant(module, {"authorization": f"Bearer {token}"}, BODY)
     assert statuses[:3] == [201, 201, 201] and statuses[3:] == [429, 429]
     assert int(last.headers["Retry-After"]) >= 1
+
+
+def call_status(app: ModuleType, token: str, upload_id: str, what: str = "upload_status") -> func.HttpResponse:
+    suffix = "/download" if what == "upload_download" else ""
+    req = func.HttpRequest(method="GET", url=f"https://valet.example/api/uploads/{upload_id}{suffix}",
+                           headers={"authorization": f"Bearer {token}"}, body=b"", route_params={"uploadId": upload_id})
+    return user_function(app, what)(req)  # type: ignore[no-any-return]
+
+
+def test_a_subject_spelled_like_a_hashed_segment_gets_its_own_partition(app: ModuleType, issuer: DevIssuer) -> None:
+    """Issue 24 item 6: a subject that is not a plain segment is hashed to ``h-<32 hex>``; a caller whose
+    subject *is* that spelling shared the partition and read the other's status and download."""
+    victim = "alice@example.com"  # not a plain segment: hashed
+    spelled = "h-" + hashlib.sha256(victim.encode()).hexdigest()[:32]
+    grant = json.loads(call_grant(app, {"authorization": f"Bearer {issuer.mint(victim, oid=victim)}"}, BODY).get_body())
+    assert f"/u-{spelled}/" in grant["blobUri"]  # the victim's partition, as it always was
+    thief = issuer.mint("mallory", oid=spelled)
+    assert call_status(app, issuer.mint(victim, oid=victim), grant["uploadId"]).status_code == 200
+    assert call_status(app, thief, grant["uploadId"]).status_code == 404
+    assert call_status(app, thief, grant["uploadId"], "upload_download").status_code == 404
+    own = json.loads(call_grant(app, {"authorization": f"Bearer {thief}"}, BODY).get_body())
+    assert f"/u-{spelled}/" not in own["blobUri"]
+
+
+def test_a_tid_claim_from_a_single_tenant_issuer_does_not_choose_the_partition(app: ModuleType,
+                                                                                issuer: DevIssuer) -> None:
+    """Only a multi-tenant (``{tenantid}``) issuer's ``tid`` names the tenant; any other issuer's partition
+    comes from the issuer itself, so a token naming another directory's tenant lands in its issuer's."""
+    tenants = ["11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"]
+    uris = [json.loads(call_grant(app, {"authorization": f"Bearer {issuer.mint('alice', tid=t)}"}, BODY).get_body())
+            ["blobUri"] for t in tenants]
+    assert all(t not in uri for t in tenants for uri in uris)
+    prefix = lambda uri: uri.rsplit("/", 4)[0]  # noqa: E731 - .../<tenant>/<caller>
+    assert prefix(uris[0]) == prefix(uris[1])

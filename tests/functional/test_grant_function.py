@@ -124,3 +124,18 @@ def test_unexpected_errors_are_an_opaque_500(runtime: Runtime) -> None:
     body = response.get_body().decode()
     assert "secret" not in body and "RuntimeError" not in body
     assert problem(response)["code"] == "internal_error"
+
+
+@pytest.mark.parametrize(("body", "missing", "code"), [
+    ({}, ["filename", "contentType", "size"], "invalid_filename"),
+    ({"filename": "a.png"}, ["contentType", "size"], "invalid_content_type"),
+    ({"contentType": "image/png", "filename": None}, ["filename", "size"], "invalid_filename"),
+    ({"filename": "a.png", "contentType": "image/png"}, ["size"], "invalid_size"),
+])
+def test_every_missing_field_of_a_grant_request_is_named(runtime: Runtime, body: dict[str, object],
+                                                        missing: list[str], code: str) -> None:
+    """Issue 24 item 9: the problem named only the first missing field; now each one, in ``detail`` and
+    in ``missing``, and the code stays the first one's (what clients already key on)."""
+    doc = problem(api.create_upload(lambda: runtime, request(json.dumps(body))))
+    assert (doc["status"], doc["code"], doc["missing"]) == (400, code, missing)
+    assert all(f"'{name}'" in str(doc["detail"]) for name in missing)

@@ -183,3 +183,96 @@ def test_the_client_cancels_an_unused_grant(stack: FunctionHost, issuer: DevIssu
     with pytest.raises(UploadError) as raised:
         client.cancel(used)
     assert (raised.value.exit_code, raised.value.code) == (EXIT_REJECTED, "upload_exists")
+
+
+def test_an_untrusted_storage_certificate_fails_fast_and_says_how_to_pass_the_ca(
+        stack: FunctionHost, issuer: DevIssuer, storage_endpoint: StorageEndpoint, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The standalone ``valet-upload`` against a stack whose storage has the emulator's self-signed
+    certificate, without its CA: one attempt, no retries, and an error that names the cause and the fix
+    (it used to retry for 8 s and say storage_unreachable)."""
+    import time
+
+    from valet_client.cli import main as standalone
+
+    if not storage_endpoint.ca_bundle:
+        pytest.skip("this storage endpoint has a publicly trusted certificate")
+    slept: list[float] = []
+    client = ValetClient(stack.url, token=issuer.mint("no-ca"), sleep=slept.append)  # system CAs only
+    started = time.monotonic()
+    with pytest.raises(UploadError) as raised:
+        client.upload(write(tmp_path, "a.png", png()), wait=False)
+    assert time.monotonic() - started < 5 and slept == []
+    assert (raised.value.code, raised.value.exit_code) == ("storage_certificate_unverified", EXIT_TRANSIENT)
+    message = str(raised.value)
+    assert "certificate could not be verified" in message and "self-signed" in message
+    assert "--storage-ca" in message and "VALET_STORAGE_CA_BUNDLE" in message
+    assert "sig=" not in message and "127.0.0.1" not in message  # neither the SAS nor requests' URL text
+
+    code = standalone([str(tmp_path / "a.png"), "--quiet"],
+                      environ={"VALET_URL": stack.url, "VALET_TOKEN": issuer.mint("no-ca")})
+    err = capsys.readouterr().err
+    assert code == EXIT_TRANSIENT
+    assert "(storage_certificate_unverified)" in err and "--storage-ca" in err
+
+
+@pytest.mark.parametrize(("window", "grants", "renewals"), [("240", 1, 1), ("0", 2, 0)],
+                         ids=["renewed", "window-closed-fresh-grant"])
+def test_a_sas_storage_finds_expired_is_renewed_though_the_client_clock_says_fresh(
+        monkeypatch: pytest.MonkeyPatch, valet_env: dict[str, str], issuer: DevIssuer,
+        blob_service: BlobServiceClient, storage_endpoint: StorageEndpoint, tmp_path: Path,
+        window: str, grants: int, renewals: int) -> None:
+    """A real expired SAS on Azurite: the first grant is issued on an app clock 2 minutes behind with a
+    1-minute SAS, and the client's own clock lags 3 minutes, so only storage knows the SAS expired and
+    answers its generic 403. The client takes that 403 for what it is, renews the SAS for the same blob
+    (or, with no window left, asks for a fresh grant) and the upload is accepted."""
+    from datetime import UTC, datetime, timedelta
+
+    env = {**valet_env, "VALET_AUTH_ISSUERS": issuer.settings_value(), "VALET_SAS_TTL_MINUTES": "1",
+           "VALET_SAS_START_SKEW_MINUTES": "0", "VALET_DELEGATION_KEY_REFRESH_MINUTES": "5",
+           "VALET_UPLOAD_WINDOW_MINUTES": window}
+    with fresh_app(monkeypatch, env) as module, FunctionHost(module.app, port=0) as host:
+        calls = [0]
+
+        def lagging_then_true() -> datetime:
+            calls[0] += 1
+            return datetime.now(UTC) - (timedelta(minutes=2) if calls[0] == 1 else timedelta(0))
+
+        monkeypatch.setattr(module.runtime().grants, "_clock", lagging_then_true)
+        watcher = BlobWatcher(blob_service, valet_env["VALET_UPLOADS_CONTAINER"], host, "validate_upload",
+                              interval=0.2).start()
+        try:
+            client = ValetClient(host.url, token=issuer.mint("skewed"), storage_verify=storage_endpoint.ca_bundle or True,
+                                 clock=lambda: datetime.now(UTC) - timedelta(minutes=3))
+            calls[0] = 1  # a control grant on the true clock
+            first = client.grant(filename="x.png", content_type="image/png", size=len(png()))
+            calls[0] = 0  # the upload's own first grant is the lagging one
+            import requests
+
+            raw = requests.put(first["uploadUrl"], data=png(), headers=first["headers"], timeout=30,
+                               verify=storage_endpoint.ca_bundle or True)
+            assert raw.status_code == 201  # a grant on the true clock uploads
+            result = client.upload(write(tmp_path, "late.png", png()))
+        finally:
+            watcher.stop()
+    assert (result.grants, result.renewals) == (grants, renewals)
+    assert result.status == "accepted"
+
+
+def test_a_sas_that_cannot_be_renewed_says_the_grant_expired(
+        monkeypatch: pytest.MonkeyPatch, valet_env: dict[str, str], issuer: DevIssuer,
+        storage_endpoint: StorageEndpoint, tmp_path: Path) -> None:
+    """Every grant comes with an already expired SAS and no window to renew it in: the error says so."""
+    from datetime import UTC, datetime, timedelta
+
+    env = {**valet_env, "VALET_AUTH_ISSUERS": issuer.settings_value(), "VALET_SAS_TTL_MINUTES": "1",
+           "VALET_SAS_START_SKEW_MINUTES": "0", "VALET_DELEGATION_KEY_REFRESH_MINUTES": "5",
+           "VALET_UPLOAD_WINDOW_MINUTES": "0"}
+    with fresh_app(monkeypatch, env) as module, FunctionHost(module.app, port=0) as host:
+        monkeypatch.setattr(module.runtime().grants, "_clock", lambda: datetime.now(UTC) - timedelta(minutes=2))
+        client = ValetClient(host.url, token=issuer.mint("stuck"), storage_verify=storage_endpoint.ca_bundle or True,
+                             clock=lambda: datetime.now(UTC) - timedelta(minutes=3))
+        with pytest.raises(UploadError) as raised:
+            client.upload(write(tmp_path, "late.png", png()), max_grants=2)
+    assert (raised.value.code, raised.value.exit_code) == ("grant_expired", EXIT_TRANSIENT)
+    assert "upload URL expired" in str(raised.value)

@@ -124,3 +124,31 @@ def test_valet_dev_reports_missing_node(tmp_path: Path) -> None:
                             timeout=60, check=False)
     assert result.returncode == 2
     assert "Node.js is not installed" in result.stderr
+
+
+def test_valet_dev_on_port_0_hands_out_the_port_it_bound(tmp_path: Path) -> None:
+    """``--port 0``: the kernel picks the port, and every URL valet dev hands out names that port: dev.env,
+    the grant's statusUrl, the storage CORS rules for the upload page's origins."""
+    with valet_dev(tmp_path, args=["--port", "0"]) as stack:
+        port = int(stack.url.rsplit(":", 1)[1])
+        assert port != 0 and stack.url == f"http://127.0.0.1:{port}"
+        grant = requests.post(f"{stack.url}/api/uploads", headers={"X-API-Key": stack.api_key}, timeout=10,
+                              json={"filename": "a.png", "contentType": "image/png", "size": len(png())})
+        assert grant.status_code == 201, grant.text
+        status_url = grant.json()["statusUrl"]
+        assert status_url.startswith(f"{stack.url}/api/uploads/"), status_url
+        status = requests.get(status_url, headers={"X-API-Key": stack.api_key}, timeout=10)
+        assert status.status_code == 200 and status.json()["status"] == "pending", status.text
+        page = requests.get(f"{stack.url}/api/ui", timeout=10)
+        assert page.status_code == 200
+        for origin in (stack.url, f"http://localhost:{port}"):  # the page's origins may PUT to storage
+            preflight = requests.options(grant.json()["blobUri"], verify=stack.ca, timeout=10, headers={
+                "Origin": origin, "Access-Control-Request-Method": "PUT",
+                "Access-Control-Request-Headers": "x-ms-blob-type,x-ms-blob-content-type"})
+            assert preflight.status_code == 200, (origin, preflight.status_code)
+            assert preflight.headers.get("Access-Control-Allow-Origin") == origin
+        api_preflight = requests.options(f"{stack.url}/api/uploads", timeout=10, headers={
+            "Origin": stack.url, "Access-Control-Request-Method": "POST"})
+        assert api_preflight.headers.get("Access-Control-Allow-Origin") == stack.url
+        assert requests.options(grant.json()["blobUri"], verify=stack.ca, timeout=10, headers={
+            "Origin": "http://127.0.0.1:0", "Access-Control-Request-Method": "PUT"}).status_code == 403

@@ -262,3 +262,21 @@ def test_the_page_script_cancels_a_grant_and_downloads_an_accepted_upload(
     assert out["put"] == 201 and out["decision"]["status"] == "accepted"
     assert out["download"]["status"] == 200 and out["download"]["same"] is True
     assert out["download"]["disposition"].startswith('attachment; filename="cat.png"')
+
+
+def test_the_module_in_node_says_a_certificate_failed_verification(storage_endpoint: StorageEndpoint) -> None:
+    """clients/js/valet-upload.js's API calls in Node, against an HTTPS endpoint with the emulator's
+    self-signed certificate and no NODE_EXTRA_CA_CERTS: the error names the cause and the fix."""
+    if NODE is None:
+        pytest.skip("node is not installed")
+    if not storage_endpoint.ca_bundle:
+        pytest.skip("this storage endpoint has a publicly trusted certificate")
+    script = ("import { listProfiles } from './clients/js/valet-upload.js';"
+              "try { await listProfiles(process.argv[1], { kind: 'apikey', secret: 'x' }); console.log('{}'); }"
+              " catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }")
+    env = {k: v for k, v in os.environ.items() if k != "NODE_EXTRA_CA_CERTS"}
+    done = subprocess.run([NODE, "--input-type=module", "-e", script, f"{storage_endpoint.blob_url}/"],
+                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out.get("code") == "certificate_unverified", (out, done.stderr[-1000:])
+    assert "NODE_EXTRA_CA_CERTS" in out["message"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 
 from PIL import Image
 from pypdf import PdfWriter
@@ -79,3 +80,28 @@ def malware_event(blob_uri: str, verdict: str = "Malicious") -> dict[str, object
     return {"id": "e1", "eventType": "Microsoft.Security.MalwareScanningResult", "subject": "s", "topic": "t",
             "dataVersion": "1.0", "data": {"blobUri": blob_uri, "scanResultType": verdict,
                                            "scanFinishedTimeUtc": "2026-11-22T12:00:00Z"}}
+
+
+def pdf_xref_bomb(entries: int = 50_000, array_len: int = 600) -> bytes:
+    """About 2 KB: an xref stream listing ``entries`` objects, all at the offset of one large array
+    (issue 24: pypdf parses that array once per entry)."""
+    out = bytearray(b"%PDF-1.5\n")
+    catalog = len(out)
+    out += b"1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n"
+    pages = len(out)
+    out += b"2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>\nendobj\n"
+    big = len(out)
+    out += b"3 0 obj\n[" + b"0 " * array_len + b"]\nendobj\n"
+    rows = b"\x00" + bytes(4) + b"\xff\xff" + b"\x01" + catalog.to_bytes(4, "big") + bytes(2)
+    rows += b"\x01" + pages.to_bytes(4, "big") + bytes(2) + (b"\x01" + big.to_bytes(4, "big") + bytes(2)) * entries
+    return _with_xref_stream(bytes(out), rows, entries + 3)
+
+
+def _with_xref_stream(body: bytes, rows: bytes, size: int) -> bytes:
+    """``body`` with a FlateDecode xref stream (``/W [1 4 2]``, ``rows`` without its own entry) and trailer."""
+    at = len(body)
+    rows += b"\x01" + at.to_bytes(4, "big") + bytes(2)
+    data = zlib.compress(rows, 9)
+    return body + (b"%d 0 obj\n<< /Type /XRef /Size %d /W [1 4 2] /Root 1 0 R /Filter /FlateDecode /Length %d >>"
+                   b"\nstream\n" % (size, size + 1, len(data)) + data
+                   + b"\nendstream\nendobj\nstartxref\n%d\n%%%%EOF\n" % at)

@@ -136,3 +136,13 @@ def test_required_roles_must_be_a_list_of_names(roles: object) -> None:
     doc = {"profiles": {"p": {"maxBytes": 5, "types": {"a/b": ["b"]}, "requiredRoles": roles}}}
     with pytest.raises(ConfigurationError, match="requiredRoles"):
         Policy.from_document(doc, setting="T")
+
+
+def test_allow_pdf_actions_names_outbound_actions_only() -> None:
+    doc = {"profiles": {"docs": {"maxBytes": 10, "types": {"application/pdf": ["pdf"]},
+                                 "allowPdfActions": ["URI", "GoToR"]}}}
+    assert Policy.from_document(doc, setting="t").profiles["docs"].pdf_actions == frozenset({"/URI", "/GoToR"})
+    for bad in (["Launch"], ["JavaScript"], "URI", [1], ["/URI"]):
+        doc["profiles"]["docs"]["allowPdfActions"] = bad  # type: ignore[index]
+        with pytest.raises(ConfigurationError, match="allowPdfActions"):
+            Policy.from_document(doc, setting="t")

@@ -6,6 +6,7 @@ import io
 from datetime import UTC, datetime
 
 import pytest
+from azure.storage.blob import BlobProperties, ImmutabilityPolicy
 
 from tests.support import samples
 from valet.naming import bind_upload_id, new_upload_id, upload_id_belongs_to
@@ -15,7 +16,7 @@ from valet.validation.reasons import PUBLIC_REASONS, Outcome, Reason, Rejection,
 from valet.validation.records import Decision, ascii_value
 from valet.validation.scanners import DefenderTagScanner, ScanSubject, Verdict
 from valet.validation.sniff import decide_type
-from valet.validation.validator import check_size
+from valet.validation.validator import check_size, check_what_storage_says
 
 IMAGES = {"image/png": ("png",), "image/jpeg": ("jpg",), "image/gif": ("gif",)}
 DOCS = {"application/pdf": ("pdf",), "text/plain": ("txt",), "text/csv": ("csv",)}
@@ -181,3 +182,34 @@ def test_archive_entry_names(name: str, safe: bool) -> None:
         with pytest.raises(Rejection) as caught:
             check_name(name)
         assert caught.value.reason is Reason.ARCHIVE_UNSAFE_NAME
+
+
+def _props(**attrs: object) -> BlobProperties:
+    props = BlobProperties()
+    for name, value in attrs.items():
+        setattr(props, name, value)
+    return props
+
+
+@pytest.mark.parametrize(("attrs", "reason"), [
+    ({"blob_tier": "Archive"}, Reason.UNREADABLE),
+    ({"blob_tier": "Hot", "archive_status": "rehydrate-pending-to-hot"}, Reason.UNREADABLE),
+    ({"encryption_key_sha256": "c2hh"}, Reason.UNREADABLE),
+    ({"has_legal_hold": True}, Reason.RETENTION_SET),
+    ({"immutability_policy": ImmutabilityPolicy(expiry_time=datetime(2030, 1, 1, tzinfo=UTC),
+                                                policy_mode="Unlocked")}, Reason.RETENTION_SET),
+    ({"blob_tier": "Cool"}, None),
+    ({"blob_tier": "Cold"}, None),
+    ({"encryption_scope": "client-chosen"}, None),
+])
+def test_properties_a_client_sets_at_creation_are_decided(attrs: dict[str, object], reason: Reason | None) -> None:
+    """Issue 24 item 2: each property a create-only PUT can set is either harmless to the decision or
+    quarantined with its own reason (see docs/validation.md, "Properties set at creation")."""
+    props = _props(metadata={}, **attrs)
+    if reason is None:
+        check_what_storage_says(props)
+        return
+    with pytest.raises(Rejection) as caught:
+        check_what_storage_says(props)
+    assert caught.value.reason is reason
+    assert public_reason(reason.value) == "properties_not_allowed"

@@ -125,7 +125,7 @@ class AuditReader:
 
     def query(self, *, since: datetime, until: datetime, upload: str = "", caller: str = "", action: str = "",
               limit: int = 200) -> QueryResult:
-        kept: list[tuple[datetime, int, dict[str, Any]]] = []  # a min-heap of the newest ``limit`` matches
+        kept: list[tuple[datetime, int, int, dict[str, Any]]] = []  # a min-heap of the newest ``limit`` matches
         counter = 0
         blobs = 0
         truncated = False
@@ -145,17 +145,20 @@ class AuditReader:
                         continue
                     if not records.matches(doc, upload=upload, caller=caller, action=action):
                         continue
-                    counter += 1
-                    item = (at, counter, doc)
+                    counter += 1  # within one millisecond: the writer's sequence, then the order read
+                    src = doc.get("src")
+                    raw = src.get("seq") if isinstance(src, dict) else None
+                    seq = raw if isinstance(raw, int) else 0
+                    item: tuple[datetime, int, int, dict[str, Any]] = (at, seq, counter, doc)
                     if len(kept) < limit:
                         heapq.heappush(kept, item)
-                    elif item[:2] > kept[0][:2]:
+                    elif item[:3] > kept[0][:3]:
                         heapq.heapreplace(kept, item)
             if truncated:
                 break
             if len(kept) >= limit and f"{kept[0][0]:%Y/%m/%d}/" >= prefix:
                 break  # every older day holds only records older than the ``limit`` kept
-        ordered = [doc for _, _, doc in sorted(kept, key=lambda item: item[:2], reverse=True)]
+        ordered = [item[3] for item in sorted(kept, key=lambda item: item[:3], reverse=True)]
         return QueryResult(ordered, truncated, blobs)
 
     def _lines(self, name: str) -> Iterator[dict[str, Any]]:

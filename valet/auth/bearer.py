@@ -119,13 +119,12 @@ class BearerValidator:
         trusted, iss_tenant = self._match_issuer(iss)
         self._check_header(header, trusted.config)
         kid: str = header["kid"]
-        iat = unverified.get("iat")  # unverified: it only chooses between 401 and 503 for an unknown kid
-        issued = float(iat) + self._leeway if isinstance(iat, int | float) and not isinstance(iat, bool) else None
         try:
-            signing_key = trusted.keys.get(kid, issued)
-        except UnknownKey:
+            signing_key = trusted.keys.get(kid)
+        except UnknownKey:  # the last key fetch succeeded and did not list it: 401, never a 5xx
             log.info("bearer rejected: unknown kid issuer=%s", trusted.config.issuer)
-            raise _invalid("The bearer token is signed with an unknown key") from None
+            raise _invalid("The bearer token is signed with a key its issuer does not publish (keys are "
+                           "refreshed at most once per interval; a newly rotated key is accepted after that)") from None
         except KeysUnavailable as exc:
             raise ServiceUnavailable(
                 "The identity provider's signing keys cannot be fetched; retry later",
@@ -198,6 +197,9 @@ class BearerValidator:
             raise _invalid("The bearer token tenant does not match its issuer")
         if config.tenants is not None and (tenant or iss_tenant) not in config.tenants:
             raise _invalid("The bearer token tenant is not allowed")
+        # A tid claim counts only from a multi-tenant ({tenantid}) issuer, where it names the issuer;
+        # any other issuer's tenant is the GUID its own URL holds, or none.
+        tenant = tenant if config.is_template else iss_tenant
         subject = claims.get("oid") or claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise _invalid("The bearer token has no usable subject")

@@ -9,13 +9,14 @@ adds what the grant path needs on top:
 * the last good key set keeps serving while the endpoint is down (up to ``max_stale`` seconds), and a
   caller whose key is cached never waits for a fetch another caller started;
 * every fetch is bounded by ``timeout``; failures (connection resets included) become
-  :class:`KeysUnavailable` (mapped to 503), and so does an unknown ``kid`` while the last fetch failed:
-  the keys could not be checked, which says nothing against the token;
-* key rotation: an unknown ``kid`` triggers a fetch when the rate limit allows one (still unknown after
-  it: :class:`UnknownKey`, a final 401). When it does not, a token issued *after* our last good fetch may
-  carry a key the issuer published since, so it gets :class:`KeysUnavailable` (503 with ``Retry-After``
-  until the next fetch may run) rather than a 401 that a client would take as "sign in again"; a token
-  issued before that fetch, whose key was therefore already published, is :class:`UnknownKey`.
+  :class:`KeysUnavailable` (mapped to 503), and so does an unknown ``kid`` while the last fetch failed
+  (or none has succeeded yet): the keys could not be checked, which says nothing against the token;
+* key rotation: an unknown ``kid`` triggers a fetch when the rate limit allows one; whenever the last
+  fetch succeeded, a ``kid`` it did not return is :class:`UnknownKey` (a 401 with an error description),
+  also inside the refetch interval, as Microsoft's token middleware answers. (Until issue 24 a token
+  issued after our last fetch got a 503 there: a real rotation then showed a burst of 503s, and junk
+  tokens with a fresh ``iat`` raised the 5xx rate of a healthy service.) A client whose token was signed
+  with a key published since gets a 401 for at most ``min_refetch`` seconds.
 
 The JWKS URL comes only from configuration or from the configured discovery document, never from a
 token (``jku``/``x5u``/``jwk`` headers are refused before any key lookup).
@@ -63,7 +64,6 @@ class IssuerKeys:
         cache_lifetime: float,
         max_stale: float,
         monotonic: Callable[[], float] = time.monotonic,
-        wallclock: Callable[[], float] = time.time,
     ) -> None:
         self.issuer = config.issuer
         self._discovery_url = config.discovery_url
@@ -73,8 +73,6 @@ class IssuerKeys:
         self._cache_lifetime = cache_lifetime
         self._max_stale = max_stale
         self._now = monotonic
-        self._wall = wallclock
-        self._fetched_wall: float | None = None  # wall-clock time the last good fetch started
         self._lock = threading.Lock()  # state; never held during a network fetch
         self._fetch_lock = threading.Lock()  # the one fetch in flight
         self._client: jwt.PyJWKClient | None = None
@@ -83,10 +81,9 @@ class IssuerKeys:
         self._last_attempt: float | None = None
         self._last_failed = False
 
-    def get(self, kid: str, issued_at: float | None = None) -> jwt.PyJWK:
-        """The key for ``kid``; :class:`UnknownKey` or :class:`KeysUnavailable` otherwise. ``issued_at``
-        (the token's unverified ``iat`` plus the clock leeway) tells a key published after our last fetch
-        from one that never was.
+    def get(self, kid: str) -> jwt.PyJWK:
+        """The key for ``kid``; :class:`UnknownKey` or :class:`KeysUnavailable` (only when the last fetch
+        failed) otherwise.
 
         A caller whose key is cached never waits for a fetch; a caller that needs the keys another caller
         is fetching waits for that fetch (bounded by its timeout) and answers from its result."""
@@ -108,11 +105,10 @@ class IssuerKeys:
         with self._fetch_lock:  # a fetch may be in flight: wait for its outcome
             pass
         with self._lock:
-            return self._rate_limited(kid, self._now(), issued_at)
+            return self._rate_limited(kid, self._now())
 
     def _fetch(self, kid: str, stale: jwt.PyJWK | None) -> jwt.PyJWK:
         # Called with _fetch_lock held, _lock not held: callers with cached keys go on meanwhile.
-        started = self._wall()
         try:
             keys = self._download()
         except KeysUnavailable:
@@ -124,21 +120,18 @@ class IssuerKeys:
             raise
         with self._lock:
             self._keys, self._fetched_at, self._last_failed = keys, self._now(), False
-            self._fetched_wall = started
             key = self._keys.get(kid)
         if key is None:
             raise UnknownKey
         return key
 
-    def _rate_limited(self, kid: str, now: float, issued_at: float | None) -> jwt.PyJWK:
+    def _rate_limited(self, kid: str, now: float) -> jwt.PyJWK:
         """Answer without a fetch (called with _lock held). While the last fetch failed, a key we do not
-        have cannot be called unknown, nor can the key of a token issued after our last good fetch (the
-        issuer may have rotated since): 503 until the next fetch may run."""
+        have cannot be called unknown: 503 until the next fetch may run. Otherwise it is unknown (401)."""
         key = self._keys.get(kid)
         if key is not None and (self._fresh(now) or self._usable_stale(now)):
             return key
-        newer = issued_at is not None and self._fetched_wall is not None and issued_at >= self._fetched_wall
-        if self._fetched_at is None or self._last_failed or newer:
+        if self._fetched_at is None or self._last_failed:
             assert self._last_attempt is not None
             raise KeysUnavailable(self._min_refetch - (now - self._last_attempt))
         raise UnknownKey

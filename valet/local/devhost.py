@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,8 +80,11 @@ def _route_pattern(prefix: str, route: str) -> re.Pattern[str]:
 
 class FunctionHost:
     def __init__(self, app: func.FunctionApp, *, host: str = "127.0.0.1", port: int = 7071,
-                 route_prefix: str = "api") -> None:
-        if host not in ("127.0.0.1", "localhost", "::1"):
+                 route_prefix: str = "api", listener: socket.socket | None = None) -> None:
+        """``listener``: a socket already bound (and listening) on loopback, served instead of binding
+        ``port``; how ``valet dev --port 0`` knows its port before the app's settings are made."""
+        if host not in ("127.0.0.1", "localhost", "::1") or (
+                listener is not None and listener.getsockname()[0] not in ("127.0.0.1", "::1")):
             raise ValueError("the development host binds to loopback only")
         self._host = host
         self.routes: list[HttpRoute] = []
@@ -100,8 +104,9 @@ class FunctionHost:
                 self.others[name] = (str(trigger.get_binding_name()), user)
                 if trigger.get_binding_name() == "timerTrigger":
                     self.schedules[name] = str(trigger.schedule)
-        self._server = create_server(self, host=host, port=port, threads=16, ident="valet-dev",
-                                     clear_untrusted_proxy_headers=True)
+        where: dict[str, Any] = {"sockets": [listener]} if listener is not None else {"host": host, "port": port}
+        self._server = create_server(self, threads=16, ident="valet-dev", clear_untrusted_proxy_headers=True,
+                                     **where)
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 

@@ -14,13 +14,16 @@ extracts. :func:`check_local_headers` walks every local header from offset 0 (on
 at most, usually fewer: a 4 KiB read-ahead covers the headers of small neighbouring entries): the
 entries must tile the file up to the directory with no gap or overlap, each local header must agree with
 its directory record (name, method, flags, CRC and sizes, from the data descriptor when the entry has
-one), and names with ``..``, absolute paths, drive letters, backslashes or NUL are refused.
+one), and names with ``..``, absolute paths, drive letters, backslashes or NUL are refused: every name an
+extractor may use (the plain name read as UTF-8 and as CP437, the Unicode Path extra fields 0x7075 of the
+central and the local header, and their NFKC forms; see :func:`check_names`).
 """
 
 from __future__ import annotations
 
 import re
 import struct
+import unicodedata
 import zipfile
 from itertools import pairwise
 from typing import IO
@@ -37,6 +40,7 @@ _LOCAL = struct.Struct("<4sHHHHHIIIHH")
 _LOCAL_SIGNATURE = b"PK\x03\x04"
 _DESCRIPTOR_SIGNATURE = b"PK\x07\x08"
 _ZIP64_EXTRA = 0x0001
+_UNICODE_PATH = 0x7075  # Info-ZIP Unicode Path extra field
 _DRIVE = re.compile(r"^[A-Za-z]:")
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 
@@ -89,6 +93,7 @@ def check_zip(file: IO[bytes], size: int, limits: ArchiveLimits, local: IO[bytes
         raise Rejection(Reason.ARCHIVE_OVERLAP, "entry data runs into the central directory")
     for info in entries:
         check_name(info.orig_filename)
+        check_names(_raw_name(info), info.extra)
     if local is not None:
         check_local_headers(local, entries, directory_at)
     return len(entries)
@@ -99,6 +104,26 @@ def check_name(name: str) -> None:
     if ("\\" in name or "\x00" in name or name.startswith("/") or _DRIVE.match(name)
             or any(part == ".." for part in parts)):
         raise Rejection(Reason.ARCHIVE_UNSAFE_NAME, f"unsafe entry name {name[:80]!r}")
+
+
+def check_names(raw: bytes, extra: bytes) -> None:
+    """Every name an extractor may give an entry: its bytes read as UTF-8 and as CP437 (extractors differ
+    on the flag that says which), each Info-ZIP Unicode Path extra field (0x7075, preferred by Info-ZIP,
+    7-Zip and others over the plain name), and the NFKC form of each (some extractors normalise)."""
+    names = {raw.decode("utf-8", errors="replace"), raw.decode("cp437"), *_unicode_paths(extra)}
+    for name in names | {unicodedata.normalize("NFKC", name) for name in names}:
+        check_name(name)
+
+
+def _unicode_paths(extra: bytes) -> list[str]:
+    """The names in Info-ZIP Unicode Path fields: version (1 byte), CRC-32 of the plain name, UTF-8 name."""
+    found, at = [], 0
+    while at + 4 <= len(extra):
+        kind, length = struct.unpack_from("<HH", extra, at)
+        if kind == _UNICODE_PATH:
+            found.append(extra[at + 9:at + 4 + length].decode("utf-8", errors="replace"))
+        at += 4 + length
+    return found
 
 
 def check_local_headers(file: IO[bytes], entries: list[zipfile.ZipInfo], directory_at: int) -> None:
@@ -132,9 +157,9 @@ def _walk(file: IO[bytes], entries: list[zipfile.ZipInfo], directory_at: int) ->
             raise Rejection(Reason.ARCHIVE_MISMATCH, f"no local header where the directory says ({position})")
         name = _read(file, position + _LOCAL.size, name_length)
         extra = _read(file, position + _LOCAL.size + name_length, extra_length)
-        encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
-        if name != info.orig_filename.encode(encoding, errors="replace"):
+        if name != _raw_name(info):
             raise Rejection(Reason.ARCHIVE_MISMATCH, "local and central names differ")
+        check_names(name, extra)  # the local extra field may carry another Unicode Path than the central one
         if method != info.compress_type or (flags & 0x809) != (info.flag_bits & 0x809):
             raise Rejection(Reason.ARCHIVE_MISMATCH, "local and central method or flags differ")
         zip64 = _zip64_extra(extra)
@@ -177,8 +202,12 @@ def _descriptor(file: IO[bytes], at: int, zip64: bool) -> tuple[int, int, int, i
     return crc, compressed, uncompressed, start + 4 + sizes
 
 
+def _raw_name(info: zipfile.ZipInfo) -> bytes:
+    """The entry name's bytes as stored in the central directory."""
+    encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
+    return info.orig_filename.encode(encoding, errors="replace")
+
+
 def _end_of(info: zipfile.ZipInfo) -> int:
     """Lowest possible end of an entry's local header plus data (local extra fields can only add)."""
-    encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
-    name_length = len(info.orig_filename.encode(encoding, errors="replace"))
-    return info.header_offset + _LOCAL_HEADER + name_length + info.compress_size
+    return info.header_offset + _LOCAL_HEADER + len(_raw_name(info)) + info.compress_size

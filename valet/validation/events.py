@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+from collections import OrderedDict
 from typing import Any, Protocol
 
 from azure.storage.queue import QueueClient
@@ -80,3 +82,34 @@ class NoEvents:
 
     def publish(self, decision: Decision, container: str, name: str) -> None:
         return None
+
+
+class SentLedger:
+    """Decision events this process put on the queue whose tombstone still carries the "event owed" marker,
+    because removing it failed (storage went away between the two requests). Whoever meets that marker
+    next in this process (a retried delivery, the reconciler) removes it instead of sending the event
+    again. Per process and bounded (the oldest entries are forgotten first): another instance cannot
+    know, and repeats the event, so delivery stays at least once."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._keys: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+        self._limit = limit
+
+    def remember(self, key: str) -> None:
+        with self._lock:
+            self._keys[key] = None
+            self._keys.move_to_end(key)
+            while len(self._keys) > self._limit:
+                self._keys.popitem(last=False)
+
+    def sent(self, key: str) -> bool:
+        with self._lock:
+            return key in self._keys
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._keys.pop(key, None)
+
+
+SENT = SentLedger()  # one per process, like the sender pool: deliveries and the reconciler share it

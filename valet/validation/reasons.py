@@ -47,6 +47,8 @@ class Reason(StrEnum):
     # records written before still read and map.
     SNAPSHOT_PRESENT = "snapshot_present"
     COPY_CREATED = "copy_created"  # the upload is a Copy Blob of another URL, not bytes the caller sent
+    UNREADABLE = "unreadable"  # Archive tier or a customer-provided key: storage will not serve the bytes
+    RETENTION_SET = "retention_set"  # a legal hold or immutability policy on the upload
     # Content.
     SHA256_MISMATCH = "sha256_mismatch"
     ARCHIVE_INVALID = "archive_invalid"
@@ -83,6 +85,8 @@ PUBLIC_REASONS: dict[Reason, str] = {
     Reason.RESERVED_METADATA: "content_not_allowed",
     Reason.SNAPSHOT_PRESENT: "content_not_allowed",
     Reason.COPY_CREATED: "content_not_allowed",
+    Reason.UNREADABLE: "properties_not_allowed",
+    Reason.RETENTION_SET: "properties_not_allowed",
     Reason.SHA256_MISMATCH: "sha256_mismatch",
     Reason.ARCHIVE_INVALID: "archive_invalid",
     Reason.ARCHIVE_TOO_MANY_ENTRIES: "archive_limits",

@@ -36,7 +36,6 @@ from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobProperties, BlobServiceClient
 
 from valet.clock import utcnow
-from valet.errors import ValetError
 from valet.validation import records
 
 log = logging.getLogger("valet.validation")
@@ -46,8 +45,7 @@ PAGE_SIZE = 1000
 
 def attempts(tags: Mapping[str, str] | None) -> int:
     """Failed decision attempts recorded on an upload (0 when none are)."""
-    value = records.tag(tags, records.ATTEMPTS)
-    return int(value) if value.isdigit() else 0
+    return records.parse_count(records.tag(tags, records.ATTEMPTS)) or 0
 
 
 def attention(tags: Mapping[str, str] | None, max_attempts: int) -> str | None:
@@ -139,7 +137,7 @@ class Reconciler:
     def _one(self, name: str, report: RunReport) -> None:
         try:
             self._decide(name)
-        except (ValetError, AzureError) as exc:  # recorded on the blob by the validator; next run retries
+        except Exception as exc:  # noqa: BLE001 - one blob never stops the run; the validator records it
             report.failed += 1
             log.warning("reconciler: deciding %s failed (%s)", name, type(exc).__name__)
             return

@@ -62,12 +62,22 @@ def timestamp(moment: datetime | None) -> str:
 
 
 def parse_timestamp(value: str | None) -> datetime | None:
-    if not value:
+    """A record's timestamp, or ``None`` for anything else (the parsers here are total: whatever a
+    client wrote into metadata or tags is data, never an exception)."""
+    if not value or not isinstance(value, str) or len(value) != 20 or not value.isascii():
         return None
     try:
         return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except ValueError:
         return None
+
+
+def parse_count(value: str | None) -> int | None:
+    """A non-negative count of at most 9 ASCII digits, or ``None``. ``str.isdigit`` alone is not enough:
+    it is true for ``"²"`` and other scripts' digits, and ``int`` refuses those and over 4300 digits."""
+    if not value or not isinstance(value, str) or len(value) > 9 or not (value.isascii() and value.isdigit()):
+        return None
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -139,7 +149,7 @@ class Decision:
             outcome = Outcome(get("outcome"))
         except ValueError:
             outcome = fallback
-        size = get("size")
+        size = parse_count(get("size"))
         return cls(
             outcome=outcome,
             reason=get("reason") or "unknown",
@@ -150,7 +160,7 @@ class Decision:
             profile=get("profile"),
             declared_type=get("declared_type"),
             detected_type=get("detected_type"),
-            size=int(size) if size.isdigit() else None,
+            size=size,
             sha256=get("sha256"),
             granted_at=parse_timestamp(get("granted_at")),
             grant_expires=parse_timestamp(get("grant_expires")),

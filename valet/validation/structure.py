@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import logging
 import struct
+import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +34,7 @@ from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, NameObject
 
+from valet.policy import PDF_OUTBOUND_ACTIONS
 from valet.validation.blobio import MAX_FETCH, RangeReader, RangeSource, ReadBudgetExceeded, read_range
 from valet.validation.reasons import Reason, Rejection
 
@@ -45,8 +48,10 @@ WALK_BUDGET_FACTOR = 4
 # types (/S) that do the same from an /OpenAction, link or outline item.
 PDF_ACTIVE_KEYS = frozenset({"/JS", "/JavaScript", "/AA", "/Launch", "/EmbeddedFile", "/EmbeddedFiles",
                              "/RichMedia", "/XFA"})
-PDF_ACTIVE_ACTIONS = frozenset({"/JavaScript", "/Launch", "/SubmitForm", "/ImportData", "/GoToE",
-                                "/RichMediaExecute", "/Rendition", "/Sound", "/Movie"})
+PDF_ACTIVE_ACTIONS = frozenset({"/JavaScript", "/Launch", "/RichMediaExecute", "/Rendition", "/Sound", "/Movie"})
+# Actions that reach outside the document (a remote or embedded file, a URL, a form submission; /GoToR to a
+# UNC path leaks Windows credentials) are active content unless the profile lists them in
+# ``allowPdfActions`` (:data:`valet.policy.PDF_OUTBOUND_ACTIONS`).
 _PDF_SKIP = frozenset({"/Contents", "/Resources", "/Thumb", "/Metadata", "/Parent", "/P"})
 _MAX_DEPTH = 64
 
@@ -74,20 +79,21 @@ def needs_check(mime: str) -> bool:
 
 
 def check_structure(source: RangeSource, size: int, head: bytes, mime: str, limits: ImageLimits,
-                    budget: int = DEFAULT_READ_BUDGET) -> StructureReport:
-    """Parse the upload as ``mime``; ``head`` is the start of the blob, already read."""
+                    budget: int = DEFAULT_READ_BUDGET, pdf: PdfLimits | None = None) -> StructureReport:
+    """Parse the upload as ``mime``; ``head`` is the start of the blob, already read. ``pdf``: the work
+    bounds and allowed outbound actions of a PDF check (defaults: :class:`PdfLimits`)."""
     if mime in IMAGE_FORMATS:
         reader = RangeReader(source, size, budget=budget, head=head)
         detail = check_image(reader, mime, limits)
     elif mime == PDF and size <= budget:  # small enough to hold: read it once, in 1 MiB ranges
         rest = [read_range(source, at, min(MAX_FETCH, size - at)) for at in range(len(head), size, MAX_FETCH)]
         reader = RangeReader(source, size, budget=0, head=head + b"".join(rest))
-        detail = check_pdf(reader, size, whole=True)
+        detail = check_pdf(reader, size, whole=True, limits=pdf)
         return StructureReport(detail, size - len(head), len(rest))
     elif mime == PDF:  # objects are small and scattered: small ranges, only what the walk needs; memory holds
         # two 1 KiB blocks and pypdf's parsed objects, so this budget bounds requests, not memory
         reader = RangeReader(source, size, budget=budget * WALK_BUDGET_FACTOR, read_ahead=PDF_READ_AHEAD, head=head)
-        detail = check_pdf(reader, size, whole=False)
+        detail = check_pdf(reader, size, whole=False, limits=pdf)
     else:
         return StructureReport("", 0, 0)
     return StructureReport(detail, reader.bytes_fetched, reader.requests)
@@ -151,17 +157,119 @@ def _webp_size(file: RangeReader) -> tuple[int, int]:
 
 # -- PDFs --------------------------------------------------------------------------------------------------
 
-def check_pdf(file: RangeReader, size: int, *, whole: bool) -> str:
+@dataclass(frozen=True)
+class PdfLimits:
+    """Work bounds for one PDF's structure check, beside the read budget: a few KiB can list 50,000
+    objects that all point at one large array (pypdf then parses that array 50,000 times), so bytes alone
+    bound nothing. Over any bound the answer is ``pdf_unverifiable``. ``allowed_actions``: outbound action
+    types (:data:`PDF_OUTBOUND_ACTIONS`) a profile accepts (``allowPdfActions``)."""
+
+    max_objects: int = 100_000  # objects parsed (each resolution of a reference counts)
+    max_elements: int = 1_000_000  # dictionary entries and array items inspected (bounds pypdf's memory too)
+    seconds: float = 5.0  # wall-clock time of the walk, checked at every object and container
+    allowed_actions: frozenset[str] = frozenset()
+
+
+class _Walk:
+    """One PDF's inspection, counting its work against :class:`PdfLimits`."""
+
+    def __init__(self, limits: PdfLimits, clock: Callable[[], float] = time.monotonic) -> None:
+        self._limits, self._clock = limits, clock
+        self._deadline = clock() + limits.seconds
+        self._blocked = PDF_ACTIVE_ACTIONS | (PDF_OUTBOUND_ACTIONS - limits.allowed_actions)
+        self.objects = self.elements = self.headers = 0
+        self.max_objects = limits.max_objects
+
+    def header(self) -> None:
+        """One object header read by pypdf (opening the file, resolving a reference): at most three per
+        object allowed, and the clock."""
+        self.headers += 1
+        if self.headers > 3 * self._limits.max_objects:
+            raise Rejection(Reason.PDF_UNVERIFIABLE, f"PDF structure beyond the work bound ({self.headers} "
+                                                     "object headers)")
+        self.visit()
+
+    def visit(self, objects: int = 0, elements: int = 0) -> None:
+        self.objects += objects
+        self.elements += elements
+        if self.objects > self._limits.max_objects or self.elements > self._limits.max_elements:
+            raise Rejection(Reason.PDF_UNVERIFIABLE, f"PDF structure beyond the work bound ({self.objects} "
+                                                     f"objects, {self.elements} entries)")
+        if self._clock() > self._deadline:
+            raise Rejection(Reason.PDF_UNVERIFIABLE, f"PDF structure not checked within {self._limits.seconds:g} s")
+
+    def inspect(self, obj: Any, depth: int, *, follow: bool = False) -> list[IndirectObject]:
+        """Raise on active content in ``obj`` (direct values included); return the references it holds."""
+        if depth > _MAX_DEPTH:
+            raise Rejection(Reason.PDF_UNVERIFIABLE, "PDF objects nested too deeply")
+        refs: list[IndirectObject] = []
+        if isinstance(obj, DictionaryObject):
+            self.visit(elements=len(obj))
+            self._check_action(obj)
+            for key, value in dict.items(obj):
+                name = str(key)
+                if name in PDF_ACTIVE_KEYS:
+                    raise Rejection(Reason.ACTIVE_CONTENT, f"PDF with {name}")
+                if name == "/Type" and isinstance(value, NameObject) and str(value) == "/EmbeddedFile":
+                    raise Rejection(Reason.ACTIVE_CONTENT, f"PDF with a {value}")
+                if follow and name in _PDF_SKIP:
+                    continue
+                refs.extend(self._children(value, depth, follow))
+        elif isinstance(obj, ArrayObject):
+            self.visit(elements=len(obj))
+            for value in list.__iter__(obj):
+                refs.extend(self._children(value, depth, follow))
+        return refs
+
+    def _check_action(self, obj: DictionaryObject) -> None:
+        """The action type ``/S`` in any spelling: a name (``#xx`` escapes decoded by pypdf), a string, or
+        a reference to either; a ``/Thread`` counts as outbound when it names a file (``/F``)."""
+        value = dict.get(obj, "/S")
+        if isinstance(value, IndirectObject):
+            self.visit(objects=1)
+            value = value.get_object()
+        if not isinstance(value, str):  # NameObject and the string objects are str subclasses
+            return
+        action = "/" + str(value).lstrip("/")
+        if action == "/Thread" and "/F" not in obj:
+            return  # a thread in this document
+        if action in self._blocked:
+            raise Rejection(Reason.ACTIVE_CONTENT, f"PDF with a {action} action")
+
+    def _children(self, value: Any, depth: int, follow: bool) -> list[IndirectObject]:
+        if isinstance(value, IndirectObject):
+            return [value] if follow else []
+        if isinstance(value, (DictionaryObject, ArrayObject)):
+            return self.inspect(value, depth + 1, follow=follow)
+        return []
+
+
+class _BoundedReader(PdfReader):
+    """pypdf's reader with every object header it reads counted against the walk's bounds: opening a
+    file already reads one header per cross-reference entry (pypdf checks them when not strict), so a
+    few KiB listing 500,000 entries is refused while it opens, not after."""
+
+    def __init__(self, stream: Any, walk: _Walk) -> None:
+        self._walk = walk
+        super().__init__(stream, strict=False)
+
+    def read_object_header(self, stream: Any) -> tuple[int, int]:
+        self._walk.header()
+        return super().read_object_header(stream)
+
+
+def check_pdf(file: RangeReader, size: int, *, whole: bool, limits: PdfLimits | None = None) -> str:
     """``whole``: inspect every object (the file is in memory); otherwise what the trailer reaches."""
+    walk = _Walk(limits or PdfLimits())
     try:
-        reader = PdfReader(file.as_file(), strict=False)
-        count = _scan_all(reader) if whole else _scan_reachable(reader)
+        reader = _BoundedReader(file.as_file(), walk)
+        count = _scan_all(reader, walk) if whole else _scan_reachable(reader, walk)
     except Rejection:
         raise
     except ReadBudgetExceeded as exc:
         raise Rejection(Reason.PDF_UNVERIFIABLE, "PDF structure larger than the read budget") from exc
-    except RecursionError as exc:
-        raise Rejection(Reason.PDF_UNVERIFIABLE, "PDF objects nested too deeply") from exc
+    except (RecursionError, MemoryError) as exc:
+        raise Rejection(Reason.PDF_UNVERIFIABLE, f"PDF structure beyond the work bound ({type(exc).__name__})") from exc
     except (PyPdfError, OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, EOFError,
             struct.error, AssertionError, UnicodeError, ZeroDivisionError) as exc:
         raise Rejection(Reason.PDF_INVALID, f"not a readable PDF ({type(exc).__name__})") from exc
@@ -170,19 +278,28 @@ def check_pdf(file: RangeReader, size: int, *, whole: bool) -> str:
     return f"PDF, {count} objects inspected"
 
 
-def _scan_all(reader: PdfReader) -> int:
+def _scan_all(reader: PdfReader, walk: _Walk) -> int:
     """Every object the cross-reference data lists, including those inside object streams."""
     ids = {(idnum, gen) for gen, table in reader.xref.items() for idnum in table}
     ids |= {(idnum, 0) for idnum in reader.xref_objStm}
-    _inspect(reader.trailer, 0)
+    walk.visit()
+    if len(ids) > walk.max_objects:
+        raise Rejection(Reason.PDF_UNVERIFIABLE, f"PDF lists {len(ids)} objects")
+    places = [offset for table in reader.xref.values() for offset in table.values()]
+    places += [tuple(at) for at in reader.xref_objStm.values()]
+    if len(set(places)) < len(places):  # two objects at one place: each parse of it is work for nothing
+        raise Rejection(Reason.PDF_UNVERIFIABLE, f"PDF lists {len(places) - len(set(places))} objects at a "
+                                                 "place another object already holds")
+    walk.inspect(reader.trailer, 0)
     for idnum, gen in sorted(ids):
+        walk.visit(objects=1)
         obj = reader.get_object(IndirectObject(idnum, gen, reader))
         if obj is not None:
-            _inspect(obj, 0)
+            walk.inspect(obj, 0)
     return len(ids)
 
 
-def _scan_reachable(reader: PdfReader) -> int:
+def _scan_reachable(reader: PdfReader, walk: _Walk) -> int:
     seen: set[tuple[int, int]] = set()
     pending: list[Any] = [reader.trailer]
     while pending:
@@ -192,36 +309,7 @@ def _scan_reachable(reader: PdfReader) -> int:
             if key in seen:
                 continue
             seen.add(key)
+            walk.visit(objects=1)
             obj = obj.get_object()
-        pending.extend(_inspect(obj, 0, follow=True))
+        pending.extend(walk.inspect(obj, 0, follow=True))
     return len(seen)
-
-
-def _inspect(obj: Any, depth: int, *, follow: bool = False) -> list[IndirectObject]:
-    """Raise on active content in ``obj`` (direct values included); return the references it holds."""
-    if depth > _MAX_DEPTH:
-        raise Rejection(Reason.PDF_UNVERIFIABLE, "PDF objects nested too deeply")
-    refs: list[IndirectObject] = []
-    if isinstance(obj, DictionaryObject):
-        for key, value in dict.items(obj):
-            name = str(key)
-            if name in PDF_ACTIVE_KEYS:
-                raise Rejection(Reason.ACTIVE_CONTENT, f"PDF with {name}")
-            if name in ("/S", "/Type") and isinstance(value, NameObject):
-                if (name == "/S" and str(value) in PDF_ACTIVE_ACTIONS) or str(value) == "/EmbeddedFile":
-                    raise Rejection(Reason.ACTIVE_CONTENT, f"PDF with a {value} action")
-            if follow and name in _PDF_SKIP:
-                continue
-            refs.extend(_children(value, depth, follow))
-    elif isinstance(obj, ArrayObject):
-        for value in list.__iter__(obj):
-            refs.extend(_children(value, depth, follow))
-    return refs
-
-
-def _children(value: Any, depth: int, follow: bool) -> list[IndirectObject]:
-    if isinstance(value, IndirectObject):
-        return [value] if follow else []
-    if isinstance(value, (DictionaryObject, ArrayObject)):
-        return _inspect(value, depth + 1, follow=follow)
-    return []

@@ -41,7 +41,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
-from azure.storage.blob import ContentSettings
+from azure.storage.blob import BlobProperties, ContentSettings
 
 from valet.grant_token import GRANT_METADATA_KEY, GrantKeyRing
 
@@ -79,14 +79,20 @@ class Sealer:
         return {**metadata, SEAL: f"{_SEAL_VERSION}.{kid}.{self._mac(kid, container, name, metadata)}"}
 
     def verify(self, container: str, name: str, metadata: Mapping[str, str] | None) -> bool:
+        """Whether ``metadata`` carries a valid seal for ``container/name``. Total: any value a client
+        wrote (non-ASCII, lone surrogates, a mangled seal) is ``False``, never an exception."""
         if not metadata:
             return False
-        lowered = {k.lower(): v for k, v in metadata.items()}
+        lowered = {k.lower(): v for k, v in metadata.items() if isinstance(k, str) and isinstance(v, str)}
         version, _, rest = lowered.get(SEAL, "").partition(".")
         kid, _, mac = rest.partition(".")
-        if version != _SEAL_VERSION or self._keys.key(kid) is None:
+        if version != _SEAL_VERSION or not mac.isascii() or self._keys.key(kid) is None:
             return False
-        return hmac.compare_digest(mac, self._mac(kid, container, name, lowered))
+        try:
+            expected = self._mac(kid, container, name, lowered)
+        except UnicodeError:  # a lone surrogate in some valet* value: not anything this app sealed
+            return False
+        return hmac.compare_digest(mac.encode("ascii"), expected.encode("ascii"))
 
     def _mac(self, kid: str, container: str, name: str, metadata: Mapping[str, str]) -> str:
         root = self._keys.key(kid)
@@ -94,8 +100,37 @@ class Sealer:
         key = hmac.new(root, _SEAL_CONTEXT, hashlib.sha256).digest()
         fields = sorted((k.lower(), v) for k, v in metadata.items()
                         if k.lower().startswith(RESERVED_PREFIX) and k.lower() != SEAL)
-        message = "\n".join([container, name, *(f"{k}={v}" for k, v in fields)]).encode()
+        message = "\n".join([container, name, *(f"{k}={v}" for k, v in fields)]).encode("utf-8")
         return base64.urlsafe_b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode().rstrip("=")
+
+
+# Error codes with which storage refuses to serve an upload's bytes to the validator's identity: a blob
+# in the Archive tier (or being rehydrated from it), or encrypted with a key the client provided (CPK).
+UNSERVED_CODES = frozenset({"BlobArchived", "BlobBeingRehydrated", "BlobUsesCustomerSpecifiedEncryption"})
+_UNREADABLE_TIERS = frozenset({"archive"})
+
+
+def unreadable(props: BlobProperties) -> str | None:
+    """Why storage will not serve this upload's bytes (a property the client chose at creation), or
+    ``None``. Such an upload is quarantined with a record and no copy (nothing can be read or copied)."""
+    tier = str(props.blob_tier or "")
+    if tier.lower() in _UNREADABLE_TIERS or props.archive_status:
+        return f"access tier {tier or 'Archive'} ({props.archive_status or 'offline'})"
+    if props.encryption_key_sha256:
+        return "encrypted with a customer-provided key"
+    return None
+
+
+def retention(props: BlobProperties) -> str | None:
+    """A legal hold or immutability policy on the upload, or ``None``. Storage refuses both at creation
+    unless the container has version-level immutability (valet's never has, and the SAS has no ``i``):
+    seeing one means the account was changed under the app."""
+    policy = props.immutability_policy
+    if props.has_legal_hold:
+        return "legal hold set"
+    if policy is not None and (policy.expiry_time or policy.policy_mode):
+        return "immutability policy set"
+    return None
 
 
 def destination_settings(outcome_accepted: bool, granted_type: str) -> ContentSettings:

@@ -64,13 +64,13 @@ from valet.policy import ArchiveLimits, Policy, Profile
 from valet.validation import grantcheck, records, trusted
 from valet.validation.archive import LOCAL_READ_AHEAD, check_zip, directory_budget, is_zip_container, local_budget
 from valet.validation.blobio import RangeReader, sha256_of
-from valet.validation.events import DecisionEvents
+from valet.validation.events import SENT, DecisionEvents
 from valet.validation.grantcheck import DEFAULT_CLOCK_SKEW, GrantFacts
 from valet.validation.reasons import Outcome, Reason, Rejection
 from valet.validation.records import Decision
 from valet.validation.scanners import Scanner, ScanResult, ScanSubject, Verdict
 from valet.validation.sniff import canonical, decide_type
-from valet.validation.structure import DEFAULT_READ_BUDGET, ImageLimits, check_structure, needs_check
+from valet.validation.structure import DEFAULT_READ_BUDGET, ImageLimits, PdfLimits, check_structure, needs_check
 
 audit = logging.getLogger("valet.audit")
 log = logging.getLogger("valet.validation")
@@ -83,7 +83,8 @@ EVENT_GRACE = timedelta(seconds=30)  # a tombstone's writer has this long to sen
 _TOMBSTONE_TAGS = len(records.tombstone_tags(datetime.fromtimestamp(0).astimezone()))
 # Quarantine keeps a record and bounded evidence, not a copy, of uploads whose bytes the caller may use
 # as free storage: over the profile cap, or fetched by storage from a URL the caller chose.
-EVIDENCE_ONLY = frozenset({Reason.TOO_LARGE.value, Reason.COPY_CREATED.value})
+# An upload storage will not serve (Archive tier, customer-provided key) gets the same, with no bytes.
+EVIDENCE_ONLY = frozenset({Reason.TOO_LARGE.value, Reason.COPY_CREATED.value, Reason.UNREADABLE.value})
 # Where decision events are sent while the tombstone is written: one pool for the process (threads start on
 # first use), whatever the number of validators.
 _SENDER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="valet-events")
@@ -221,6 +222,10 @@ class Validator:
             if isinstance(exc, DecisionFailed):
                 raise
             raise DecisionFailed("Storage failed while deciding the upload.", retry_after=5) from exc
+        except Exception as exc:  # one upload's defect is recorded on it, never a crash loop
+            log.warning("deciding %s failed unexpectedly (%s)", name, type(exc).__name__)
+            self._record_error(source, exc)
+            raise DecisionFailed("The upload could not be decided.", retry_after=5) from exc
 
     def is_tombstone(self, name: str, metadata: dict[str, str] | None) -> bool:
         """A tombstone this app wrote for ``name``: the seal proves it; metadata alone does not."""
@@ -244,7 +249,11 @@ class Validator:
             if failure is not None:
                 raise failure  # the marker stays on the tombstone: a later delivery or the reconciler sends it
             if sent:
-                source.set_blob_tags(records.tombstone_tags(until))  # the marker goes: the event is on the queue
+                try:
+                    source.set_blob_tags(records.tombstone_tags(until))  # the marker goes: the event is on the queue
+                except AzureError:
+                    SENT.remember(source.url)  # whoever meets the marker here removes it: no second event
+                    raise
             return decision
         if winner is None or winner.outcome is decision.outcome:
             if sent:
@@ -305,7 +314,7 @@ class Validator:
                 raise Rejection(verdict.reason, verdict.detail)
             if needs_check(canonical(claims.content_type)):
                 check_structure(pinned, size, head, canonical(claims.content_type), self._image_limits,
-                                self._structure_budget)
+                                self._structure_budget, PdfLimits(allowed_actions=profile.pdf_actions))
             if is_zip_container(head) or facts.detected_type == ZIP or claims.content_type == ZIP:
                 limits = profile.archive or ArchiveLimits()
                 directory = RangeReader(pinned, size, budget=directory_budget(limits))
@@ -377,7 +386,7 @@ class Validator:
                decision: Decision) -> tuple[Decision, bool]:
         """The destination record: a copy with its HTTP properties set here, or bounded evidence. Returns
         the decision as recorded and whether this call created the destination blob."""
-        if decision.reason in EVIDENCE_ONLY:
+        if decision.reason in EVIDENCE_ONLY or trusted.unreadable(props):  # also when the grant failed first
             return self._store_evidence(source, props, head, decision)
         created, dest, settings, etag, stored = self._copy(source, props, decision)
         if stored is not None:
@@ -429,9 +438,11 @@ class Validator:
         except ResourceNotFoundError:
             return None, b""
         except HttpResponseError as exc:
-            if exc.status_code != 416:
-                raise
-            return self._properties(source), b""
+            if exc.status_code == 416:
+                return self._properties(source), b""
+            if str(getattr(exc, "error_code", "") or "") in trusted.UNSERVED_CODES:
+                return self._listed(source), b""  # decided from its properties: see trusted.unreadable
+            raise
         head: bytes = stream.readall()
         props: BlobProperties = stream.properties
         total = str(props.content_range or "").rpartition("/")[2]
@@ -440,6 +451,17 @@ class Validator:
         props.size = int(total)  # the download's properties give the range's length; the blob's is after "/"
         props.metadata = props.metadata or {}
         return props, head
+
+    def _listed(self, source: BlobClient) -> BlobProperties | None:
+        """An upload's properties, metadata and tags from a listing, which storage answers for a blob it
+        will not serve (Get Blob Properties needs the key of a customer-provided-key blob)."""
+        container = self.service.get_container_client(self.uploads)
+        for blob in container.list_blobs(name_starts_with=source.blob_name, include=["metadata", "tags"],
+                                         results_per_page=2):
+            if blob.name == source.blob_name:
+                blob.metadata = blob.metadata or {}
+                return blob
+        return None
 
     @staticmethod
     def _tags(source: BlobClient, props: BlobProperties) -> dict[str, str]:
@@ -523,6 +545,10 @@ class Validator:
         write_id = uuid.uuid4().hex
         metadata = self.sealer.seal(self.uploads, props.name, records.tombstone_metadata(decision, until, write_id))
         try:
+            if trusted.unreadable(props):  # storage refuses to overwrite an archived blob: free the name first
+                source.delete_blob(delete_snapshots="include", etag=props.etag,
+                                   match_condition=MatchConditions.IfNotModified)
+                return self._occupy(source, props, metadata, until, write_id)
             source.upload_blob(
                 records.TOMBSTONE_BODY,
                 overwrite=True,
@@ -539,15 +565,21 @@ class Validator:
                 raise
             return self._whose(now, write_id)
         except ResourceNotFoundError:  # the name was freed: occupy it again, create-only
-            try:
-                source.upload_blob(records.TOMBSTONE_BODY, metadata=metadata,
-                                   tags=records.tombstone_tags(until, event_pending=self._events is not None))
-                return True, None
-            except ResourceExistsError:
-                now = self._properties(source)
-                if now is None or not self.is_tombstone(props.name, now.metadata):
-                    raise
-                return self._whose(now, write_id)
+            return self._occupy(source, props, metadata, until, write_id)
+
+    def _occupy(self, source: BlobClient, props: BlobProperties, metadata: dict[str, str], until: datetime,
+                write_id: str) -> tuple[bool, Decision | None]:
+        """The tombstone at a free name, create-only (a replayed upload that got there first is decided on
+        its own: its write triggers the validator again)."""
+        try:
+            source.upload_blob(records.TOMBSTONE_BODY, metadata=metadata,
+                               tags=records.tombstone_tags(until, event_pending=self._events is not None))
+            return True, None
+        except ResourceExistsError:
+            now = self._properties(source)
+            if now is None or not self.is_tombstone(props.name, now.metadata):
+                raise
+            return self._whose(now, write_id)
 
     def now(self) -> datetime:
         return self._clock()
@@ -593,8 +625,7 @@ class Validator:
             if self.is_tombstone(props.name, props.metadata):
                 return
             tags = source.get_blob_tags()
-            previous = tags.get(records.ATTEMPTS, "0")
-            attempts = int(previous) + 1 if previous.isdigit() else 1
+            attempts = (records.parse_count(tags.get(records.ATTEMPTS)) or 0) + 1
             tags.update({records.STATE: records.ERROR, records.ATTEMPTS: str(attempts),
                          records.ERROR_CODE: _tag_safe(str(code))})
             try:
@@ -625,8 +656,10 @@ class Validator:
     # host tries again; that delivery (or the tombstone's own trigger) finds the tombstone, sees from its
     # tag count (in the same head read) that the marker is still there, and sends the event then, once the
     # tombstone is older than EVENT_GRACE (before that its writer may still be sending it; the reconciler
-    # picks up older tombstones that still owe one). A crash between sending and removing the marker
-    # repeats the event, and so can a sender that lost the tombstone race to a different verdict (it
+    # picks up older tombstones that still owe one). When storage fails between sending and removing the
+    # marker, the process remembers the event went out (events.SENT), and whoever meets the marker next in
+    # it removes the marker instead of sending again; a crash there, or another instance meeting the
+    # marker, repeats the event, and so can a sender that lost the tombstone race to a different verdict (it
     # then sends the final verdict again, after its own): consumers de-duplicate by uploadId + status and
     # take the last status.
 
@@ -651,6 +684,7 @@ class Validator:
             if until is not None and self.is_tombstone(now.name, now.metadata):
                 source.set_blob_tags(records.tombstone_tags(until))
         except AzureError as exc:
+            SENT.remember(source.url)
             log.warning("event marker of %s not removed (%s)", source.blob_name, type(exc).__name__)
 
     def _correct(self, name: str, winner: Decision) -> None:
@@ -669,6 +703,11 @@ class Validator:
         the write), so concurrent deliveries do not repeat the event; the reconciler comes back to older
         ones (see :mod:`valet.validation.reconcile`)."""
         assert self._events is not None
+        if SENT.sent(source.url):  # this process sent it; only removing the marker failed
+            tags = self._tags(source, props)
+            source.set_blob_tags({k: v for k, v in tags.items() if k != records.EVENT})
+            SENT.forget(source.url)
+            return
         written = props.last_modified or props.creation_time
         if written is not None and self._clock() - written < EVENT_GRACE:
             return
@@ -709,6 +748,12 @@ def check_what_storage_says(props: BlobProperties) -> None:
     copy = props.copy
     if copy is not None and (copy.id or copy.source or copy.status):
         raise Rejection(Reason.COPY_CREATED, f"created by Copy Blob (status {copy.status or 'unknown'})")
+    why = trusted.unreadable(props)
+    if why is not None:
+        raise Rejection(Reason.UNREADABLE, f"storage will not serve the bytes: {why}")
+    why = trusted.retention(props)
+    if why is not None:
+        raise Rejection(Reason.RETENTION_SET, why)
 
 
 def check_size(size: int, declared: int, profile: Profile) -> None:

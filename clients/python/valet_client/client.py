@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import mimetypes
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -83,6 +84,7 @@ class ValetClient:
     backoff: float = 0.5
     timeout: float = 30.0
     sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), repr=False)  # UTC, for expiresOn
     session: requests.Session = field(default_factory=requests.Session)
     _renew_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _renewals: int = field(default=0, repr=False)
@@ -104,7 +106,11 @@ class ValetClient:
         for attempt in range(self.retries + 1):
             try:
                 response = self.session.request(method, url, timeout=self.timeout, verify=self.verify, **kwargs)
-            except requests.RequestException:
+            except requests.RequestException as exc:
+                if (why := certificate_failure(exc)) is not None:  # no retry can fix a certificate
+                    raise UploadError(f"The service's TLS certificate could not be verified ({why}); give the CA "
+                                      "that signed it: ValetClient(verify=<CA file>), or REQUESTS_CA_BUNDLE for "
+                                      "valet-upload.", EXIT_TRANSIENT, "certificate_unverified") from None
                 if attempt == self.retries:
                     raise UploadError(f"Cannot reach {self.base_url}.", EXIT_TRANSIENT, "unreachable") from None
             else:
@@ -141,12 +147,12 @@ class ValetClient:
         _raise_unless_refused(response, _problem(response))
         raise _RenewRefused()
 
-    def _fresh_sas(self, grant: dict[str, Any]) -> None:
-        """Renew the grant's SAS in place when it expires within :data:`RENEW_BEFORE` (one renewal at a
-        time; parallel block uploads that wanted one too find it done). The grant's headers stay: the
-        renewed SAS is for the same blob."""
+    def _fresh_sas(self, grant: dict[str, Any], *, refused: str = "") -> None:
+        """Renew the grant's SAS in place when it expires within :data:`RENEW_BEFORE`, or when storage just
+        refused the one ``refused`` names (one renewal at a time; parallel block uploads that wanted one
+        too find it done). The grant's headers stay: the renewed SAS is for the same blob."""
         with self._renew_lock:
-            if not _expired(grant, margin=RENEW_BEFORE):
+            if grant.get("signature") != refused and not _expired(grant, self.clock(), margin=RENEW_BEFORE):
                 return
             fresh = self.renew(grant)
             grant.update(uploadUrl=fresh["uploadUrl"], signature=fresh["signature"], expiresOn=fresh["expiresOn"])
@@ -204,7 +210,8 @@ class ValetClient:
                 doc = self.wait(grant["statusUrl"], timeout=wait_timeout)
                 result.status, result.reason = str(doc.get("status")), doc.get("reason")
             return result
-        raise UploadError("The upload kept outliving its grant; is the connection very slow?", EXIT_TRANSIENT,
+        raise UploadError(f"The upload URL expired: storage refused it (403) after every renewal and {max_grants} "
+                          "grant(s); is this machine's clock right, or the connection very slow?", EXIT_TRANSIENT,
                           "grant_expired")
 
     def _put(self, grant: dict[str, Any], path: Path, size: int, mode: str, progress: ProgressFn | None) -> str:
@@ -224,21 +231,33 @@ class ValetClient:
 
     def _storage(self, method: str, url: str, grant: dict[str, Any], *, data: Any,
                  headers: dict[str, str]) -> requests.Response:
+        """A request to storage with the grant's SAS, retried on transport errors and transient statuses.
+        :class:`_GrantExpired` when storage does not accept the SAS (expired, by either clock)."""
         for attempt in range(self.retries + 1):
+            body = data() if callable(data) else data
             try:
-                response = self.session.request(method, url, data=data() if callable(data) else data,
-                                                headers=headers, timeout=max(self.timeout, 300),
-                                                verify=self.storage_verify)
-            except requests.RequestException:
+                response = self.session.request(method, url, data=body, headers=headers,
+                                                timeout=max(self.timeout, 300), verify=self.storage_verify)
+            except requests.RequestException as exc:
+                if (why := certificate_failure(exc)) is not None:  # no retry can fix a certificate
+                    raise UploadError(
+                        f"Storage's TLS certificate could not be verified ({why}). For a local emulator, give its "
+                        "CA: valet-upload --storage-ca FILE or VALET_STORAGE_CA_BUNDLE=FILE (valet dev's is "
+                        ".valet/azurite/tls/cert.pem), or ValetClient(storage_verify=FILE).", EXIT_TRANSIENT,
+                        "storage_certificate_unverified") from None
                 if attempt == self.retries:
                     raise UploadError("Storage cannot be reached.", EXIT_TRANSIENT, "storage_unreachable") from None
-            else:
-                if response.status_code == 403 and _expired(grant):
-                    raise _GrantExpired()
-                if response.status_code not in _TRANSIENT:
-                    return response
-                if attempt == self.retries:
-                    raise UploadError("Storage kept failing.", EXIT_TRANSIENT, f"storage_{response.status_code}")
+                self.sleep(self.backoff * (2**attempt))
+                continue
+            finally:
+                if isinstance(body, _FileBody):
+                    body.close()
+            if response.status_code == 403 and (_expired(grant, self.clock()) or sas_not_accepted(response)):
+                raise _GrantExpired()
+            if response.status_code not in _TRANSIENT:
+                return response
+            if attempt == self.retries:
+                raise UploadError("Storage kept failing.", EXIT_TRANSIENT, f"storage_{response.status_code}")
             self.sleep(self.backoff * (2**attempt))
         raise AssertionError("unreachable")
 
@@ -246,8 +265,10 @@ class ValetClient:
         def body() -> _FileBody:
             return _FileBody(path, size, progress)
 
-        self._fresh_sas(grant)  # storage checks the SAS when the request starts: renew first if it is due
-        response = self._storage("PUT", grant["uploadUrl"], grant, data=body, headers=dict(grant["headers"]))
+        # Storage checks the SAS when the request starts: renew first if it is due, and once more if
+        # storage finds it expired anyway (the clocks disagree, or the request waited).
+        response = self._with_fresh_sas(grant, lambda: self._storage("PUT", grant["uploadUrl"], grant, data=body,
+                                                                     headers=dict(grant["headers"])))
         if response.status_code == 403:
             # A retry after a lost response finds the blob already there (create-only): fine if we made it.
             if self.status(grant["statusUrl"]).get("status") in ("pending", "accepted", "quarantined"):
@@ -293,13 +314,16 @@ class ValetClient:
 
 
     def _with_fresh_sas(self, grant: dict[str, Any], request: Callable[[], requests.Response]) -> requests.Response:
-        """``request`` with a SAS that is not about to expire; once more after a renewal if storage found it
-        expired anyway (clock skew)."""
+        """``request`` with a SAS that is not about to expire; once more after a renewal if storage did not
+        accept it (expired by storage's clock). :class:`_GrantExpired` when it refuses the renewed one too,
+        :class:`_RenewRefused` when the service has nothing to renew: then only a fresh grant helps."""
         self._fresh_sas(grant)
         try:
             return request()
+        except _RenewRefused:
+            raise
         except _GrantExpired:
-            self._fresh_sas(grant)
+            self._fresh_sas(grant, refused=str(grant.get("signature", "")))
             return request()
 
 
@@ -315,12 +339,36 @@ class _BlocksRefused(Exception):
     pass
 
 
-def _expired(grant: dict[str, Any], margin: timedelta = timedelta(0)) -> bool:
+def certificate_failure(exc: BaseException) -> str | None:
+    """Why the peer's certificate failed verification (OpenSSL's words, e.g. "self-signed certificate"), when
+    that is what ``exc`` comes from; ``None`` for every other transport error. Only the reason is kept:
+    requests' own message carries the URL, and an upload URL carries its SAS."""
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending and len(seen) < 32:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return str(current.verify_message or "certificate verify failed")
+        pending.extend([*current.args, current.__cause__, current.__context__, getattr(current, "reason", None)])
+    return None
+
+
+def sas_not_accepted(response: requests.Response) -> bool:
+    """Storage's answer to a SAS it does not accept: expired, not yet valid or not signed right (Azure says
+    ``AuthenticationFailed`` with the times, Azurite ``AuthorizationFailure``; both are a generic 403). A
+    create-only SAS meeting an existing blob is ``AuthorizationPermissionMismatch``: not this."""
+    return response.headers.get("x-ms-error-code") in ("AuthenticationFailed", "AuthorizationFailure")
+
+
+def _expired(grant: dict[str, Any], now: datetime, margin: timedelta = timedelta(0)) -> bool:
     try:
         expires = datetime.strptime(str(grant["expiresOn"]), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except (KeyError, ValueError):
         return False
-    return datetime.now(UTC) + margin >= expires
+    return now + margin >= expires
 
 
 def _raise_unless_refused(response: requests.Response, problem: dict[str, str]) -> None:
@@ -367,6 +415,9 @@ class _FileBody:
 
     def __len__(self) -> int:
         return self._size
+
+    def close(self) -> None:
+        self._file.close()
 
     def read(self, n: int = -1) -> bytes:
         chunk = self._file.read(min(n if n > 0 else self._size, 1024 * 1024))
