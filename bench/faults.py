@@ -41,7 +41,7 @@ from valet.local.devidp import DevIssuer
 from valet.local.emulator import Azurite
 from valet.runtime import RuntimeHolder
 from valet.storage import EmulatorCredential
-from valet.validation.validator import DecisionFailed
+from valet.validation.store import DecisionFailed
 
 HOST_TRIES = 5
 

@@ -40,9 +40,9 @@ from azure.storage.blob import BlobServiceClient, ContentSettings
 from azure.storage.queue import QueueClient
 
 from tests.support import samples
-from valet.grant_token import GRANT_METADATA_KEY, GrantClaims
+from valet.grants.naming import blob_name, new_upload_id
+from valet.grants.token import GRANT_METADATA_KEY, GrantClaims
 from valet.local.emulator import Azurite
-from valet.naming import blob_name, new_upload_id
 from valet.settings import Settings
 from valet.storage import EmulatorCredential
 from valet.validation.blobio import sha256_of

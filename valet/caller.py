@@ -94,14 +94,15 @@ class Caller:
         return f"{tenant}/k-{safe_segment(self.subject)}"
 
 
-class Authenticator(Protocol):
-    """Turns a request into a :class:`Caller` or raises a 401/403/429/503 :class:`~valet.errors.ValetError`.
+class Admission(Protocol):
+    """What the route table admits a request with: turns it into a :class:`Caller` or raises a
+    401/403/429/503 :class:`~valet.errors.ValetError`.
 
     ``authenticate`` checks credentials and required roles; ``admit`` also applies the per-caller rate
     limit (the grant path uses it); ``admit_read`` applies the read budget instead (status and profiles);
     ``identify`` checks credentials only (routes with a role of their own: review); ``client_address`` is
     the address audit records name.
-    :class:`valet.auth.Authenticator` is the implementation.
+    :class:`valet.auth.Authenticator` is the implementation; tests pass a fixed caller.
     """
 
     def authenticate(self, request: HttpRequest) -> Caller: ...

@@ -1,5 +1,5 @@
-"""CORS for browser uploads, on both sides of the valet key (seed 002: browsers need CORS to use a valet
-key against another origin).
+"""CORS for browser uploads, on both sides of the valet key (the valet key pattern: a page can use a valet
+key against storage on another origin only if storage allows that origin).
 
 * **Storage**: the rules the account needs so a page on an allowed origin can ``PUT`` with a grant
   (:func:`storage_cors_rules`, applied to Azurite by ``valet dev`` and to Azure by the templates).

@@ -7,7 +7,6 @@ and the log line names only the exception type.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import traceback
@@ -52,24 +51,17 @@ def problem_response(error: ValetError) -> func.HttpResponse:
     )
 
 
-Handler = Callable[..., func.HttpResponse]
-
-
-def problems(handler: Handler) -> Handler:
-    """Decorator: map :class:`ValetError` to problem+json and everything else to an opaque 500."""
-
-    @functools.wraps(handler)
-    def wrapper(*args: Any, **kwargs: Any) -> func.HttpResponse:
-        try:
-            return handler(*args, **kwargs)
-        except ValetError as error:
-            if error.status >= 500:
-                log.warning("request failed: %s (%s)", error.code, error.status)
-            return problem_response(error)
-        except Exception as exc:  # noqa: BLE001 - the last line of defence: no stack to the caller
-            # Type and place only: exception text can carry URLs or values we must not log.
-            frame = traceback.extract_tb(exc.__traceback__)[-1]
-            log.error("unhandled %s at %s:%s", type(exc).__name__, frame.filename, frame.lineno)
-            return problem_response(ValetError())
-
-    return wrapper
+def answer(respond: Callable[[], func.HttpResponse]) -> func.HttpResponse:
+    """``respond()``, with :class:`ValetError` mapped to problem+json and everything else to an opaque 500
+    (applied once, by the route table, to every HTTP route)."""
+    try:
+        return respond()
+    except ValetError as error:
+        if error.status >= 500:
+            log.warning("request failed: %s (%s)", error.code, error.status)
+        return problem_response(error)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: no stack to the caller
+        # Type and place only: exception text can carry URLs or values we must not log.
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        log.error("unhandled %s at %s:%s", type(exc).__name__, frame.filename, frame.lineno)
+        return problem_response(ValetError())

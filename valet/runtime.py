@@ -11,13 +11,16 @@ from dataclasses import dataclass
 from azure.core.credentials import TokenCredential
 from azure.storage.blob import BlobServiceClient
 
-from valet.auth import Authenticator as CallerAuthenticator
-from valet.auth import BlobKeyStore
-from valet.caller import Authenticator
-from valet.delegation import UserDelegationKeyCache
-from valet.downloads import DownloadIssuer
+from valet.audit import AuditTrail
+from valet.auth import Authenticator, BlobKeyStore
+from valet.caller import Admission
 from valet.errors import ConfigurationError
-from valet.grants import GrantIssuer
+from valet.grants.cancel import Canceller
+from valet.grants.delegation import UserDelegationKeyCache
+from valet.grants.downloads import DownloadIssuer
+from valet.grants.issuer import GrantIssuer
+from valet.grants.state import BlobUploadState, UploadState
+from valet.review.service import Review
 from valet.settings import NO_QUEUE, Settings
 from valet.storage import RequestCounter, make_blob_service, make_credential, make_decision_queue
 from valet.validation.events import QueueEvents
@@ -32,17 +35,21 @@ class Runtime:
     blob_service: BlobServiceClient
     key_cache: UserDelegationKeyCache
     grants: GrantIssuer
-    authenticator: Authenticator
+    authenticator: Admission
     storage_requests: RequestCounter
     validation: Validation
     downloads: DownloadIssuer
+    cancels: Canceller
+    upload_state: UploadState  # what storage holds at a granted name (renewals)
+    audit: AuditTrail  # the audit trail (valet.audit): its own storage client, never the grant path's
+    review: Review  # quarantine review (valet.review)
 
     @classmethod
     def from_settings(
         cls,
         settings: Settings,
         *,
-        authenticator: Authenticator | None = None,
+        authenticator: Admission | None = None,
         credential: TokenCredential | None = None,
     ) -> Runtime:
         storage = settings.storage
@@ -70,11 +77,14 @@ class Runtime:
             keystore = None
             if settings.auth.apikey_pepper is not None:
                 keystore = BlobKeyStore(blob_service.get_container_client(settings.auth.apikey_container))
-            authenticator = CallerAuthenticator(settings.auth, keystore)
+            authenticator = Authenticator(settings.auth, keystore)
         events = None
         if storage.decision_queue != NO_QUEUE:
             events = QueueEvents(make_decision_queue(storage, credential, counter))
-        validation = Validation.from_settings(settings, blob_service, events)
+        # The audit trail's appends go through a client of their own: the grant path's request count (and
+        # its zero storage requests per grant) never includes the background flusher's appends.
+        audit = AuditTrail.from_settings(settings.audit, make_blob_service(storage, credential))
+        validation = Validation.from_settings(settings, blob_service, events, audit)
         downloads = DownloadIssuer(
             blob_service=blob_service,
             account_url=storage.account_url,
@@ -85,7 +95,13 @@ class Runtime:
             ttl=settings.download_ttl,
             start_skew=settings.sas_start_skew,
         )
-        return cls(settings, blob_service, key_cache, grants, authenticator, counter, validation, downloads)
+        cancels = Canceller(grants=grants, occupy=validation.validator.cancel,
+                            tombstone_grace=settings.validation.tombstone_grace)
+        upload_state = BlobUploadState(blob_service, storage.uploads_container, validation.validator.is_tombstone)
+        review = Review.build(settings=settings, blob_service=blob_service, key_cache=key_cache,
+                              events=events, audit=audit, authenticator=authenticator)
+        return cls(settings, blob_service, key_cache, grants, authenticator, counter, validation, downloads,
+                   cancels, upload_state, audit, review)
 
     def warm_up(self) -> None:
         """Fetch the first user delegation key in the background, so the first grant need not wait."""

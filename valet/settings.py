@@ -11,16 +11,19 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from valet.auth.settings import AuthSettings, flag
+from valet.audit.settings import AuditSettings
+from valet.auth.settings import AuthSettings
 from valet.cors import parse_origins
+from valet.envreader import EnvReader
 from valet.errors import ConfigurationError
-from valet.grant_token import GrantKeyRing
-from valet.policy import Policy
+from valet.grants.policy import Policy
+from valet.grants.token import GrantKeyRing
+from valet.review.rules import ReviewSettings
 
 # Names of settings (app settings in Azure, local.settings.json "Values" locally).
 STORAGE_ACCOUNT_URL = "VALET_STORAGE_ACCOUNT_URL"
@@ -77,9 +80,11 @@ REQUIRED_SETTINGS = frozenset({STORAGE_ACCOUNT_URL, GRANT_SIGNING_KEYS})
 def setting_names() -> frozenset[str]:
     """Every setting name valet reads (the constants here and in :mod:`valet.auth.settings`), so deployment
     templates can be checked for names the app would ignore."""
+    from valet.audit import settings as audit_settings
     from valet.auth import settings as auth_settings
+    from valet.review import rules as review_settings
 
-    scopes = (globals(), vars(auth_settings))
+    scopes = (globals(), vars(auth_settings), vars(audit_settings), vars(review_settings))
     return frozenset(v for scope in scopes for v in scope.values() if isinstance(v, str) and v.startswith("VALET_"))
 
 
@@ -96,7 +101,7 @@ class TriggerSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TriggerSettings:
-        env = _Env(os.environ if environ is None else environ)
+        env = EnvReader(os.environ if environ is None else environ)
         raw_source = env.optional(TRIGGER_SOURCE) or "LogsAndContainerScan"
         source = next((s for s in TRIGGER_SOURCES if s.lower() == raw_source.lower()), None)
         if source is None:
@@ -130,7 +135,7 @@ class ValidationSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ValidationSettings:
-        env = _Env(os.environ if environ is None else environ)
+        env = EnvReader(os.environ if environ is None else environ)
         raw = env.optional(SCANNERS)
         scanners = ("defender",) if raw is None else tuple(s.strip().lower() for s in raw.split(",") if s.strip())
         if raw is not None and raw.strip().lower() == "none":
@@ -189,10 +194,12 @@ class Settings:
     download_ttl: timedelta = timedelta(minutes=5)
     clock_skew: timedelta = timedelta(seconds=300)  # grant token iat, "created before the grant expired"
     upload_window: timedelta = timedelta(hours=4)  # how long an upload's SAS may be renewed
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    review: ReviewSettings = field(default_factory=ReviewSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = _Env(os.environ if environ is None else environ)
+        env = EnvReader(os.environ if environ is None else environ)
         storage = StorageSettings(
             account_url=env.url(STORAGE_ACCOUNT_URL),
             credential=env.choice(STORAGE_CREDENTIAL, CREDENTIAL_MODES, "managedidentity"),
@@ -251,14 +258,16 @@ class Settings:
             auth=AuthSettings.from_env(env.environ),
             validation=ValidationSettings.from_env(env.environ),
             cors_origins=parse_origins(env.optional(CORS_ORIGINS), setting=CORS_ORIGINS),
-            ui_enabled=flag(env.environ, UI_ENABLED),
+            ui_enabled=env.flag(UI_ENABLED),
             download_ttl=timedelta(minutes=env.number(DOWNLOAD_TTL_MINUTES, 5, 1, 60)),
             clock_skew=timedelta(seconds=env.number(CLOCK_SKEW_SECONDS, 300, 0, 900)),
             upload_window=max(sas_ttl, timedelta(minutes=env.number(UPLOAD_WINDOW_MINUTES, 240, 0, 7 * 24 * 60))),
+            audit=AuditSettings.from_env(env.environ),
+            review=ReviewSettings.from_env(env.environ),
         )
 
 
-def _policy(env: _Env) -> Policy:
+def _policy(env: EnvReader) -> Policy:
     inline, path = env.optional(PROFILES), env.optional(PROFILES_FILE)
     if inline and path:
         raise ConfigurationError(f"set only one of {PROFILES} and {PROFILES_FILE}")
@@ -291,66 +300,3 @@ def is_loopback_url(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-class _Env:
-    """Typed reads of one settings mapping; every error names the setting, never the value."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self.environ = environ
-
-    def optional(self, name: str) -> str | None:
-        value = self.environ.get(name, "").strip()
-        return value or None
-
-    def required(self, name: str) -> str:
-        value = self.optional(name)
-        if value is None:
-            raise ConfigurationError(f"{name} is required")
-        return value
-
-    def url(self, name: str) -> str:
-        value = self.required(name).rstrip("/")
-        parts = urlsplit(value)
-        if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
-            raise ConfigurationError(f"{name} must be an absolute http(s) URL without query or fragment")
-        return value
-
-    def optional_url(self, name: str) -> str | None:
-        return self.url(name) if self.optional(name) else None
-
-    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
-        value = (self.optional(name) or default).lower()
-        if value not in choices:
-            raise ConfigurationError(f"{name} must be one of: {', '.join(choices)}")
-        return value
-
-    def number(self, name: str, default: float, low: float, high: float) -> float:
-        raw = self.optional(name)
-        if raw is None:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigurationError(f"{name} must be a number") from None
-        if not low <= value <= high:
-            raise ConfigurationError(f"{name} must be between {low:g} and {high:g}")
-        return value
-
-    def existing_file(self, name: str) -> str | None:
-        value = self.optional(name)
-        if value is not None and not Path(value).is_file():
-            raise ConfigurationError(f"{name} must name an existing file")
-        return value
-
-    def queue(self, name: str, default: str) -> str:
-        value = self.optional(name) or default
-        if not re.fullmatch(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}", value):
-            raise ConfigurationError(f"{name} must be a valid queue name (3-63 lower-case letters, digits, -)")
-        return value
-
-    def container(self, name: str, default: str) -> str:
-        value = self.optional(name) or default
-        if not re.fullmatch(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}", value):
-            raise ConfigurationError(f"{name} must be a valid container name (3-63 lower-case letters, digits, -)")
-        return value

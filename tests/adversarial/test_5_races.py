@@ -21,8 +21,8 @@ from tests.integration.test_validation import Upload, containers, upload
 from tests.support import samples
 from valet.runtime import Runtime
 from valet.validation import records
+from valet.validation.store import DecisionFailed
 from valet.validation.tombstones import sweep_tombstones
-from valet.validation.validator import DecisionFailed
 
 pytestmark = pytest.mark.azurite
 EVENT = "Microsoft.Security.MalwareScanningResult"

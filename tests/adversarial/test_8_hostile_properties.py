@@ -17,7 +17,7 @@ from azure.storage.blob import BlobServiceClient
 from tests.adversarial.kit import status_of, where
 from tests.integration.test_validation import Upload, assert_quarantined, containers
 from tests.support import samples
-from valet.naming import parse_granted_name
+from valet.grants.naming import parse_granted_name
 from valet.runtime import Runtime
 from valet.validation.reasons import Outcome
 from valet.validation.reconcile import Reconciler

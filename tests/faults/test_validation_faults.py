@@ -35,7 +35,7 @@ from valet.runtime import Runtime
 from valet.settings import Settings
 from valet.storage import EmulatorCredential
 from valet.validation import records
-from valet.validation.validator import DecisionFailed
+from valet.validation.store import DecisionFailed
 
 pytestmark = [pytest.mark.azurite, pytest.mark.timeout(120)]
 

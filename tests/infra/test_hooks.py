@@ -13,7 +13,7 @@ import pytest
 
 from tests.infra.bicep import INFRA
 from valet.auth.settings import AuthSettings
-from valet.grant_token import GrantKeyRing
+from valet.grants.token import GrantKeyRing
 
 PREPROVISION = INFRA / "hooks" / "preprovision.sh"
 POSTDEPLOY = INFRA / "hooks" / "postdeploy.sh"

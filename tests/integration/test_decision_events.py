@@ -25,11 +25,12 @@ from valet.runtime import Runtime
 from valet.settings import Settings
 from valet.storage import EmulatorCredential, make_decision_queue
 from valet.validation import records
+from valet.validation.announce import EVENT_GRACE
 from valet.validation.events import QueueEvents, decision_message, decode, encode
 from valet.validation.reasons import Outcome
 from valet.validation.records import Decision
 from valet.validation.service import Validation
-from valet.validation.validator import EVENT_GRACE, DecisionFailed
+from valet.validation.store import DecisionFailed
 
 pytestmark = pytest.mark.azurite
 
@@ -197,6 +198,7 @@ def test_the_reconciler_sends_an_event_no_delivery_sent(
     [event] = messages(rt, storage_endpoint)
     assert (event["uploadId"], event["status"]) == (upload_id, "accepted")
     assert rt.validation.reconcile().decided == 0  # the marker is gone: nothing more to do
+    rt.audit.close()
     rt.blob_service.close()
 
 

@@ -16,8 +16,8 @@ from tests.conftest import StorageEndpoint
 from tests.support import samples
 from tests.support.fakes import ALICE, FixedCaller
 from valet import api
-from valet.grant_token import GRANT_HEADER, GRANT_METADATA_KEY
-from valet.grants import GrantIssuer
+from valet.grants.issuer import GrantIssuer
+from valet.grants.token import GRANT_HEADER, GRANT_METADATA_KEY
 from valet.runtime import Runtime
 from valet.settings import Settings
 

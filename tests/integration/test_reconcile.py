@@ -27,7 +27,7 @@ from valet.storage import RequestCounter
 from valet.validation import records
 from valet.validation.reconcile import Reconciler
 from valet.validation.service import Validation
-from valet.validation.validator import DecisionFailed
+from valet.validation.store import DecisionFailed
 
 pytestmark = pytest.mark.azurite
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -17,16 +17,14 @@ import requests
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
-from tests.conftest import StorageEndpoint, unique_name
+from tests.conftest import StorageEndpoint
 from tests.support import samples
 from tests.support.fakes import ALICE, FixedCaller
 from valet import api
-from valet.audit import Actor, AppendStore, AuditTrail
+from valet.audit import AuditTrail
 from valet.caller import Caller
 from valet.errors import Unauthenticated
-from valet.review import api as review_api
 from valet.review.actions import PURGED_BODY
-from valet.review.service import Review
 from valet.runtime import Runtime
 from valet.settings import Settings
 from valet.storage import EmulatorCredential
@@ -55,20 +53,17 @@ class Stack:
     endpoint: StorageEndpoint
     steps: list[Callable[[str], None]]
 
-    def review(self, caller: Caller = REVIEWER, authenticator: Any = None) -> Review:
-        storage = self.runtime.settings.storage
-        s = self.runtime.settings
+    def review(self, caller: Caller = REVIEWER, authenticator: Any = None) -> Runtime:
+        """The app's runtime as ``caller`` sees it (or through ``authenticator``)."""
+        auth = authenticator or FixedCaller(caller)
+        rt = self.runtime
 
         def step(name: str) -> None:
             for hook in self.steps:
                 hook(name)
 
-        return Review.build(environ={}, blob_service=self.runtime.blob_service, account_url=storage.account_url,
-                            uploads=storage.uploads_container, accepted=storage.accepted_container,
-                            quarantine=storage.quarantine_container, grant_keys=s.grant_keys,
-                            key_cache=self.runtime.key_cache, read_ttl=s.download_ttl, start_skew=s.sas_start_skew,
-                            events=self.runtime.validation.validator.events, audit=self.audit,
-                            authenticator=authenticator or FixedCaller(caller), step=step)
+        rt.review.actions.step = step
+        return Runtime(**{**vars(rt), "authenticator": auth, "review": replace(rt.review, authenticator=auth)})
 
     def upload(self, data: bytes, filename: str = "cat.png") -> tuple[str, str]:
         body = {"filename": filename, "contentType": "image/png", "size": len(data)}
@@ -127,33 +122,32 @@ class Stack:
 def stack(valet_env: dict[str, str], storage_endpoint: StorageEndpoint,
           blob_service: BlobServiceClient) -> Iterator[Stack]:
     rt = Runtime.from_settings(Settings.from_env(valet_env), authenticator=FixedCaller())
-    container = blob_service.create_container(unique_name("audit"))
-    trail = AuditTrail(AppendStore(container))
-    yield Stack(rt, trail, container, storage_endpoint, [])
-    trail.close()
-    container.delete_container()
+    container = blob_service.get_container_client(valet_env["VALET_AUDIT_CONTAINER"])
+    yield Stack(rt, rt.audit, container, storage_endpoint, [])
+    rt.audit.close()
     rt.blob_service.close()
 
 
-def call(handler: Callable[..., func.HttpResponse], review: Review, *, method: str = "GET", upload_id: str = "",
+def call(route: str, runtime: Runtime, *, method: str = "GET", upload_id: str = "",
          params: dict[str, str] | None = None, body: dict[str, Any] | None = None,
          headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any], func.HttpResponse]:
+    """A request through the app's route table (admission, problem mapping), as function_app sends it."""
     request = func.HttpRequest(method=method, url="https://valet.example/api/review/x", params=params or {},
                                route_params={"uploadId": upload_id} if upload_id else {},
                                headers={"content-type": "application/json", **(headers or {})},
                                body=json.dumps(body).encode() if body is not None else b"")
-    response = handler(lambda: review, request)
+    response = api.review(route)(lambda: runtime, request)
     return response.status_code, json.loads(response.get_body() or b"{}"), response
 
 
-def release(review: Review, upload_id: str, reason: str = "false positive: a test page") -> tuple[int, dict[str, Any]]:
-    status, body, _ = call(review_api.quarantine_release, review, method="POST", upload_id=upload_id,
+def release(review: Runtime, upload_id: str, reason: str = "false positive: a test page") -> tuple[int, dict[str, Any]]:
+    status, body, _ = call("review_release", review, method="POST", upload_id=upload_id,
                            body={"reason": reason})
     return status, body
 
 
-def purge(review: Review, upload_id: str, reason: str = "abusive content") -> tuple[int, dict[str, Any]]:
-    status, body, _ = call(review_api.quarantine_purge, review, method="POST", upload_id=upload_id,
+def purge(review: Runtime, upload_id: str, reason: str = "abusive content") -> tuple[int, dict[str, Any]]:
+    status, body, _ = call("review_purge", review, method="POST", upload_id=upload_id,
                            body={"reason": reason})
     return status, body
 
@@ -167,33 +161,33 @@ def test_the_list_is_newest_first_filtered_and_paged(stack: Stack) -> None:
     time.sleep(1.05)
     malware, _ = stack.malware()
     review = stack.review()
-    status, body, _ = call(review_api.quarantine_list, review)
+    status, body, _ = call("review_quarantine", review)
     assert status == 200 and [i["uploadId"] for i in body["items"]] == [malware, second, first]
     item = body["items"][1]
     assert (item["caller"], item["reason"], item["kept"], item["review"], item["own"]) == (
         ALICE.id, "active_content", "bytes", {"state": "open"}, False)
     assert item["declaredType"] == "image/png" and item["size"] == len(samples.html())
-    _, body, _ = call(review_api.quarantine_list, review, params={"reason": "malware"})
+    _, body, _ = call("review_quarantine", review, params={"reason": "malware"})
     assert [i["uploadId"] for i in body["items"]] == [malware]
-    _, body, _ = call(review_api.quarantine_list, review, params={"caller": "https://issuer.example#nobody"})
+    _, body, _ = call("review_quarantine", review, params={"caller": "https://issuer.example#nobody"})
     assert body["items"] == []
-    _, body, _ = call(review_api.quarantine_list, review, params={"until": "2020-01-01T00:00:00Z"})
+    _, body, _ = call("review_quarantine", review, params={"until": "2020-01-01T00:00:00Z"})
     assert body["items"] == []
     since = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    _, page1, _ = call(review_api.quarantine_list, review, params={"limit": "2", "since": since})
-    _, page2, _ = call(review_api.quarantine_list, review,
+    _, page1, _ = call("review_quarantine", review, params={"limit": "2", "since": since})
+    _, page2, _ = call("review_quarantine", review,
                        params={"limit": "2", "since": since, "continuation": page1["continuation"]})
     assert [i["uploadId"] for i in page1["items"] + page2["items"]] == [malware, second, first]
     assert page2["continuation"] is None
     for bad in ({"since": "yesterday"}, {"limit": "0"}, {"continuation": "nonsense"},
                 {"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}):
-        status, body, _ = call(review_api.quarantine_list, review, params=bad)
+        status, body, _ = call("review_quarantine", review, params=bad)
         assert status == 400 and body["code"] in ("invalid_query", "invalid_continuation"), bad
 
 
 def test_a_record_comes_with_a_read_url_that_can_only_download(stack: Stack) -> None:
     upload_id, name = stack.quarantined()
-    status, body, response = call(review_api.quarantine_record, stack.review(), upload_id=upload_id)
+    status, body, response = call("review_record", stack.review(), upload_id=upload_id)
     assert status == 200 and body["blob"] == name and body["kept"] == "bytes"
     assert response.headers["ETag"].strip('"') == body["etag"].strip('"')
     url = body["readUrl"]
@@ -212,10 +206,10 @@ def test_a_record_comes_with_a_read_url_that_can_only_download(stack: Stack) -> 
 
 
 def test_an_unknown_upload_is_404_and_a_bad_id_400(stack: Stack) -> None:
-    status, body, _ = call(review_api.quarantine_record, stack.review(),
+    status, body, _ = call("review_record", stack.review(),
                            upload_id="01900000-0000-7000-8000-000000000000")
     assert (status, body["code"]) == (404, "review_not_found")
-    status, body, _ = call(review_api.quarantine_record, stack.review(), upload_id="nope")
+    status, body, _ = call("review_record", stack.review(), upload_id="nope")
     assert status == 400
 
 
@@ -225,28 +219,28 @@ def test_an_unknown_upload_is_404_and_a_bad_id_400(stack: Stack) -> None:
 def test_nobody_without_the_review_role_sees_the_review_routes(stack: Stack, who: str) -> None:
     upload_id, _ = stack.quarantined()
     review = stack.review(NOBODY) if who == "no role" else stack.review(authenticator=Anonymous())
-    for handler, method, body in ((review_api.quarantine_list, "GET", None),
-                                  (review_api.quarantine_record, "GET", None),
-                                  (review_api.quarantine_release, "POST", {"reason": "let me"}),
-                                  (review_api.quarantine_purge, "POST", {"reason": "let me"}),
-                                  (review_api.audit_query, "GET", None)):
+    for handler, method, body in (("review_quarantine", "GET", None),
+                                  ("review_record", "GET", None),
+                                  ("review_release", "POST", {"reason": "let me"}),
+                                  ("review_purge", "POST", {"reason": "let me"}),
+                                  ("review_audit", "GET", None)):
         status, doc, _ = call(handler, review, method=method, upload_id=upload_id, body=body)
-        assert (status, doc["code"]) == (404, "not_found"), handler.__name__
+        assert (status, doc["code"]) == (404, "not_found"), handler
     assert stack.status(upload_id)["status"] == "quarantined"
 
 
 def test_a_reviewer_never_reviews_their_own_upload(stack: Stack) -> None:
     upload_id, _ = stack.quarantined()  # ALICE's upload
     review = stack.review(ALICE_REVIEWER)
-    for handler, method, body in ((review_api.quarantine_record, "GET", None),
-                                  (review_api.quarantine_release, "POST", {"reason": "it is fine, trust me"}),
-                                  (review_api.quarantine_purge, "POST", {"reason": "hide it"})):
+    for handler, method, body in (("review_record", "GET", None),
+                                  ("review_release", "POST", {"reason": "it is fine, trust me"}),
+                                  ("review_purge", "POST", {"reason": "hide it"})):
         status, doc, _ = call(handler, review, method=method, upload_id=upload_id, body=body)
-        assert (status, doc["code"]) == (403, "own_upload"), handler.__name__
-    _, listing, _ = call(review_api.quarantine_list, review)
+        assert (status, doc["code"]) == (403, "own_upload"), handler
+    _, listing, _ = call("review_quarantine", review)
     assert [i["own"] for i in listing["items"]] == [True]
     assert stack.status(upload_id)["status"] == "quarantined"
-    refused = [r for r in stack.audit_records(upload_id) if r["outcome"] == "refused"]
+    refused = [r for r in stack.audit_records(upload_id) if r.get("outcome") == "refused"]
     assert sorted(r["action"] for r in refused) == ["review.purge", "review.release", "review.view"]
     assert all(r["reason"] == "own_upload" and r["actor"]["caller"] == ALICE.id for r in refused)
 
@@ -282,7 +276,7 @@ def test_release_copies_the_decided_bytes_to_accepted_once_with_a_record_and_one
     events = [e for e in stack.events() if e["uploadId"] == upload_id]
     assert [(e["status"], e.get("previousStatus")) for e in events] == [("quarantined", None),
                                                                         ("accepted", "quarantined")]
-    _, record, _ = call(review_api.quarantine_record, review, upload_id=upload_id)
+    _, record, _ = call("review_record", review, upload_id=upload_id)
     assert record["review"]["state"] == "released" and record["review"]["by"] == REVIEWER.id
     [first, *_] = [r for r in stack.audit_records(upload_id) if r["action"] == "review.release"]
     assert (first["outcome"], first["reason"], first["owner"]) == ("released", "false positive: a test page",
@@ -295,7 +289,7 @@ def test_release_needs_a_bounded_reason(stack: Stack) -> None:
     review = stack.review()
     for body in ({}, {"reason": ""}, {"reason": "  "}, {"reason": "x" * 501}, {"reason": "bad\u202ereason"},
                  {"reason": 3}):
-        status, doc, _ = call(review_api.quarantine_release, review, method="POST", upload_id=upload_id, body=body)
+        status, doc, _ = call("review_release", review, method="POST", upload_id=upload_id, body=body)
         assert status == 400 and doc["code"] in ("reason_required", "invalid_reason"), body
     assert stack.status(upload_id)["status"] == "quarantined"
 
@@ -331,8 +325,8 @@ def test_release_checks_the_bytes_are_the_decided_ones(stack: Stack) -> None:
     upload_id, name = stack.quarantined()
     storage = stack.runtime.settings.storage
     q = stack.runtime.blob_service.get_blob_client(storage.quarantine_container, name)
-    _, record, _ = call(review_api.quarantine_record, stack.review(), upload_id=upload_id)
-    status, doc, _ = call(review_api.quarantine_release, stack.review(), method="POST", upload_id=upload_id,
+    _, record, _ = call("review_record", stack.review(), upload_id=upload_id)
+    status, doc, _ = call("review_release", stack.review(), method="POST", upload_id=upload_id,
                           body={"reason": "looked fine"}, headers={"If-Match": '"0x8DEADBEEF"'})
     assert (status, doc["code"]) == (412, "record_changed")
     meta = q.get_blob_properties().metadata
@@ -356,11 +350,11 @@ def test_purge_deletes_the_bytes_keeps_the_record_and_the_status(stack: Stack) -
     assert q.download_blob().readall() == PURGED_BODY
     assert q.get_blob_properties().metadata["valetreview"] == "purged"
     assert stack.status(upload_id)["status"] == "quarantined"
-    _, record, _ = call(review_api.quarantine_record, review, upload_id=upload_id)
+    _, record, _ = call("review_record", review, upload_id=upload_id)
     assert record["kept"] == "none" and "readUrl" not in record and record["review"]["reason"] == "abusive content"
     assert purge(review, upload_id)[0] == 200  # idempotent
     assert release(review, upload_id)[1]["code"] == "upload_purged"
-    actions = [(r["action"], r["outcome"]) for r in stack.audit_records(upload_id)]
+    actions = [(r["action"], r.get("outcome")) for r in stack.audit_records(upload_id)]
     assert ("review.purge", "purged") in actions and ("review.release", "refused") in actions
 
 
@@ -374,15 +368,20 @@ def test_a_released_upload_cannot_be_purged(stack: Stack) -> None:
 # -- the audit route -----------------------------------------------------------------------------------
 
 def test_the_audit_route_reads_the_trail_by_upload_and_caller(stack: Stack) -> None:
-    upload_id, _ = stack.quarantined()
+    upload_id, _ = stack.quarantined()  # a grant (buffered) and a decision (appended with it)
     review = stack.review()
     assert release(review, upload_id)[0] == 200
-    stack.audit.record("grant", actor=Actor.of(ALICE), upload_id=upload_id)
     assert stack.audit.flusher is not None
     stack.audit.flusher.flush()
-    status, body, _ = call(review_api.audit_query, review, params={"upload": upload_id})
-    assert status == 200 and [r["action"] for r in body["records"]] == ["grant", "review.release"]
-    _, by_reviewer, _ = call(review_api.audit_query, review, params={"caller": REVIEWER.id})
+    status, body, _ = call("review_audit", review, params={"upload": upload_id})
+    assert status == 200 and [r["action"] for r in body["records"]] == ["review.release", "decision", "grant"]
+    grant, decision = body["records"][2], body["records"][1]
+    assert grant["actor"]["caller"] == ALICE.id and grant["actor"]["clientIp"] == "127.0.0.1"
+    assert (decision["actor"]["caller"], decision["owner"], decision["outcome"]) == (
+        "valet:validator", ALICE.id, "quarantined")
+    _, by_reviewer, _ = call("review_audit", review, params={"caller": REVIEWER.id})
     assert [r["action"] for r in by_reviewer["records"]] == ["review.release"]
-    status, doc, _ = call(review_api.audit_query, review, params={"since": "bad"})
+    _, reviews, _ = call("review_audit", review, params={"action": "review", "upload": upload_id})
+    assert [r["action"] for r in reviews["records"]] == ["review.release"]
+    status, doc, _ = call("review_audit", review, params={"since": "bad"})
     assert (status, doc["code"]) == (400, "invalid_query")

@@ -25,8 +25,8 @@ from tests.support import samples
 from tests.support.fakes import ALICE, FixedCaller
 from valet import api
 from valet.caller import Caller
-from valet.grant_token import GRANT_HEADER, GRANT_METADATA_KEY, GrantKeyRing
-from valet.naming import parse_upload_id
+from valet.grants.naming import parse_upload_id
+from valet.grants.token import GRANT_HEADER, GRANT_METADATA_KEY, GrantKeyRing
 from valet.runtime import Runtime
 from valet.settings import Settings
 from valet.storage import EmulatorCredential
@@ -36,8 +36,8 @@ from valet.validation.records import Decision
 from valet.validation.scanners import DEFENDER_TAG
 from valet.validation.service import Validation
 from valet.validation.status import StatusReader
+from valet.validation.store import DecisionFailed
 from valet.validation.tombstones import sweep_tombstones
-from valet.validation.validator import DecisionFailed
 
 pytestmark = pytest.mark.azurite
 
@@ -55,6 +55,7 @@ def runtime(valet_env: dict[str, str]) -> Iterator[Runtime]:
     env = {**valet_env, "VALET_PROFILES": json.dumps(PROFILES)}
     rt = Runtime.from_settings(Settings.from_env(env), authenticator=FixedCaller())
     yield rt
+    rt.audit.close()
     rt.blob_service.close()
 
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from tests.support.auth import request
-from valet.auth import Authenticator, AuthSettings, InMemoryKeyStore, KeyRecord, apikeys
+from tests.support.fakes import InMemoryKeyStore
+from valet.auth import Authenticator, AuthSettings, KeyRecord, apikeys
 from valet.auth.keystore import CachedKeyLookup, KeyConflict, KeyExists, KeyNotFound
 from valet.auth.keytool import main as keytool
 from valet.errors import Forbidden, TooManyRequests, Unauthenticated

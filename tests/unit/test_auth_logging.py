@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.auth import AUDIENCE, FakeIdP, bearer, claims, request, rsa_key, serve, token
-from valet.auth import Authenticator, AuthSettings, InMemoryKeyStore, apikeys
+from tests.support.fakes import InMemoryKeyStore
+from valet.auth import Authenticator, AuthSettings, apikeys
 from valet.auth.keytool import main as keytool
 from valet.errors import ValetError
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from tests.support.auth import request
-from valet.auth import Authenticator, AuthSettings, InMemoryKeyStore, KeyRecord, apikeys
+from tests.support.fakes import InMemoryKeyStore
+from valet.auth import Authenticator, AuthSettings, KeyRecord, apikeys
 from valet.auth.keystore import CachedKeyLookup
 from valet.auth.ratelimit import FailureThrottle
 from valet.auth.settings import _proxies

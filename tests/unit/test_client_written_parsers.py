@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.test_grantcheck import POLICY, RING, name_for
-from valet.validation import grantcheck, records, trusted
+from tests.unit.test_grants_granted import POLICY, RING, name_for
+from valet.grants import granted
+from valet.validation import records, trusted
 from valet.validation.reasons import Outcome, Rejection
 from valet.validation.reconcile import attempts, attention
 from valet.validation.records import Decision
@@ -77,7 +78,7 @@ def test_the_grant_check_rejects_or_answers(metadata: dict[str, str]) -> None:
     name = name_for()
     for candidate in (name, "a/b.png", name + "\udcff"):
         try:
-            grantcheck.grant_facts(container="uploads", name=candidate, metadata=metadata, keys=RING,
+            granted.grant_facts(container="uploads", name=candidate, metadata=metadata, keys=RING,
                                    policy=POLICY, skew=timedelta(seconds=300))
         except Rejection:
             pass

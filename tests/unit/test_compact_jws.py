@@ -14,7 +14,7 @@ from tests.unit.test_grant_token import CLAIMS
 from valet.auth import Authenticator, AuthSettings
 from valet.auth.compact import is_compact_jws
 from valet.errors import Unauthenticated
-from valet.grant_token import GrantKeyRing, GrantTokenError
+from valet.grants.token import GrantKeyRing, GrantTokenError
 
 AUDIENCE = "api://valet"
 

@@ -8,8 +8,8 @@ import pytest
 from azure.core.exceptions import ServiceRequestError
 from azure.storage.blob import UserDelegationKey
 
-from valet.delegation import UserDelegationKeyCache, key_expiry
 from valet.errors import ServiceUnavailable
+from valet.grants.delegation import UserDelegationKeyCache, key_expiry
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

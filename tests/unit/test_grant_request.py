@@ -5,7 +5,7 @@ import json
 import pytest
 
 from valet.errors import BadRequest
-from valet.grants import parse_grant_request
+from valet.grants.request import parse_grant_request
 
 GOOD = {"filename": "cat.png", "contentType": "image/png", "size": 10}
 

@@ -10,7 +10,7 @@ import jwt
 import pytest
 
 from valet.errors import ConfigurationError
-from valet.grant_token import GrantClaims, GrantKeyRing, GrantTokenError
+from valet.grants.token import GrantClaims, GrantKeyRing, GrantTokenError
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 CLAIMS = GrantClaims(
@@ -120,7 +120,7 @@ def test_repr_hides_key_material() -> None:
 def test_upload_ids_bound_before_a_rotation_still_belong_to_their_caller() -> None:
     import os
 
-    from valet.naming import bind_upload_id, new_upload_id, upload_id_belongs_to
+    from valet.grants.naming import bind_upload_id, new_upload_id, upload_id_belongs_to
 
     old_key, new_key = key(), key()
     before = GrantKeyRing.parse(f"old:{old_key}", setting="S")

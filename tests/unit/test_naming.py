@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from valet.errors import BadRequest
-from valet.naming import MAX_FILENAME_CHARS, blob_name, new_upload_id, parse_upload_id, sanitize_filename
+from valet.grants.naming import MAX_FILENAME_CHARS, blob_name, new_upload_id, parse_upload_id, sanitize_filename
 
 NOW = datetime(2026, 11, 22, 12, 30, 15, 123000, tzinfo=UTC)
 

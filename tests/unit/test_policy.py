@@ -5,7 +5,7 @@ import json
 import pytest
 
 from valet.errors import BadRequest, ConfigurationError, PayloadTooLarge, UnsupportedMediaType
-from valet.policy import Policy, normalize_content_type
+from valet.grants.policy import Policy, normalize_content_type
 
 DOC = {
     "default": "images",

@@ -9,14 +9,15 @@ import pytest
 from azure.storage.blob import BlobProperties, ImmutabilityPolicy
 
 from tests.support import samples
-from valet.naming import bind_upload_id, new_upload_id, upload_id_belongs_to
-from valet.policy import ArchiveLimits, Profile
+from valet.grants.naming import bind_upload_id, new_upload_id, upload_id_belongs_to
+from valet.grants.policy import ArchiveLimits, Profile
 from valet.validation.archive import check_zip
+from valet.validation.decision import check_size, check_what_storage_says
 from valet.validation.reasons import PUBLIC_REASONS, Outcome, Reason, Rejection, public_reason
 from valet.validation.records import Decision, ascii_value
 from valet.validation.scanners import DefenderTagScanner, ScanSubject, Verdict
 from valet.validation.sniff import decide_type
-from valet.validation.validator import check_size, check_what_storage_says
+from valet.validation.store import stored_upload
 
 IMAGES = {"image/png": ("png",), "image/jpeg": ("jpg",), "image/gif": ("gif",)}
 DOCS = {"application/pdf": ("pdf",), "text/plain": ("txt",), "text/csv": ("csv",)}
@@ -148,7 +149,7 @@ def test_weak_candidates_do_not_count_only_the_best_ranked() -> None:
 
 
 def test_seals_bind_the_path_and_every_value_and_rotate_with_the_grant_keys() -> None:
-    from valet.grant_token import GrantKeyRing
+    from valet.grants.token import GrantKeyRing
     from valet.validation.trusted import SEAL, Sealer, reserved_metadata
 
     old, new = b"o" * 32, b"n" * 32
@@ -207,9 +208,9 @@ def test_properties_a_client_sets_at_creation_are_decided(attrs: dict[str, objec
     quarantined with its own reason (see docs/validation.md, "Properties set at creation")."""
     props = _props(metadata={}, **attrs)
     if reason is None:
-        check_what_storage_says(props)
+        check_what_storage_says(stored_upload("uploads", props, b"", {}))
         return
     with pytest.raises(Rejection) as caught:
-        check_what_storage_says(props)
+        check_what_storage_says(stored_upload("uploads", props, b"", {}))
     assert caught.value.reason is reason
     assert public_reason(reason.value) == "properties_not_allowed"

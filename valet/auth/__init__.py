@@ -1,7 +1,7 @@
 """Authentication and authorization of valet callers (bearer tokens from trusted issuers, API keys)."""
 
 from .authenticator import Authenticator
-from .keystore import BlobKeyStore, CachedKeyLookup, InMemoryKeyStore, KeyRecord, KeyStore
+from .keystore import BlobKeyStore, CachedKeyLookup, KeyRecord, KeyStore
 from .ratelimit import FailureThrottle, RateLimiter
 from .settings import AuthSettings, IssuerConfig
 
@@ -11,7 +11,6 @@ __all__ = [
     "BlobKeyStore",
     "CachedKeyLookup",
     "FailureThrottle",
-    "InMemoryKeyStore",
     "IssuerConfig",
     "KeyRecord",
     "KeyStore",

@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from valet.envreader import EnvReader
 from valet.errors import ConfigurationError
 
 AUTH_ISSUERS = "VALET_AUTH_ISSUERS"
@@ -150,66 +151,42 @@ class AuthSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> AuthSettings:
         """Read and validate every setting; raise :class:`ConfigurationError` naming the bad one."""
+        env = EnvReader(environ)
         return cls(
-            issuers=_issuers(environ.get(AUTH_ISSUERS, "").strip()),
-            required_roles=_roles(environ.get(AUTH_REQUIRED_ROLES, "Uploads.Write")),
-            leeway_seconds=int(_number(environ, AUTH_LEEWAY_SECONDS, 60, 0, 300, integer=True)),
-            http_timeout_seconds=_number(environ, AUTH_HTTP_TIMEOUT_SECONDS, 3, 0.1, 30),
-            jwks_min_refetch_seconds=_number(environ, AUTH_JWKS_MIN_REFETCH_SECONDS, 30, 1, 3600),
-            jwks_cache_seconds=_number(environ, AUTH_JWKS_CACHE_SECONDS, 3600, 60, 86400),
-            jwks_max_stale_seconds=_number(environ, AUTH_JWKS_MAX_STALE_SECONDS, 86400, 0, 7 * 86400),
-            token_cache_seconds=_number(environ, AUTH_TOKEN_CACHE_SECONDS, 300, 0, 900),
-            apikey_pepper=_pepper(environ.get(APIKEY_PEPPER, "").strip()),
-            apikey_allow_query=flag(environ, APIKEY_ALLOW_QUERY),
-            apikey_cache_seconds=_number(environ, APIKEY_CACHE_SECONDS, 60, 0, 600),
-            apikey_container=_container(environ.get(APIKEY_CONTAINER, "valet-apikeys").strip()),
-            allow_insecure_http=flag(environ, ALLOW_INSECURE_HTTP),
-            trusted_proxies=_proxies(environ.get(TRUSTED_PROXIES, "")),
+            issuers=_issuers(env.text(AUTH_ISSUERS)),
+            required_roles=_roles(env.text(AUTH_REQUIRED_ROLES, "Uploads.Write")),
+            leeway_seconds=int(env.number(AUTH_LEEWAY_SECONDS, 60, 0, 300, integer=True)),
+            http_timeout_seconds=env.number(AUTH_HTTP_TIMEOUT_SECONDS, 3, 0.1, 30),
+            jwks_min_refetch_seconds=env.number(AUTH_JWKS_MIN_REFETCH_SECONDS, 30, 1, 3600),
+            jwks_cache_seconds=env.number(AUTH_JWKS_CACHE_SECONDS, 3600, 60, 86400),
+            jwks_max_stale_seconds=env.number(AUTH_JWKS_MAX_STALE_SECONDS, 86400, 0, 7 * 86400),
+            token_cache_seconds=env.number(AUTH_TOKEN_CACHE_SECONDS, 300, 0, 900),
+            apikey_pepper=_pepper(env.text(APIKEY_PEPPER)),
+            apikey_allow_query=env.flag(APIKEY_ALLOW_QUERY),
+            apikey_cache_seconds=env.number(APIKEY_CACHE_SECONDS, 60, 0, 600),
+            apikey_container=env.container(APIKEY_CONTAINER, "valet-apikeys"),
+            allow_insecure_http=env.flag(ALLOW_INSECURE_HTTP),
+            trusted_proxies=_proxies(env.text(TRUSTED_PROXIES)),
             rate_limit_per_minute=int(
-                _number(environ, RATE_LIMIT_PER_MINUTE, 120, 0, 1_000_000, integer=True)
+                env.number(RATE_LIMIT_PER_MINUTE, 120, 0, 1_000_000, integer=True)
             ),
-            rate_limit_burst=int(_number(environ, RATE_LIMIT_BURST, 20, 1, 100_000, integer=True)),
+            rate_limit_burst=int(env.number(RATE_LIMIT_BURST, 20, 1, 100_000, integer=True)),
             status_rate_limit_per_minute=int(
-                _number(environ, STATUS_RATE_LIMIT_PER_MINUTE, 600, 0, 1_000_000, integer=True)
+                env.number(STATUS_RATE_LIMIT_PER_MINUTE, 600, 0, 1_000_000, integer=True)
             ),
-            status_rate_limit_burst=int(_number(environ, STATUS_RATE_LIMIT_BURST, 60, 1, 100_000, integer=True)),
+            status_rate_limit_burst=int(env.number(STATUS_RATE_LIMIT_BURST, 60, 1, 100_000, integer=True)),
             auth_failures_per_minute=int(
-                _number(environ, AUTH_FAILURES_PER_MINUTE, 30, 0, 1_000_000, integer=True)
+                env.number(AUTH_FAILURES_PER_MINUTE, 30, 0, 1_000_000, integer=True)
             ),
-            auth_failures_burst=int(_number(environ, AUTH_FAILURES_BURST, 20, 1, 100_000, integer=True)),
+            auth_failures_burst=int(env.number(AUTH_FAILURES_BURST, 20, 1, 100_000, integer=True)),
             auth_global_failures_per_minute=int(
-                _number(environ, AUTH_GLOBAL_FAILURES_PER_MINUTE, 600, 0, 1_000_000, integer=True)
+                env.number(AUTH_GLOBAL_FAILURES_PER_MINUTE, 600, 0, 1_000_000, integer=True)
             ),
             auth_global_failures_burst=int(
-                _number(environ, AUTH_GLOBAL_FAILURES_BURST, 100, 1, 100_000, integer=True)
+                env.number(AUTH_GLOBAL_FAILURES_BURST, 100, 1, 100_000, integer=True)
             ),
-            apikey_negative_cache_seconds=_number(environ, APIKEY_NEGATIVE_CACHE_SECONDS, 10, 0, 600),
+            apikey_negative_cache_seconds=env.number(APIKEY_NEGATIVE_CACHE_SECONDS, 10, 0, 600),
         )
-
-
-def flag(environ: Mapping[str, str], name: str) -> bool:
-    """A true/false setting (1/0, true/false, yes/no, on/off; unset is false)."""
-    raw = environ.get(name, "").strip().lower()
-    if raw in {"", "0", "false", "no", "off"}:
-        return False
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    raise ConfigurationError(f"{name} must be true or false")
-
-
-def _number(
-    environ: Mapping[str, str], name: str, default: float, low: float, high: float, *, integer: bool = False
-) -> float:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return float(default)
-    try:
-        value = float(int(raw)) if integer else float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be a number") from None
-    if not low <= value <= high:
-        raise ConfigurationError(f"{name} must be between {low:g} and {high:g}")
-    return value
 
 
 def _roles(raw: str) -> frozenset[str]:
@@ -230,12 +207,6 @@ def _pepper(raw: str) -> bytes | None:
     if len(value) < 32:
         raise ConfigurationError(f"{APIKEY_PEPPER} must decode to at least 32 bytes")
     return value
-
-
-def _container(raw: str) -> str:
-    if not re.fullmatch(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", raw):
-        raise ConfigurationError(f"{APIKEY_CONTAINER} must be a valid blob container name")
-    return raw
 
 
 def _proxies(raw: str) -> tuple[ProxyNetwork, ...]:

@@ -1,9 +1,8 @@
-"""``python -m valet.grantshell grant.json``: shell assignments for a grant response, for curl users.
+"""``python -m valet.local.grantshell grant.json``: shell assignments for a grant response, for curl users.
 
 Prints ``UPLOAD_URL=...``, ``UPLOAD_HEADERS=(-H 'name: value' ...)`` and ``STATUS_URL=...``, quoted for
-bash, so ``eval "$(python -m valet.grantshell grant.json)"`` followed by
+bash, so ``eval "$(python -m valet.local.grantshell grant.json)"`` followed by
 ``curl -X PUT "$UPLOAD_URL" "${UPLOAD_HEADERS[@]}" --data-binary @file`` uploads exactly as granted.
-(It lives in the local stack; ``valet/grantshell.py`` keeps the command's name.)
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ def shell_assignments(grant: dict[str, object]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
-        print("usage: python -m valet.grantshell grant.json", file=sys.stderr)
+        print("usage: python -m valet.local.grantshell grant.json", file=sys.stderr)
         return 2
     try:
         print(shell_assignments(json.loads(Path(args[0]).read_text("utf-8"))))

@@ -80,7 +80,7 @@ class ReviewActions:
         self._sealer = sealer
         self._events = events
         self._clock = clock
-        self._step = step  # called after each storage step (tests interleave a late verdict here)
+        self.step = step  # called after each storage step (tests interleave a late verdict here)
 
     # -- release ---------------------------------------------------------------------------------------
 
@@ -114,7 +114,7 @@ class ReviewActions:
                            reviewed_at=self._clock(), review_reason=reason, sha256=sha)
         result = blob.set_blob_metadata(released.metadata(), etag=item.etag,
                                         match_condition=MatchConditions.IfNotModified)
-        self._step("marked")
+        self.step("marked")
         return QuarantineItem(item.name, released, str(result["etag"]), item.stored_bytes)
 
     def accepted_decision(self, item: QuarantineItem) -> Decision:
@@ -143,10 +143,10 @@ class ReviewActions:
         wanted = trusted.destination_settings(True, decision.declared_type)
         if trusted.settings_differ(props.content_settings, wanted):
             dest.set_http_headers(wanted, etag=props.etag, match_condition=MatchConditions.IfNotModified)
-        self._step("copied")
+        self.step("copied")
         if not self._update_tombstone(item.name, decision):
             self._undo(item)
-        self._step("tombstone")
+        self.step("tombstone")
         now = self._reread(item)
         if rules.is_malware(now.decision) or self._wait_for_copy(dest) is None:
             self._undo(item)

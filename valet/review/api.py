@@ -1,5 +1,6 @@
-"""The ``/api/review/`` routes: parse, check the reviewer, call, audit, map. Anyone without the review
-role (``VALET_REVIEW_ROLE``), or without valid credentials, gets ``404`` for every one of them.
+"""The ``/api/review/`` handlers: parse, call, audit, map. The route table admits the caller first
+(:meth:`valet.review.service.Review.admit`): anyone without the review role (``VALET_REVIEW_ROLE``), or
+without valid credentials, gets ``404`` for every one of them.
 
 - ``GET  /api/review/quarantine?reason=&caller=&since=&until=&limit=&continuation=``
 - ``GET  /api/review/quarantine/{uploadId}``          the record and a download-only read URL
@@ -10,7 +11,6 @@ role (``VALET_REVIEW_ROLE``), or without valid credentials, gets ``404`` for eve
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import azure.functions as func
@@ -18,16 +18,9 @@ from azure.core.exceptions import AzureError
 
 from valet.audit import Action, Actor
 from valet.caller import Caller
-from valet.errors import (
-    BadRequest,
-    PayloadTooLarge,
-    ServiceUnavailable,
-    Unauthenticated,
-    UnsupportedMediaType,
-    ValetError,
-)
-from valet.http import json_response, problems
-from valet.naming import parse_upload_id
+from valet.errors import BadRequest, PayloadTooLarge, ServiceUnavailable, UnsupportedMediaType, ValetError
+from valet.grants.naming import parse_upload_id
+from valet.http import json_response
 from valet.review import rules
 from valet.review.quarantine import QuarantineItem
 from valet.review.service import Review
@@ -37,18 +30,6 @@ MAX_BODY = 4096
 AUDIT_DEFAULT_WINDOW = timedelta(hours=24)
 AUDIT_MAX_WINDOW = timedelta(days=366)
 AUDIT_MAX_LIMIT = 500
-
-GetReview = Callable[[], Review]
-
-
-def _reviewer(review: Review, req: func.HttpRequest) -> Caller:
-    try:
-        caller = review.authenticator.identify(req)
-    except Unauthenticated:
-        raise rules.hidden() from None
-    rules.require_reviewer(caller, review.settings)
-    return caller
-
 
 def _actor(review: Review, caller: Caller, req: func.HttpRequest) -> Actor:
     return Actor.of(caller, review.authenticator.client_address(req))
@@ -72,20 +53,14 @@ def _own(review: Review, caller: Caller, item: QuarantineItem, req: func.HttpReq
         rules.check_not_own(caller, item.decision, item.name)
 
 
-@problems
-def quarantine_list(get_review: GetReview, req: func.HttpRequest) -> func.HttpResponse:
-    review = get_review()
-    caller = _reviewer(review, req)
+def quarantine_list(review: Review, caller: Caller, req: func.HttpRequest) -> func.HttpResponse:
     items, token, truncated = review.reader.list(rules.parse_filters(req.params))
     body = {"items": [{**i.summary(), "own": rules.uploaded_by(caller, i.decision, i.name)} for i in items],
             "continuation": token, "truncated": truncated}
     return json_response(200, body)
 
 
-@problems
-def quarantine_record(get_review: GetReview, req: func.HttpRequest) -> func.HttpResponse:
-    review = get_review()
-    caller = _reviewer(review, req)
+def quarantine_record(review: Review, caller: Caller, req: func.HttpRequest) -> func.HttpResponse:
     item = review.reader.find(req.route_params.get("uploadId", ""))
     _own(review, caller, item, req, Action.REVIEW_VIEW)
     body = item.full()
@@ -98,19 +73,15 @@ def quarantine_record(get_review: GetReview, req: func.HttpRequest) -> func.Http
     return json_response(200, body, headers={"ETag": f'"{item.etag.strip(chr(34))}"'})
 
 
-@problems
-def quarantine_release(get_review: GetReview, req: func.HttpRequest) -> func.HttpResponse:
-    return _act(get_review, req, Action.REVIEW_RELEASE)
+def quarantine_release(review: Review, caller: Caller, req: func.HttpRequest) -> func.HttpResponse:
+    return _act(review, caller, req, Action.REVIEW_RELEASE)
 
 
-@problems
-def quarantine_purge(get_review: GetReview, req: func.HttpRequest) -> func.HttpResponse:
-    return _act(get_review, req, Action.REVIEW_PURGE)
+def quarantine_purge(review: Review, caller: Caller, req: func.HttpRequest) -> func.HttpResponse:
+    return _act(review, caller, req, Action.REVIEW_PURGE)
 
 
-def _act(get_review: GetReview, req: func.HttpRequest, action: str) -> func.HttpResponse:
-    review = get_review()
-    caller = _reviewer(review, req)
+def _act(review: Review, caller: Caller, req: func.HttpRequest, action: str) -> func.HttpResponse:
     reason = _reason(req)
     item = review.reader.find(req.route_params.get("uploadId", ""))
     _own(review, caller, item, req, action)
@@ -136,10 +107,7 @@ def _act(get_review: GetReview, req: func.HttpRequest, action: str) -> func.Http
                                "reviewedAt": records.timestamp(done.reviewed_at)})
 
 
-@problems
-def audit_query(get_review: GetReview, req: func.HttpRequest) -> func.HttpResponse:
-    review = get_review()
-    _reviewer(review, req)
+def audit_query(review: Review, caller: Caller, req: func.HttpRequest) -> func.HttpResponse:
     reader = review.audit.reader()
     if reader is None:
         raise ServiceUnavailable("The audit trail is not stored (VALET_AUDIT_CONTAINER=none).",

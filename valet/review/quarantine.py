@@ -19,9 +19,9 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import BlobProperties, BlobSasPermissions, BlobServiceClient
 
 from valet.clock import utcnow
-from valet.delegation import UserDelegationKeyCache, blob_sas, key_expiry
 from valet.errors import Conflict, NotFound, ServiceUnavailable
-from valet.naming import parse_upload_id
+from valet.grants.delegation import UserDelegationKeyCache, blob_sas, key_expiry
+from valet.grants.naming import parse_upload_id
 from valet.review import rules
 from valet.review.rules import ListFilters
 from valet.validation import records

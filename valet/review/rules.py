@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from valet.caller import Caller
-from valet.errors import BadRequest, Conflict, Forbidden, NotFound
+from valet.envreader import EnvReader
+from valet.errors import BadRequest, ConfigurationError, Conflict, Forbidden, NotFound
 from valet.validation.reasons import Reason
 from valet.validation.records import Decision
 
@@ -31,9 +32,7 @@ class ReviewSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ReviewSettings:
-        from valet.errors import ConfigurationError
-
-        role = environ.get(REVIEW_ROLE, DEFAULT_ROLE).strip() or DEFAULT_ROLE
+        role = EnvReader(environ).text(REVIEW_ROLE, DEFAULT_ROLE) or DEFAULT_ROLE
         if not _ROLE.fullmatch(role):
             raise ConfigurationError(f"{REVIEW_ROLE} must be one role or scope name")
         return cls(role=role)

@@ -28,7 +28,7 @@ import zipfile
 from itertools import pairwise
 from typing import IO
 
-from valet.policy import ArchiveLimits
+from valet.grants.policy import ArchiveLimits
 from valet.validation.blobio import ReadBudgetExceeded
 from valet.validation.reasons import Reason, Rejection
 

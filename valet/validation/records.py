@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from urllib.parse import quote, unquote
 
+from valet.clock import RFC3339, rfc3339
 from valet.validation.reasons import Outcome
 
 STATE = "valetstate"
@@ -21,13 +22,14 @@ UNTIL = "valetuntil"
 ATTEMPTS = "valetattempts"
 ERROR_CODE = "valeterror"
 OUTCOME = "valetoutcome"
+REASON = "valetreason"
 EVENT = "valetevent"  # index tag: "pending" until the decision's event is on the queue
 PENDING = "pending"
 WRITE_ID = "valetwriteid"  # random per tombstone write: tells our own write from another invocation's
 
 _FIELDS = {
-    "outcome": "valetoutcome",
-    "reason": "valetreason",
+    "outcome": OUTCOME,
+    "reason": REASON,
     "detail": "valetdetail",
     "upload_id": "valetuploadid",
     "caller": "valetcaller",
@@ -58,7 +60,7 @@ def ascii_value(value: str) -> str:
 
 
 def timestamp(moment: datetime | None) -> str:
-    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return "" if moment is None else rfc3339(moment)
 
 
 def parse_timestamp(value: str | None) -> datetime | None:
@@ -67,7 +69,7 @@ def parse_timestamp(value: str | None) -> datetime | None:
     if not value or not isinstance(value, str) or len(value) != 20 or not value.isascii():
         return None
     try:
-        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        return datetime.strptime(value, RFC3339).replace(tzinfo=UTC)
     except ValueError:
         return None
 
@@ -134,7 +136,7 @@ class Decision:
 
     def tags(self) -> dict[str, str]:
         """Index tags on the destination copy, so operators can find decisions by outcome and reason."""
-        return {"valetoutcome": self.outcome.value, "valetreason": self.reason}
+        return {OUTCOME: self.outcome.value, REASON: self.reason}
 
     def requarantined(self, reason: str, detail: str, scan: str, at: datetime) -> Decision:
         return replace(self, outcome=Outcome.QUARANTINED, reason=reason, detail=detail, scan=scan,

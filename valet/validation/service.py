@@ -8,6 +8,7 @@ from typing import Any
 
 from azure.storage.blob import BlobServiceClient
 
+from valet.audit import AuditTrail
 from valet.settings import Settings
 from valet.validation.events import DecisionEvents
 from valet.validation.malware import MalwareEvents
@@ -16,7 +17,6 @@ from valet.validation.records import Decision
 from valet.validation.scanners import SCANNERS
 from valet.validation.status import StatusReader
 from valet.validation.structure import ImageLimits
-from valet.validation.tombstones import sweep_tombstones
 from valet.validation.validator import Validator
 
 
@@ -30,9 +30,10 @@ class Validation:
 
     @classmethod
     def from_settings(cls, settings: Settings, blob_service: BlobServiceClient,
-                      events: DecisionEvents | None = None) -> Validation:
+                      events: DecisionEvents | None = None, audit: AuditTrail | None = None) -> Validation:
         """``events``: where decisions are announced (the runtime passes the decision queue); ``None``
-        announces nothing (tools and tests that only decide)."""
+        announces nothing (tools and tests that only decide). ``audit``: the audit trail decisions are
+        appended to (``None``: the log line only)."""
         storage, options = settings.storage, settings.validation
         uploads, accepted, quarantine = (
             storage.uploads_container, storage.accepted_container, storage.quarantine_container
@@ -53,13 +54,14 @@ class Validation:
             structure_read_bytes=options.structure_read_bytes,
             clock_skew=settings.clock_skew,
             events=events,
+            audit_trail=audit,
         )
         status = StatusReader(blob_service=blob_service, uploads=uploads, accepted=accepted,
                               quarantine=quarantine, keys=settings.grant_keys,
                               sas_ttl=settings.upload_window,  # renewals keep an upload pending this long
                               max_attempts=options.max_attempts)
         reconciler = Reconciler(blob_service=blob_service, uploads=uploads, decide=validator.process,
-                                is_decided=validator.is_tombstone,
+                                is_decided=validator.tombstones.is_tombstone,
                                 min_age=options.reconcile_after, max_attempts=options.max_attempts,
                                 limit=options.reconcile_limit)
         return cls(validator, status, MalwareEvents(validator, storage.account_url), options.sweep_limit,
@@ -67,7 +69,7 @@ class Validation:
 
     def on_blob(self, container: str, name: str) -> Decision | None:
         """The blob trigger's entry: only uploads-container blobs are decided."""
-        if container != self.validator.uploads:
+        if container != self.validator.store.uploads:
             return None
         return self.validator.process(name)
 
@@ -79,5 +81,4 @@ class Validation:
         return self.reconciler.run()
 
     def sweep(self) -> int:
-        return sweep_tombstones(self.validator.service, self.validator.uploads, limit=self.sweep_limit,
-                                sealer=self.validator.sealer)
+        return self.validator.tombstones.sweep(self.sweep_limit)

@@ -2,7 +2,7 @@
 
 The blob path comes from the caller's own partition and the date embedded in the id, so another caller's
 lookup finds nothing. When storage holds nothing, the id's owner MAC (see
-:func:`valet.naming.bind_upload_id`) tells "granted to you, not uploaded" (``pending`` or ``expired``)
+:func:`valet.grants.naming.bind_upload_id`) tells "granted to you, not uploaded" (``pending`` or ``expired``)
 from "not yours or not ours" (404). Reads: one prefix listing of the uploads container, and of the
 destination containers when the source has no tombstone (both) or an ``accepted`` one (quarantine only:
 a later malware verdict wins even if the tombstone was not updated yet).
@@ -22,8 +22,8 @@ from azure.storage.blob import BlobProperties, BlobServiceClient
 
 from valet.clock import utcnow
 from valet.errors import NotFound, ServiceUnavailable
-from valet.grant_token import GrantKeyRing
-from valet.naming import parse_upload_id, upload_id_belongs_to
+from valet.grants.naming import parse_upload_id, upload_id_belongs_to
+from valet.grants.token import GrantKeyRing
 from valet.validation import records
 from valet.validation.reasons import Outcome, public_reason
 from valet.validation.reconcile import attempts, attention

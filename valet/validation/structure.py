@@ -34,7 +34,7 @@ from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, NameObject
 
-from valet.policy import PDF_OUTBOUND_ACTIONS
+from valet.grants.policy import PDF_OUTBOUND_ACTIONS
 from valet.validation.blobio import MAX_FETCH, RangeReader, RangeSource, ReadBudgetExceeded, read_range
 from valet.validation.reasons import Reason, Rejection
 
@@ -51,7 +51,7 @@ PDF_ACTIVE_KEYS = frozenset({"/JS", "/JavaScript", "/AA", "/Launch", "/EmbeddedF
 PDF_ACTIVE_ACTIONS = frozenset({"/JavaScript", "/Launch", "/RichMediaExecute", "/Rendition", "/Sound", "/Movie"})
 # Actions that reach outside the document (a remote or embedded file, a URL, a form submission; /GoToR to a
 # UNC path leaks Windows credentials) are active content unless the profile lists them in
-# ``allowPdfActions`` (:data:`valet.policy.PDF_OUTBOUND_ACTIONS`).
+# ``allowPdfActions`` (:data:`valet.grants.policy.PDF_OUTBOUND_ACTIONS`).
 _PDF_SKIP = frozenset({"/Contents", "/Resources", "/Thumb", "/Metadata", "/Parent", "/P"})
 _MAX_DEPTH = 64
 

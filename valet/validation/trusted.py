@@ -43,7 +43,7 @@ from collections.abc import Mapping
 
 from azure.storage.blob import BlobProperties, ContentSettings
 
-from valet.grant_token import GRANT_METADATA_KEY, GrantKeyRing
+from valet.grants.token import GRANT_METADATA_KEY, GrantKeyRing
 
 OCTET_STREAM = "application/octet-stream"
 RESERVED_PREFIX = "valet"

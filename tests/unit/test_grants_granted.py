@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from valet.grant_token import GrantClaims, GrantKeyRing
-from valet.naming import granted_blob_name, new_upload_id, parse_granted_name
-from valet.policy import Policy
-from valet.validation import grantcheck
+from valet.grants import granted
+from valet.grants.naming import granted_blob_name, new_upload_id, parse_granted_name
+from valet.grants.policy import Policy
+from valet.grants.token import GrantClaims, GrantKeyRing
 from valet.validation.reasons import Reason, Rejection
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -44,8 +44,8 @@ def header_for(name: str, *, content_type: str = "image/png", sha256: str | None
         issued_at=issued, expires_at=issued + timedelta(minutes=3)))
 
 
-def check(name: str, metadata: dict[str, str] | None = None, ring: GrantKeyRing = RING) -> grantcheck.GrantFacts:
-    return grantcheck.grant_facts(container="uploads", name=name, metadata=metadata, keys=ring, policy=POLICY,
+def check(name: str, metadata: dict[str, str] | None = None, ring: GrantKeyRing = RING) -> granted.GrantFacts:
+    return granted.grant_facts(container="uploads", name=name, metadata=metadata, keys=ring, policy=POLICY,
                                   skew=SKEW)
 
 
@@ -104,7 +104,7 @@ def test_a_name_of_an_unconfigured_profile_is_unknown_profile() -> None:
                                        setting="t")
     name = name_for(profile="xml", content_type="text/xml", ext="xml")
     with pytest.raises(Rejection) as info:
-        grantcheck.grant_facts(container="uploads", name=name, metadata=None, keys=RING, policy=ring_policy,
+        granted.grant_facts(container="uploads", name=name, metadata=None, keys=RING, policy=ring_policy,
                                skew=SKEW)
     assert info.value.reason is Reason.UNKNOWN_PROFILE
 
@@ -148,32 +148,32 @@ def test_a_header_issued_slightly_in_the_future_is_allowed_within_the_skew() -> 
     ahead = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=120)  # pyjwt checks iat on the real clock
     assert check(name, {"valetgrant": header_for(name, issued=ahead)}).carrier
     with pytest.raises(Rejection) as info:
-        grantcheck.grant_facts(container="uploads", name=name, keys=RING, policy=POLICY, skew=timedelta(0),
+        granted.grant_facts(container="uploads", name=name, keys=RING, policy=POLICY, skew=timedelta(0),
                                metadata={"valetgrant": header_for(name, issued=ahead)})
     assert info.value.reason is Reason.BAD_GRANT
 
 
 def test_the_window_allows_the_skew_and_no_more() -> None:
     facts = check(name_for())
-    grantcheck.check_window(facts, facts.expires_at + SKEW, SKEW)
-    grantcheck.check_window(facts, None, SKEW)
+    granted.check_window(facts, facts.expires_at + SKEW, SKEW)
+    granted.check_window(facts, None, SKEW)
     with pytest.raises(Rejection) as info:
-        grantcheck.check_window(facts, facts.expires_at + SKEW + timedelta(seconds=1), SKEW)
+        granted.check_window(facts, facts.expires_at + SKEW + timedelta(seconds=1), SKEW)
     assert info.value.reason is Reason.GRANT_EXPIRED
     with pytest.raises(Rejection):
-        grantcheck.check_window(replace(facts), facts.expires_at + timedelta(seconds=1), timedelta(0))
+        granted.check_window(replace(facts), facts.expires_at + timedelta(seconds=1), timedelta(0))
 
 
 @pytest.mark.parametrize("stored", [None, "", "application/octet-stream", "image/png", "IMAGE/PNG; x=1",
                                     "image/x-png"])
 def test_an_undeclared_or_matching_stored_type_passes(stored: str | None) -> None:
-    grantcheck.check_stored_type(stored, "image/png")
+    granted.check_stored_type(stored, "image/png")
 
 
 @pytest.mark.parametrize("stored", ["text/html", "image/jpeg", "application/json"])
 def test_a_different_declared_stored_type_is_a_mismatch(stored: str) -> None:
     with pytest.raises(Rejection) as info:
-        grantcheck.check_stored_type(stored, "image/png")
+        granted.check_stored_type(stored, "image/png")
     assert info.value.reason is Reason.CONTENT_TYPE_MISMATCH
 
 

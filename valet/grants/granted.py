@@ -1,8 +1,8 @@
 """What was granted for an upload, from what the server itself chose: pure functions, no I/O.
 
-Two carriers, both signed by the app with the grant signing key ring (:class:`~valet.grant_token.GrantKeyRing`):
+Two carriers, both signed by the app with the grant signing key ring (:class:`~valet.grants.token.GrantKeyRing`):
 
-* the **blob name** (see :func:`valet.naming.granted_blob_name`): the SAS is scoped to exactly this name,
+* the **blob name** (see :func:`valet.grants.naming.granted_blob_name`): the SAS is scoped to exactly this name,
   so every upload carries it, whatever the client sends. It binds the caller's partition, the profile, the
   declared size, the declared type (through the MAC) and the deadline of the grant window;
 * the **grant header** ``x-ms-meta-valetgrant`` (optional since names carry the grant): adds what a name
@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from valet.grant_token import GRANT_METADATA_KEY, GrantKeyRing, GrantTokenError
-from valet.naming import NameFacts, granted_type, name_mac_matches, parse_granted_name, parse_upload_id
-from valet.policy import Policy
+from valet.grants.naming import NameFacts, granted_type, name_mac_matches, parse_granted_name, parse_upload_id
+from valet.grants.policy import Policy
+from valet.grants.token import GRANT_METADATA_KEY, GrantKeyRing, GrantTokenError
 from valet.validation.reasons import Reason, Rejection
 from valet.validation.sniff import OCTET_STREAM, canonical
 

@@ -1,4 +1,4 @@
-"""Issuing upload grants: request parsing, policy, naming, SAS and the signed grant header.
+"""Issuing upload grants: policy, naming, SAS and the signed grant header; renewals.
 
 No storage call happens here in steady state: the user delegation key comes from the cache, the SAS and
 the grant token are local HMACs.
@@ -6,25 +6,21 @@ the grant token are local HMACs.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 from urllib.parse import quote, unquote
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
-from azure.storage.blob import BlobSasPermissions, BlobServiceClient
+from azure.storage.blob import BlobSasPermissions
 
 from valet.caller import Caller
-from valet.clock import utcnow
-from valet.delegation import UserDelegationKeyCache, blob_sas, key_expiry
-from valet.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
-from valet.grant_token import GRANT_HEADER, GrantClaims, GrantKeyRing
-from valet.naming import (
+from valet.clock import rfc3339, utcnow
+from valet.errors import Conflict, NotFound, ServiceUnavailable
+from valet.grants.delegation import UserDelegationKeyCache, blob_sas, key_expiry
+from valet.grants.naming import (
     MAX_FILENAME_CHARS,
     NameFacts,
     bind_upload_id,
@@ -35,104 +31,13 @@ from valet.naming import (
     parse_upload_id,
     sanitize_filename,
 )
-from valet.policy import Policy, Profile, normalize_content_type
+from valet.grants.policy import Policy, Profile
+from valet.grants.request import GrantRequest
+from valet.grants.state import DECIDED, UPLOADED, UploadState
+from valet.grants.token import GRANT_HEADER, GrantClaims, GrantKeyRing
 
 audit = logging.getLogger("valet.audit")
 
-_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
-_FIELDS = {"filename", "contentType", "size", "sha256", "profile"}
-_REQUIRED = {"filename": "invalid_filename", "contentType": "invalid_content_type", "size": "invalid_size"}
-MAX_RAW_FILENAME_CHARS = 1024
-
-
-@dataclass(frozen=True)
-class GrantRequest:
-    filename: str
-    content_type: str
-    size: int
-    sha256: str | None = None
-    profile: str | None = None
-
-
-def parse_grant_request(body: bytes) -> GrantRequest:
-    """The JSON body of ``POST /api/uploads``, or :class:`BadRequest` naming what is wrong."""
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deeply nested arrays/objects
-        raise BadRequest("The request body must be a JSON object.", code="invalid_json") from None
-    if not isinstance(doc, dict):
-        raise BadRequest("The request body must be a JSON object.", code="invalid_json")
-    unknown = sorted(set(doc) - _FIELDS)
-    if unknown:
-        raise BadRequest(
-            f"Unknown field(s): {', '.join(repr(u[:40]) for u in unknown[:5])}. "
-            f"Known fields: {', '.join(sorted(_FIELDS))}.",
-            code="unknown_field",
-        )
-
-    missing = [name for name in _REQUIRED if doc.get(name) is None]
-    if missing:  # every one named, in the detail and in "missing"; the code is the first one's
-        names = [f"'{name}'" for name in missing]
-        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-        raise BadRequest(f"{listed} {'is' if len(names) == 1 else 'are'} required. Required fields: "
-                         f"{', '.join(_REQUIRED)}.", code=_REQUIRED[missing[0]], extra={"missing": missing})
-
-    filename = doc.get("filename")
-    if not isinstance(filename, str) or not filename.strip():
-        raise BadRequest("'filename' is required and must be a non-empty string.", code="invalid_filename")
-    if len(filename) > MAX_RAW_FILENAME_CHARS:
-        raise BadRequest(
-            f"'filename' must be at most {MAX_RAW_FILENAME_CHARS} characters.", code="invalid_filename"
-        )
-
-    content_type = doc.get("contentType")
-    if not isinstance(content_type, str) or not content_type.strip():
-        raise BadRequest("'contentType' is required and must be a string.", code="invalid_content_type")
-    if len(content_type) > 255:
-        raise BadRequest("'contentType' is too long.", code="invalid_content_type")
-
-    size = doc.get("size")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise BadRequest("'size' is required and must be a whole number of bytes >= 0.", code="invalid_size")
-
-    sha256 = doc.get("sha256")
-    if sha256 is not None and (not isinstance(sha256, str) or not _SHA256.fullmatch(sha256)):
-        raise BadRequest("'sha256' must be 64 hexadecimal characters.", code="invalid_sha256")
-
-    profile = doc.get("profile")
-    if profile is not None and (not isinstance(profile, str) or not profile or len(profile) > 64):
-        raise BadRequest("'profile' must be a profile name.", code="unknown_profile")
-
-    return GrantRequest(
-        filename=filename,
-        content_type=normalize_content_type(content_type),
-        size=size,
-        sha256=sha256.lower() if sha256 else None,
-        profile=profile,
-    )
-
-
-def parse_renew_request(body: bytes) -> str:
-    """The JSON body of ``POST /api/uploads/{uploadId}/renew``: ``{"blobUri": <the grant's blobUri>}``."""
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise BadRequest("The request body must be a JSON object.", code="invalid_json") from None
-    if not isinstance(doc, dict):
-        raise BadRequest("The request body must be a JSON object.", code="invalid_json")
-    unknown = sorted(set(doc) - {"blobUri"})
-    if unknown:
-        raise BadRequest(f"Unknown field(s): {', '.join(repr(u[:40]) for u in unknown[:5])}. Known fields: blobUri.",
-                         code="unknown_field")
-    uri = doc.get("blobUri")
-    if not isinstance(uri, str) or not uri or len(uri) > 4096:
-        raise BadRequest("'blobUri' is required: the blobUri of the grant to renew.", code="invalid_blob_uri")
-    return uri
-
-
-# What storage holds at an upload's name, as far as renewing its SAS goes (see GrantIssuer.renew).
-ABSENT, UPLOADED, DECIDED = "absent", "uploaded", "decided"
-UploadState = Callable[[str], str]
 
 
 class GrantedName(NamedTuple):
@@ -157,6 +62,11 @@ class Grant:
     def __repr__(self) -> str:  # the signature and the grant token are credentials
         return f"Grant(upload_id={self.upload_id!r}, blob={self.container}/{self.blob_name})"
 
+    def audit_data(self) -> dict[str, str | int]:
+        """What the audit trail keeps of a grant: ids, never the signature or the grant header."""
+        return {"blob": f"{self.container}/{self.blob_name}", "profile": self.profile, "maxBytes": self.max_bytes,
+                "expiresOn": rfc3339(self.expires_on)}
+
     def to_json(self, status_url: str) -> dict[str, Any]:
         return {
             "uploadId": self.upload_id,
@@ -165,16 +75,11 @@ class Grant:
             "uploadUrl": f"{self.blob_uri}?{self.signature}",
             "method": "PUT",
             "headers": dict(self.headers),
-            "expiresOn": _rfc3339(self.expires_on),
+            "expiresOn": rfc3339(self.expires_on),
             "maxBytes": self.max_bytes,
             "profile": self.profile,
             "statusUrl": status_url,
         }
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
 
 
 class GrantIssuer:
@@ -265,7 +170,7 @@ class GrantIssuer:
                 "profile": profile.name,
                 "declared_type": request.content_type,
                 "declared_size": request.size,
-                "expires_on": _rfc3339(expires),
+                "expires_on": rfc3339(expires),
             },
         )
         return grant
@@ -331,25 +236,6 @@ class GrantIssuer:
         audit.info(
             "grant renewed",
             extra={"event": "renew", "upload_id": upload_id, "caller": caller.id,
-                   "blob": f"{self._container}/{name}", "expires_on": _rfc3339(expires)},
+                   "blob": f"{self._container}/{name}", "expires_on": rfc3339(expires)},
         )
         return grant
-
-
-class BlobUploadState:
-    """:data:`UploadState` from storage: one Get Blob Properties on the uploads container (404: nothing
-    committed yet, blocks may be staged; a tombstone: decided; anything else: uploaded, not yet decided)."""
-
-    def __init__(self, blob_service: BlobServiceClient, container: str,
-                 is_decided: Callable[[str, dict[str, str] | None], bool]) -> None:
-        self._container = blob_service.get_container_client(container)
-        self._is_decided = is_decided  # the validator's sealed-tombstone check: client metadata proves nothing
-
-    def __call__(self, name: str) -> str:
-        try:
-            props = self._container.get_blob_client(name).get_blob_properties()
-        except ResourceNotFoundError:
-            return ABSENT
-        except AzureError as exc:
-            raise ServiceUnavailable("Storage is unavailable right now.", code="storage_unavailable") from exc
-        return DECIDED if self._is_decided(name, props.metadata) else UPLOADED

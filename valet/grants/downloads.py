@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -25,10 +25,10 @@ from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient
 
 from valet.caller import Caller
-from valet.clock import utcnow
-from valet.delegation import UserDelegationKeyCache, blob_sas, key_expiry
+from valet.clock import rfc3339, utcnow
 from valet.errors import Conflict, ServiceUnavailable
-from valet.naming import parse_upload_id, sanitize_filename
+from valet.grants.delegation import UserDelegationKeyCache, blob_sas, key_expiry
+from valet.grants.naming import parse_upload_id, sanitize_filename
 from valet.validation.reasons import Outcome
 from valet.validation.records import Decision
 from valet.validation.status import StatusReader
@@ -47,7 +47,7 @@ class Download:
 
     def to_json(self) -> dict[str, Any]:
         return {"uploadId": self.upload_id, "downloadUrl": self.url,
-                "expiresOn": self.expires_on.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+                "expiresOn": rfc3339(self.expires_on)}
 
 
 def content_disposition(filename: str) -> str:
@@ -108,7 +108,7 @@ class DownloadIssuer:
         )
         audit.info("download issued", extra={
             "event": "download", "upload_id": upload_id, "caller": caller.id, "blob": f"{self._container}/{name}",
-            "expires_on": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "expires_on": rfc3339(expires),
         })
         return Download(upload_id, f"{self._account_url}/{self._container}/{quote(name, safe='/')}?{signature}",
                         expires)

@@ -29,7 +29,7 @@ from azure.storage.blob import BlobSasPermissions, UserDelegationKey, generate_b
 from valet.clock import utcnow
 from valet.errors import ServiceUnavailable
 
-log = logging.getLogger("valet.delegation")
+log = logging.getLogger("valet.grants.delegation")
 
 MAX_KEY_LIFETIME = timedelta(days=7)
 # Ask for a key that starts this far back, so a storage clock behind ours still accepts it.
