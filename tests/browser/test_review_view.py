@@ -82,8 +82,7 @@ def test_a_reviewer_lists_opens_releases_and_purges(page: Any, stack: DevStack) 
     assert released in page.inner_text("#record-fields")
     page.fill("#review-reason", "a test page, not an image: the uploader was told")
     page.click("#release")
-    page.wait_for_function("document.getElementById('review-result').textContent.startsWith('Released')",
-                           timeout=30_000)
+    page.locator("#review-result").filter(has_text="Released").wait_for(timeout=30_000)
     assert status(stack, released) == "accepted"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "review-view.png"
@@ -92,16 +91,13 @@ def test_a_reviewer_lists_opens_releases_and_purges(page: Any, stack: DevStack) 
     shutil.copy(shot, SCREENSHOT)
 
     page.click(f"#review-rows tr[data-upload-id='{purged}']")
-    page.wait_for_function(f"document.getElementById('record-fields').textContent.includes('{purged}')",
-                           timeout=10_000)
+    page.locator("#record-fields").filter(has_text=purged).wait_for(timeout=10_000)
     page.fill("#review-reason", "no")  # too short: the API says why
     page.click("#purge")
-    page.wait_for_function("document.getElementById('review-result').textContent.includes('invalid_reason')",
-                           timeout=10_000)
+    page.locator("#review-result").filter(has_text="invalid_reason").wait_for(timeout=10_000)
     page.fill("#review-reason", "abusive content")
     page.click("#purge")
-    page.wait_for_function("document.getElementById('review-result').textContent.startsWith('Purged')",
-                           timeout=30_000)
+    page.locator("#review-result").filter(has_text="Purged").wait_for(timeout=30_000)
     assert status(stack, purged) == "quarantined"
     rows = json.dumps(page.inner_text("#review-rows"))
     assert "purged" in rows and "released" in rows

@@ -99,7 +99,10 @@ function wireReview() {
     for (const [name, key] of [["Upload", "uploadId"], ["Caller", "caller"], ["Profile", "profile"],
       ["Reason", "reason"], ["Detail", "detail"], ["Declared type", "declaredType"], ["Detected type", "detectedType"],
       ["Size", "size"], ["sha256", "sha256"], ["Decided", "decidedAt"], ["Kept", "kept"], ["Filename", "filename"],
-      ["Review", "review"]]) field(fields, name, body[key]);
+      ]) field(fields, name, body[key]);
+    const review = body.review || { state: "open" };
+    field(fields, "Review", review.state === "open" ? "open"
+      : `${review.state} by ${review.by} at ${review.at}: ${review.reason}`);
     link.hidden = !body.readUrl;
     if (body.readUrl) link.href = body.readUrl;
     result.textContent = "";
@@ -111,10 +114,10 @@ function wireReview() {
     const { status, body } = await api(`review/quarantine/${encodeURIComponent(current.uploadId)}/${action}`,
       currentAuth(), { method: "POST", headers: { "content-type": "application/json", ...(current.etag ? { "If-Match": current.etag } : {}) },
         body: JSON.stringify({ reason }) });
+    if (status === 200) { await list(); await open(current.uploadId); }  // open() clears the message: set it after
     result.dataset.status = status === 200 ? "done" : "error";
     result.textContent = status === 200 ? `${action === "release" ? "Released" : "Purged"}: the upload is ${body.status}.`
       : `${body.detail || status} [${body.code || "error"}]`;
-    if (status === 200) { await list(); await open(current.uploadId); }
   };
 
   $("credential").addEventListener("change", () => list());
