@@ -321,6 +321,34 @@ def test_a_release_racing_a_late_defender_verdict_loses_to_the_verdict(stack: St
     assert release(stack.review(), upload_id)[1]["code"] == "malware_verdict"  # and it stays that way
 
 
+def test_a_verdict_for_an_upload_already_in_quarantine_makes_it_unreleasable(stack: Stack) -> None:
+    upload_id, name = stack.quarantined()  # active content: releasable, until Defender says otherwise
+    stack.verdict(name)
+    assert (stack.status(upload_id)["reason"]) == "malware_detected"
+    status, body = release(stack.review(), upload_id)
+    assert (status, body["code"]) == (409, "malware_verdict")
+    last = [e for e in stack.events() if e["uploadId"] == upload_id][-1]
+    assert (last["status"], last["reason"]) == ("quarantined", "malware")
+    assert [r["reason"] for r in stack.audit_records(upload_id) if r["action"] == "decision"] == [
+        "active_content", "malware"]
+
+
+def test_a_verdict_after_a_finished_release_wins_and_is_announced(stack: Stack) -> None:
+    upload_id, name = stack.quarantined()
+    assert release(stack.review(), upload_id)[0] == 200
+    assert stack.status(upload_id)["status"] == "accepted"
+    stack.verdict(name)
+    storage = stack.runtime.settings.storage
+    assert not stack.runtime.blob_service.get_blob_client(storage.accepted_container, name).exists()
+    state = stack.status(upload_id)
+    assert (state["status"], state["reason"]) == ("quarantined", "malware_detected")
+    record = stack.runtime.blob_service.get_blob_client(storage.quarantine_container, name).get_blob_properties()
+    assert record.metadata["valetreason"] == "malware" and "valetreview" not in record.metadata
+    events = [(e["status"], e.get("previousStatus")) for e in stack.events() if e["uploadId"] == upload_id]
+    assert events == [("quarantined", None), ("accepted", "quarantined"), ("quarantined", "accepted")]
+    assert release(stack.review(), upload_id)[1]["code"] == "malware_verdict"
+
+
 def test_release_checks_the_bytes_are_the_decided_ones(stack: Stack) -> None:
     upload_id, name = stack.quarantined()
     storage = stack.runtime.settings.storage

@@ -93,6 +93,8 @@ class ReviewActions:
                 item = self._mark_released(item, reviewer, reason, if_match)
             return self._finish_release(item)
         except ResourceModifiedError as exc:
+            if rules.is_malware(self._reread(item).decision):  # a verdict marked the record meanwhile
+                raise Conflict("A malware verdict arrived: it can never be released.", code="malware_verdict") from exc
             raise PreconditionFailed("The record changed meanwhile; read it again.") from exc
         except AzureError as exc:
             raise ServiceUnavailable("Storage failed during the release; try again.", code="storage_unavailable",
