@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -73,10 +74,40 @@ def test_the_thread_appends_at_most_once_per_interval() -> None:
     assert sum(block.count(b"\n") for block in store.blocks) > 100
 
 
+def flusher_threads() -> int:
+    return sum(t.name == "valet-audit-flusher" and t.is_alive() for t in threading.enumerate())
+
+
 def test_close_appends_what_is_left_and_stops_the_thread() -> None:
+    before = flusher_threads()  # other tests' runtimes may have theirs
     store = Appends()
     flusher = Flusher(store, interval=30)
     flusher.put(b"last\n")
+    assert flusher_threads() == before + 1
     flusher.close()
     assert store.blocks == [b"last\n"]
-    assert not any(t.name == "valet-audit-flusher" and t.is_alive() for t in threading.enumerate())
+    assert flusher_threads() == before
+
+
+def test_a_failing_store_is_tried_less_and_less_often_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    store = Appends()
+    store.fail = True
+    flusher = Flusher(store, interval=0.05)
+    tries: list[float] = []
+    original = store.append
+
+    def counting(data: bytes) -> str:
+        tries.append(time.monotonic())
+        return original(data)
+
+    store.append = counting  # type: ignore[method-assign]
+    flusher.put(b"r\n")
+    time.sleep(1.2)
+    store.fail = False
+    time.sleep(1.8)  # the next try after the backoff succeeds
+    flusher.close()
+    gaps = [b - a for a, b in itertools.pairwise(tries)]
+    assert len(tries) >= 3 and gaps[1] > gaps[0] * 1.5  # the wait grows
+    assert store.blocks == [b"r\n"]
+    failed = [r for r in caplog.records if "audit append failed" in r.getMessage()]
+    assert len(failed) == 1

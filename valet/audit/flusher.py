@@ -8,7 +8,8 @@ most one buffered append per interval.
 What a crash loses: the records put since the last append that storage acknowledged, that is at most
 ``interval`` seconds of records plus those of the append in flight (about ``2 x interval``: 2 s with the
 default); during a storage outage the buffer keeps up to ``max_records`` and refuses (counts and logs)
-anything beyond, so a crash then loses up to ``max_records``. A clean shutdown (:meth:`close`, also run at
+anything beyond, so a crash then loses up to ``max_records``; the thread then waits twice as long after each
+failed append (up to 30 s) and logs once per streak. A clean shutdown (:meth:`close`, also run at
 interpreter exit) flushes what is left. Every record carries its instance id and sequence number, so a
 loss shows as a gap.
 """
@@ -24,6 +25,7 @@ from typing import Protocol
 log = logging.getLogger("valet.audit.flusher")
 
 MAX_BATCH = 4 * 1024 * 1024
+MAX_BACKOFF = 30.0  # seconds between tries while storage keeps refusing appends
 
 
 class Appender(Protocol):
@@ -133,12 +135,18 @@ class Flusher:
 
     def _run(self) -> None:
         reported = 0
-        while not self._wake.wait(self._interval):
+        failing = 0  # consecutive failed appends: the wait doubles, up to MAX_BACKOFF, and one log line a streak
+        while not self._wake.wait(min(self._interval * 2 ** failing, max(self._interval, MAX_BACKOFF))):
             try:
                 self.flush()
-            except Exception as exc:  # noqa: BLE001 - keep the records, try again next interval
-                log.warning("audit append failed (%s); %d records kept for the next try",
-                            type(exc).__name__, self.pending)
+                if failing:
+                    log.warning("audit appends work again after %d failed tries", failing)
+                failing = 0
+            except Exception as exc:  # noqa: BLE001 - keep the records, try again later
+                if not failing:
+                    log.warning("audit append failed (%s); %d records kept, tried again with backoff",
+                                type(exc).__name__, self.pending)
+                failing = min(failing + 1, 16)
             if self.dropped != reported:
                 log.error("audit buffer full: %d records refused so far", self.dropped)
                 reported = self.dropped
