@@ -80,6 +80,37 @@ def openapi(req: func.HttpRequest) -> func.HttpResponse:
     return api.openapi_document(req)
 
 
+# Quarantine review (valet.review): the review role only; 404 for everyone else. No CORS.
+@app.function_name("review_quarantine")
+@app.route(route="review/quarantine", methods=["GET"])
+def review_quarantine(req: func.HttpRequest) -> func.HttpResponse:
+    return api.review("review_quarantine")(runtime, req)
+
+
+@app.function_name("review_record")
+@app.route(route="review/quarantine/{uploadId}", methods=["GET"])
+def review_record(req: func.HttpRequest) -> func.HttpResponse:
+    return api.review("review_record")(runtime, req)
+
+
+@app.function_name("review_release")
+@app.route(route="review/quarantine/{uploadId}/release", methods=["POST"])
+def review_release(req: func.HttpRequest) -> func.HttpResponse:
+    return api.review("review_release")(runtime, req)
+
+
+@app.function_name("review_purge")
+@app.route(route="review/quarantine/{uploadId}/purge", methods=["POST"])
+def review_purge(req: func.HttpRequest) -> func.HttpResponse:
+    return api.review("review_purge")(runtime, req)
+
+
+@app.function_name("review_audit")
+@app.route(route="review/audit", methods=["GET"])
+def review_audit(req: func.HttpRequest) -> func.HttpResponse:
+    return api.review("review_audit")(runtime, req)
+
+
 @app.function_name("validate_upload")
 @app.blob_trigger(
     arg_name="client",

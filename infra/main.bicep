@@ -50,6 +50,11 @@ param keysAdminPrincipalId string = ''
 @maxValue(1000)
 param maximumInstanceCount int = 100
 
+@description('Days every audit record is kept unchangeable (immutability policy of the audit container).')
+@minValue(1)
+@maxValue(146000)
+param auditRetentionDays int = 90
+
 var tags = {
   'azd-env-name': environmentName
 }
@@ -76,6 +81,7 @@ module app 'resources.bicep' = {
     malwareScanningCapGBPerMonth: malwareScanningCapGBPerMonth
     keysAdminPrincipalId: keysAdminPrincipalId
     maximumInstanceCount: maximumInstanceCount
+    auditRetentionDays: auditRetentionDays
   }
 }
 

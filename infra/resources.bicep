@@ -50,6 +50,11 @@ param maximumInstanceCount int = 100
 ])
 param storageSku string = 'Standard_GZRS'
 
+@description('Days every audit record is kept unchangeable (the audit container\'s time-based immutability policy; appends stay allowed). Shortening it later is not possible once the policy is locked.')
+@minValue(1)
+@maxValue(146000)
+param auditRetentionDays int = 90
+
 var token = toLower(uniqueString(subscription().id, environmentName, location))
 // A new vault name per vault generation (see vaultGeneration); always 'kv-valet-' + 13 characters.
 var vaultToken = toLower(uniqueString(subscription().id, environmentName, location, vaultGeneration))
@@ -60,6 +65,7 @@ var uploadsContainerName = 'uploads'
 var acceptedContainerName = 'accepted'
 var quarantineContainerName = 'quarantine'
 var apiKeysContainerName = 'valet-apikeys'
+var auditContainerName = 'audit'
 // The blob trigger writes a message here after its last retry (on the account its connection names).
 var poisonQueueName = 'webjobs-blobtrigger-poison'
 var decisionQueueName = 'valet-decisions'
@@ -211,6 +217,28 @@ resource apiKeysContainer 'Microsoft.Storage/storageAccounts/blobServices/contai
   name: apiKeysContainerName
   properties: {
     publicAccess: 'None'
+  }
+}
+
+// The audit trail (docs/design.md, "The audit trail"): append blobs only the app adds to, kept unchangeable for
+// auditRetentionDays by a time-based immutability policy that allows protected appends (Append Block on
+// append blobs) and nothing else: no overwrite, no delete, no metadata change, by anyone, until a record is
+// that old. The policy is created unlocked (Azure's default for a new policy): lock it once the retention is
+// right (docs/deployment.md, "The audit trail"), after which it can be extended but never shortened or removed.
+resource auditContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: uploadsBlobService
+  name: auditContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource auditImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2023-05-01' = {
+  parent: auditContainer
+  name: 'default'
+  properties: {
+    immutabilityPeriodSinceCreationInDays: auditRetentionDays
+    allowProtectedAppendWrites: true
   }
 }
 
@@ -459,6 +487,7 @@ var valetSettings = {
   VALET_ACCEPTED_CONTAINER: acceptedContainerName
   VALET_QUARANTINE_CONTAINER: quarantineContainerName
   VALET_APIKEY_CONTAINER: apiKeysContainerName
+  VALET_AUDIT_CONTAINER: auditContainerName
   VALET_QUEUE_SERVICE_URL: 'https://${uploadsAccount.name}.queue.${storageSuffix}'
   VALET_DECISION_QUEUE: decisionQueueName
   VALET_TABLE_SERVICE_URL: 'https://${uploadsAccount.name}.table.${storageSuffix}'
@@ -638,6 +667,43 @@ resource blobTagsRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
     assignableScopes: [
       resourceGroup().id
     ]
+  }
+}
+
+// The audit container: read, create a blob and append to it; no delete (not even of blob versions) and no
+// immutability super-user action. blobs/write stays because Put Blob of a new append blob needs it; the
+// immutability policy refuses every overwrite whatever the role says.
+resource auditAppendRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(resourceGroup().id, 'valet-audit-append')
+  properties: {
+    roleName: 'valet audit append (${subscription().subscriptionId}, ${resourceGroup().name})'
+    description: 'Read blobs, create blobs and append blocks; no delete. Assigned on the audit container only.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: []
+        notActions: []
+        dataActions: [
+          'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'
+          'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write'
+          'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action'
+        ]
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      resourceGroup().id
+    ]
+  }
+}
+
+resource auditAppender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(auditContainer.id, identity.id, auditAppendRole.id)
+  scope: auditContainer
+  properties: {
+    roleDefinitionId: auditAppendRole.id
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
   }
 }
 

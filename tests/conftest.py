@@ -111,7 +111,7 @@ def valet_env(
     storage_endpoint: StorageEndpoint, blob_service: BlobServiceClient, signing_key: str
 ) -> Iterator[dict[str, str]]:
     """Settings for a valet pointed at the test storage, with its own fresh containers."""
-    names = {role: unique_name(role[:4]) for role in ("uploads", "accepted", "quarantine")}
+    names = {role: unique_name(role[:4]) for role in ("uploads", "accepted", "quarantine", "audit")}
     for name in names.values():
         blob_service.create_container(name)
     env = {
@@ -120,6 +120,7 @@ def valet_env(
         "VALET_UPLOADS_CONTAINER": names["uploads"],
         "VALET_ACCEPTED_CONTAINER": names["accepted"],
         "VALET_QUARANTINE_CONTAINER": names["quarantine"],
+        "VALET_AUDIT_CONTAINER": names["audit"],  # the audit trail of every runtime these settings make
         "VALET_GRANT_SIGNING_KEYS": f"k1:{signing_key}",
     }
     if storage_endpoint.queue_url:

@@ -15,16 +15,20 @@ from urllib.parse import urlsplit
 import azure.functions as func
 
 from valet import cors, openapi, telemetry, webui
+from valet.audit import Action, Actor
 from valet.caller import Caller
 from valet.errors import ConfigurationError, PayloadTooLarge, UnsupportedMediaType
 from valet.grants.blocks import parse_blocks_request
 from valet.grants.cancel import parse_cancel_request
-from valet.grants.multi import BatchRequest, parse_upload_request
+from valet.grants.multi import BatchRejected, BatchRequest, parse_upload_request
 from valet.grants.request import parse_renew_request
 from valet.http import answer, json_response
 from valet.quotas.idempotency import HEADER as IDEMPOTENCY_HEADER
 from valet.quotas.idempotency import parse_key
+from valet.quotas.rules import QuotaExceeded
+from valet.review import api as review_api
 from valet.runtime import Runtime, RuntimeHolder
+from valet.validation import records
 
 ROUTE_PREFIX = "/api"
 
@@ -32,6 +36,7 @@ ROUTE_PREFIX = "/api"
 GRANT = "grant"  # authenticated; the grant budget (it signs a SAS or writes to storage)
 READ = "read"  # authenticated; its own per-caller budget (clients poll)
 ANONYMOUS = "anonymous"  # no caller: cheap, public, nothing per caller
+REVIEW = "review"  # the review role (valet.review); anyone else gets 404, as if the route did not exist
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,10 @@ def _admit_and_handle(endpoint: Endpoint, get_runtime: Callable[[], Runtime],
         return endpoint.handler(Call(get_runtime, req))
     runtime = get_runtime()
     authenticator = runtime.authenticator
-    caller = authenticator.admit(req) if endpoint.admission == GRANT else authenticator.admit_read(req)
+    if endpoint.admission == REVIEW:
+        caller = runtime.review.admit(req)
+    else:
+        caller = authenticator.admit(req) if endpoint.admission == GRANT else authenticator.admit_read(req)
     return endpoint.handler(Call(lambda: runtime, req, caller))
 
 
@@ -146,18 +154,36 @@ def _status_url(call: Call, upload_id: str) -> str:
 # -- handlers: parse, call one service, map the result ------------------------------------------------
 
 
+def _actor(call: Call) -> Actor:
+    return Actor.of(call.caller, call.runtime.authenticator.client_address(call.req))
+
+
 def _create_upload(call: Call) -> func.HttpResponse:
     """One grant, or a batch (``files``); with ``Idempotency-Key``, the same answer for the same request."""
     runtime = call.runtime
     request = parse_upload_request(_body(call.req, runtime.settings.max_request_bytes))
     key = parse_key(call.req.headers.get(IDEMPOTENCY_HEADER))
+    try:
+        if isinstance(request, BatchRequest):
+            batch = runtime.book.batch(call.caller, request, key)
+        else:
+            grant = (runtime.book.single(call.caller, request, key) if key
+                     else runtime.grants.issue(call.caller, request))
+    except (QuotaExceeded, BatchRejected) as refused:
+        if isinstance(refused, QuotaExceeded) or isinstance(refused.__cause__, QuotaExceeded):
+            runtime.audit.record(Action.QUOTA_REFUSED, actor=_actor(call), outcome="refused",
+                                 reason=QuotaExceeded.code, data={"profile": request.profile or ""})
+        raise
     if isinstance(request, BatchRequest):
-        batch = runtime.book.batch(call.caller, request, key)
+        actor = _actor(call)
+        for each in batch.grants:
+            runtime.audit.record(Action.GRANT, actor=actor, upload_id=each.upload_id, batch_id=batch.batch_id,
+                                 data=each.audit_data())
         batch_url = _status_url(call, batch.batch_id).replace("/uploads/", "/batches/", 1)
         uploads = [g.to_json(_status_url(call, g.upload_id)) for g in batch.grants]
         return json_response(201, {"batchId": batch.batch_id, "statusUrl": batch_url, "uploads": uploads},
                              headers={"Location": batch_url})
-    grant = runtime.book.single(call.caller, request, key) if key else runtime.grants.issue(call.caller, request)
+    runtime.audit.record(Action.GRANT, actor=_actor(call), upload_id=grant.upload_id, data=grant.audit_data())
     status_url = _status_url(call, grant.upload_id)
     return json_response(201, grant.to_json(status_url), headers={"Location": status_url})
 
@@ -172,6 +198,7 @@ def _renew_upload(call: Call) -> func.HttpResponse:
     runtime = call.runtime
     blob_uri = parse_renew_request(_body(call.req, runtime.settings.max_request_bytes))
     grant = runtime.grants.renew(call.caller, call.upload_id, blob_uri, runtime.upload_state)
+    runtime.audit.record(Action.RENEW, actor=_actor(call), upload_id=grant.upload_id, data=grant.audit_data())
     return json_response(200, grant.to_json(_status_url(call, grant.upload_id)))
 
 
@@ -184,6 +211,7 @@ def _cancel_upload(call: Call) -> func.HttpResponse:
     "the application can invalidate the key", for a SAS that cannot be revoked one by one)."""
     blob_uri = parse_cancel_request(call.req.params.get("blobUri"))
     call.runtime.cancels.cancel(call.caller, call.upload_id, blob_uri)
+    call.runtime.audit.record(Action.CANCEL, actor=_actor(call), upload_id=call.upload_id, outcome="cancelled")
     return func.HttpResponse(status_code=204)
 
 
@@ -197,6 +225,8 @@ def _upload_blocks(call: Call) -> func.HttpResponse:
 
 def _upload_download(call: Call) -> func.HttpResponse:
     download = call.runtime.downloads.issue(call.caller, call.upload_id)
+    call.runtime.audit.record(Action.DOWNLOAD, actor=_actor(call), upload_id=call.upload_id,
+                              data={"expiresOn": records.timestamp(download.expires_on)})
     return json_response(200, download.to_json(), headers={"Cache-Control": "no-store"})
 
 
@@ -242,6 +272,26 @@ def _openapi_document(call: Call) -> func.HttpResponse:
     )
 
 
+def _review_list(call: Call) -> func.HttpResponse:
+    return review_api.quarantine_list(call.runtime.review, call.caller, call.req)
+
+
+def _review_record(call: Call) -> func.HttpResponse:
+    return review_api.quarantine_record(call.runtime.review, call.caller, call.req)
+
+
+def _review_release(call: Call) -> func.HttpResponse:
+    return review_api.quarantine_release(call.runtime.review, call.caller, call.req)
+
+
+def _review_purge(call: Call) -> func.HttpResponse:
+    return review_api.quarantine_purge(call.runtime.review, call.caller, call.req)
+
+
+def _review_audit(call: Call) -> func.HttpResponse:
+    return review_api.audit_query(call.runtime.review, call.caller, call.req)
+
+
 # -- the route table (function name -> route); function_app.py binds each to its path -----------------
 
 ROUTES: Mapping[str, Route] = {
@@ -256,6 +306,12 @@ ROUTES: Mapping[str, Route] = {
     "upload_page": Route({"GET": Endpoint(_upload_page, ANONYMOUS)}, cors=False),
     "health": Route({"GET": Endpoint(_health, ANONYMOUS)}, cors=False),
     "openapi": Route({"GET": Endpoint(_openapi_document, ANONYMOUS)}, cors=False),
+    # Review: no CORS (the review view is the app's own page), so a preflight reveals nothing either.
+    "review_quarantine": Route({"GET": Endpoint(_review_list, REVIEW)}, cors=False),
+    "review_record": Route({"GET": Endpoint(_review_record, REVIEW)}, cors=False),
+    "review_release": Route({"POST": Endpoint(_review_release, REVIEW)}, cors=False),
+    "review_purge": Route({"POST": Endpoint(_review_purge, REVIEW)}, cors=False),
+    "review_audit": Route({"GET": Endpoint(_review_audit, REVIEW)}, cors=False),
 }
 
 
@@ -305,3 +361,9 @@ def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
 
 def _no_runtime() -> Runtime:
     raise ConfigurationError("This route needs no runtime.")
+
+
+def review(name: str) -> Callable[[Callable[[], Runtime], func.HttpRequest], func.HttpResponse]:
+    """The entry of one review route (``review_quarantine``, ``review_record``, ...), for function_app."""
+    route = ROUTES[name]
+    return lambda get_runtime, req: serve(route, get_runtime, req)

@@ -99,7 +99,9 @@ class Admission(Protocol):
     401/403/429/503 :class:`~valet.errors.ValetError`.
 
     ``authenticate`` checks credentials and required roles; ``admit`` also applies the per-caller rate
-    limit (the grant path uses it); ``admit_read`` applies the read budget instead (status and profiles).
+    limit (the grant path uses it); ``admit_read`` applies the read budget instead (status and profiles);
+    ``identify`` checks credentials only (routes with a role of their own: review); ``client_address`` is
+    the address audit records name.
     :class:`valet.auth.Authenticator` is the implementation; tests pass a fixed caller.
     """
 
@@ -108,3 +110,7 @@ class Admission(Protocol):
     def admit(self, request: HttpRequest) -> Caller: ...
 
     def admit_read(self, request: HttpRequest) -> Caller: ...
+
+    def identify(self, request: HttpRequest) -> Caller: ...
+
+    def client_address(self, request: HttpRequest) -> str: ...

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from azure.core.credentials import TokenCredential
 from azure.storage.blob import BlobServiceClient
 
+from valet.audit import AuditTrail
 from valet.auth import Authenticator, BlobKeyStore
 from valet.caller import Admission
 from valet.errors import ConfigurationError
@@ -22,6 +23,7 @@ from valet.grants.issuer import GrantIssuer
 from valet.grants.multi import GrantBook
 from valet.grants.state import BlobUploadState, UploadState
 from valet.quotas.service import BlobPresence, Quotas
+from valet.review.service import Review
 from valet.settings import NO_QUEUE, Settings
 from valet.storage import RequestCounter, make_blob_service, make_credential, make_decision_queue
 from valet.telemetry.setup import install_from_env
@@ -47,6 +49,8 @@ class Runtime:
     table_requests: RequestCounter  # the quota table's requests (none for grants without quota, batch or key)
     book: GrantBook  # batches and idempotent grants
     blocks: BlockLister  # the blocks storage holds for a granted blob (resuming)
+    audit: AuditTrail  # the audit trail (valet.audit): its own storage client, never the grant path's
+    review: Review  # quarantine review (valet.review)
 
     @classmethod
     def from_settings(
@@ -90,7 +94,10 @@ class Runtime:
         if storage.decision_queue != NO_QUEUE:
             events = QueueEvents(make_decision_queue(storage, credential, counter))
         quotas.batch_events = events.send_message if events is not None else None
-        validation = Validation.from_settings(settings, blob_service, events, quotas)
+        # The audit trail's appends go through a client of their own: the grant path's request count (and
+        # its zero storage requests per grant) never includes the background flusher's appends.
+        audit = AuditTrail.from_settings(settings.audit, make_blob_service(storage, credential))
+        validation = Validation.from_settings(settings, blob_service, events, quotas, audit)
         downloads = DownloadIssuer(
             blob_service=blob_service,
             account_url=storage.account_url,
@@ -105,8 +112,11 @@ class Runtime:
                             tombstone_grace=settings.validation.tombstone_grace, quotas=quotas)
         upload_state = BlobUploadState(blob_service, storage.uploads_container, validation.validator.is_tombstone)
         blocks = BlockLister(grants, BlockReader(blob_service, storage.uploads_container))
+        review = Review.build(settings=settings, blob_service=blob_service, key_cache=key_cache,
+                              events=events, audit=audit, authenticator=authenticator)
         return cls(settings, blob_service, key_cache, grants, authenticator, counter, validation, downloads,
-                   cancels, upload_state, quotas, table_counter, GrantBook(grants, settings.policy, quotas), blocks)
+                   cancels, upload_state, quotas, table_counter, GrantBook(grants, settings.policy, quotas), blocks,
+                   audit, review)
 
     def warm_up(self) -> None:
         """Fetch the first user delegation key in the background, so the first grant need not wait."""

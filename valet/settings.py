@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from valet.audit.settings import AuditSettings
 from valet.auth.settings import AuthSettings
 from valet.cors import parse_origins
 from valet.envreader import EnvReader
@@ -25,6 +26,7 @@ from valet.grants.policy import Policy
 from valet.grants.token import GrantKeyRing
 from valet.quotas.limits import ProfileQuota, parse_quotas
 from valet.quotas.settings import QUOTA_TABLE, TABLE_SERVICE_URL, QuotaSettings
+from valet.review.rules import ReviewSettings
 
 # Names of settings (app settings in Azure, local.settings.json "Values" locally).
 STORAGE_ACCOUNT_URL = "VALET_STORAGE_ACCOUNT_URL"
@@ -82,9 +84,11 @@ REQUIRED_SETTINGS = frozenset({STORAGE_ACCOUNT_URL, GRANT_SIGNING_KEYS})
 def setting_names() -> frozenset[str]:
     """Every setting name valet reads (the constants here and in :mod:`valet.auth.settings`), so deployment
     templates can be checked for names the app would ignore."""
+    from valet.audit import settings as audit_settings
     from valet.auth import settings as auth_settings
+    from valet.review import rules as review_settings
 
-    scopes = (globals(), vars(auth_settings))
+    scopes = (globals(), vars(auth_settings), vars(audit_settings), vars(review_settings))
     return frozenset(v for scope in scopes for v in scope.values() if isinstance(v, str) and v.startswith("VALET_"))
 
 
@@ -196,6 +200,8 @@ class Settings:
     upload_window: timedelta = timedelta(hours=4)  # how long an upload's SAS may be renewed
     quotas: Mapping[str, ProfileQuota] = field(default_factory=dict)  # by profile; only profiles with limits
     quota_store: QuotaSettings | None = None  # where the quota table is (used only when a profile has a quota)
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    review: ReviewSettings = field(default_factory=ReviewSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -271,6 +277,8 @@ class Settings:
             upload_window=max(sas_ttl, timedelta(minutes=env.number(UPLOAD_WINDOW_MINUTES, 240, 0, 7 * 24 * 60))),
             quotas=quotas,
             quota_store=quota_store,
+            audit=AuditSettings.from_env(env.environ),
+            review=ReviewSettings.from_env(env.environ),
         )
 
 

@@ -24,6 +24,7 @@ ASSETS = {  # route asset -> (file, media type); nothing else under /api/ui is s
     "": (UI_DIR / "index.html", "text/html"),
     "valet-upload.js": (JS_CLIENT, "text/javascript"),
     "valet-upload.css": (UI_DIR / "valet-upload.css", "text/css"),
+    "valet-review.js": (UI_DIR / "valet-review.js", "text/javascript"),  # the review view (valet.review)
 }
 
 

@@ -24,7 +24,9 @@ def test_every_function_and_binding(monkeypatch: pytest.MonkeyPatch) -> None:
                             VALET_TRIGGER_CONNECTION="Uploads")
     assert set(functions) == {"create_upload", "upload_status", "renew_upload", "upload_download", "upload_blocks",
                               "list_profiles", "quota", "batch_status", "upload_page", "health", "openapi",
-                              "validate_upload", "malware_scan_result", "sweep_tombstones", "reconcile_uploads"}
+                              "validate_upload", "malware_scan_result", "sweep_tombstones", "reconcile_uploads",
+                              "review_quarantine", "review_record", "review_release", "review_purge",
+                              "review_audit"}
     [renew] = [b for b in functions["renew_upload"] if b["type"] == "httpTrigger"]
     assert renew["route"] == "uploads/{uploadId}/renew" and [str(m.value) for m in renew["methods"]] == ["POST", "OPTIONS"]
     [blob] = [b for b in functions["validate_upload"] if b["type"] == "blobTrigger"]
@@ -44,6 +46,15 @@ def test_every_function_and_binding(monkeypatch: pytest.MonkeyPatch) -> None:
     assert quota["route"] == "quota" and [str(m.value) for m in quota["methods"]] == ["GET", "OPTIONS"]
     [page] = [b for b in functions["upload_page"] if b["type"] == "httpTrigger"]
     assert page["route"] == "ui/{asset?}" and [str(m.value) for m in page["methods"]] == ["GET"]
+    review = {name: next(b for b in functions[name] if b["type"] == "httpTrigger")
+              for name in ("review_quarantine", "review_record", "review_release", "review_purge", "review_audit")}
+    assert {name: (b["route"], [str(m.value) for m in b["methods"]]) for name, b in review.items()} == {
+        "review_quarantine": ("review/quarantine", ["GET"]),
+        "review_record": ("review/quarantine/{uploadId}", ["GET"]),
+        "review_release": ("review/quarantine/{uploadId}/release", ["POST"]),
+        "review_purge": ("review/quarantine/{uploadId}/purge", ["POST"]),
+        "review_audit": ("review/audit", ["GET"]),
+    }  # no OPTIONS: the review routes have no CORS
     assert functions["malware_scan_result"][0]["type"] == "eventGridTrigger"
     assert functions["sweep_tombstones"][0]["schedule"] == "0 */5 * * * *"
     assert functions["reconcile_uploads"][0]["schedule"] == "30 */5 * * * *"

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.infra.bicep import INFRA, Template
+from valet.audit import settings as audit_settings
 from valet.auth.settings import AuthSettings
 from valet.errors import ConfigurationError
 from valet.settings import REQUIRED_SETTINGS, Settings, TriggerSettings, setting_names
@@ -72,9 +73,15 @@ def valet_only(settings: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in settings.items() if k.startswith("VALET_")}
 
 
+def all_setting_names() -> set[str]:
+    audit = {v for v in vars(audit_settings).values() if isinstance(v, str) and v.startswith("VALET_")}
+    return set(setting_names()) | audit
+
+
 def test_template_sets_only_settings_valet_reads_and_every_required_one() -> None:
     names = set(valet_only(app_settings()))
-    assert names <= setting_names(), f"settings valet would ignore: {sorted(names - setting_names())}"
+    known = all_setting_names()
+    assert names <= known, f"settings valet would ignore: {sorted(names - known)}"
     assert REQUIRED_SETTINGS <= names
 
 
@@ -128,8 +135,9 @@ def test_containers_in_settings_are_the_containers_the_template_creates() -> Non
     containers = {t.value(c["name"]) for c in t.of_type(
         "Microsoft.Storage/storageAccounts/blobServices/containers").values()}
     for name in ("VALET_UPLOADS_CONTAINER", "VALET_ACCEPTED_CONTAINER", "VALET_QUARANTINE_CONTAINER",
-                 "VALET_APIKEY_CONTAINER"):
+                 "VALET_APIKEY_CONTAINER", "VALET_AUDIT_CONTAINER"):
         assert settings[name] in containers
+    assert audit_settings.AuditSettings.from_env(settings).container == "audit"
     assert settings["VALET_APIKEY_CONTAINER"] == AuthSettings().apikey_container
 
 

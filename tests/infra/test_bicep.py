@@ -32,6 +32,7 @@ QUEUE_SENDER = "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a"  # Storage Queue Data Mess
 METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 TABLE_CONTRIBUTOR = "0a6a572e-d87b-40b0-9f2b-2dde5f6d6c46"  # Storage Table Data Contributor: entities only
 TAGS_ROLE = "blobTagsRole"
+AUDIT_ROLE = "auditAppendRole"
 APP = "identity.properties.principalId"
 
 # (scope, role) for the app's identity: exactly these, nothing broader (docs/deployment.md, "Role assignments").
@@ -44,6 +45,7 @@ EXPECTED_APP_ROLES = {
     ("quarantineContainer", BLOB_CONTRIBUTOR),
     ("quarantineContainer", TAGS_ROLE),
     ("apiKeysContainer", BLOB_READER),
+    ("auditContainer", AUDIT_ROLE),
     ("poisonQueue", QUEUE_CONTRIBUTOR),
     ("decisionQueue", QUEUE_SENDER),
     ("quotaTable", TABLE_CONTRIBUTOR),
@@ -97,8 +99,9 @@ def test_containers_are_the_apps_and_live_in_the_uploads_account(resources: Temp
     names = {s: resources.value(c["name"]) for s, c in containers.items()}
     assert names == {"uploadsContainer": "uploads", "acceptedContainer": "accepted",
                      "quarantineContainer": "quarantine", "apiKeysContainer": "valet-apikeys",
-                     "deploymentContainer": "app-package"}
-    for symbol in ("uploadsContainer", "acceptedContainer", "quarantineContainer", "apiKeysContainer"):
+                     "auditContainer": "audit", "deploymentContainer": "app-package"}
+    for symbol in ("uploadsContainer", "acceptedContainer", "quarantineContainer", "apiKeysContainer",
+                   "auditContainer"):
         assert containers[symbol]["parent"] == "uploadsBlobService"
         assert containers[symbol]["properties"]["publicAccess"] == "None"
     assert resources.resource("uploadsBlobService")["parent"] == "uploadsAccount"
@@ -136,6 +139,37 @@ def test_custom_tag_role_grants_only_blob_index_tags(resources: Template) -> Non
     operands = scope["operator"]["operands"]
     assert operands["operand_1"]["function"]["type"] == "resource_group" and operands["operand_2"] == "id"
     assert operands["operand_1"]["function"]["parameters"] == {"resource_group_name": None, "subscription_id": None}
+
+
+def test_audit_container_keeps_records_unchangeable_but_appendable(resources: Template) -> None:
+    [(symbol, policy)] = resources.of_type(
+        "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies").items()
+    assert policy["parent"] == "auditContainer" and resources.value(policy["name"]) == "default"
+    props = policy["properties"]
+    assert props["allowProtectedAppendWrites"] is True  # Append Block on append blobs only
+    assert "allowProtectedAppendWritesAll" not in props  # that one would also allow block-blob Put Block
+    assert props["immutabilityPeriodSinceCreationInDays"] == "auditRetentionDays"
+    days = resources.parameters["auditRetentionDays"]
+    assert days["default"] == 90
+    entry = parse("main.bicep")
+    assert entry["parameters"]["auditRetentionDays"]["default"] == 90
+    assert "auditRetentionDays" in json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+
+
+def test_the_app_cannot_delete_in_the_audit_container(resources: Template) -> None:
+    role = resources.resource(AUDIT_ROLE)["properties"]
+    [permissions] = role["permissions"]
+    assert permissions["actions"] == [] and permissions["notActions"] == []
+    assert sorted(permissions["dataActions"]) == [
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action",
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write",
+    ]
+    assert not any("delete" in a.lower() or "immutablestorage" in a.lower() for a in permissions["dataActions"])
+    on_audit = [r for r in role_assignments(resources) if r["scope"] == "auditContainer"]
+    assert [(r["role"], r["principal"]) for r in on_audit] == [(AUDIT_ROLE, APP)]  # and no one else
+    scope = role["assignableScopes"][0]["operator"]["operands"]["operand_1"]["function"]["type"]
+    assert scope == "resource_group"
 
 
 @pytest.mark.parametrize("account", ["uploadsAccount", "hostAccount"])

@@ -17,4 +17,5 @@ def runtime(valet_env: dict[str, str]) -> Iterator[Runtime]:
     needs another runtime defines its own ``runtime``, which takes precedence)."""
     rt = Runtime.from_settings(Settings.from_env(valet_env), authenticator=FixedCaller())
     yield rt
+    rt.audit.close()  # appends what is buffered while the container still exists
     rt.blob_service.close()

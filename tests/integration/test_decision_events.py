@@ -198,6 +198,7 @@ def test_the_reconciler_sends_an_event_no_delivery_sent(
     [event] = messages(rt, storage_endpoint)
     assert (event["uploadId"], event["status"]) == (upload_id, "accepted")
     assert rt.validation.reconcile().decided == 0  # the marker is gone: nothing more to do
+    rt.audit.close()
     rt.blob_service.close()
 
 

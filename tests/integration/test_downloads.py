@@ -31,6 +31,7 @@ def runtime(valet_env: dict[str, str]) -> Iterator[Runtime]:
     env = {**valet_env, "VALET_RECONCILE_AFTER_SECONDS": "0"}  # reconcile() decides fresh uploads
     rt = Runtime.from_settings(Settings.from_env(env), authenticator=FixedCaller())
     yield rt
+    rt.audit.close()
     rt.blob_service.close()
 
 

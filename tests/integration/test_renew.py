@@ -35,6 +35,7 @@ def caller() -> FixedCaller:
 def runtime(valet_env: dict[str, str], caller: FixedCaller) -> Iterator[Runtime]:
     rt = Runtime.from_settings(Settings.from_env(valet_env), authenticator=caller)
     yield rt
+    rt.audit.close()
     rt.blob_service.close()
 
 

@@ -56,6 +56,7 @@ def runtime(valet_env: dict[str, str]) -> Iterator[Runtime]:
     env = {**valet_env, "VALET_PROFILES": json.dumps(PROFILES)}
     rt = Runtime.from_settings(Settings.from_env(env), authenticator=FixedCaller())
     yield rt
+    rt.audit.close()
     rt.blob_service.close()
 
 

@@ -32,6 +32,12 @@ class FixedCaller:
     def admit_read(self, request: object) -> Caller:
         return self.caller
 
+    def identify(self, request: object) -> Caller:
+        return self.caller
+
+    def client_address(self, request: object) -> str:
+        return "127.0.0.1"
+
 
 class InMemoryKeyStore:
     """A :class:`KeyStore` in a dict, with the same etag semantics as the blob store."""

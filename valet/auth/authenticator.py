@@ -90,6 +90,17 @@ class Authenticator:
 
     def authenticate(self, req: func.HttpRequest) -> Caller:
         """The authenticated caller holding the required roles/scopes (401/403/429/503 otherwise)."""
+        caller = self.identify(req)
+        self.authorize(caller)
+        return caller
+
+    def client_address(self, req: func.HttpRequest) -> str:
+        """The client address as the app sees it (``X-Forwarded-For`` only from trusted proxies)."""
+        return client_address(req.headers, self._settings.trusted_proxies)
+
+    def identify(self, req: func.HttpRequest) -> Caller:
+        """The authenticated caller, whatever its roles (401/429/503 otherwise): for routes that check a
+        role of their own (the review routes)."""
         address = client_address(req.headers, self._settings.trusted_proxies)
         self._failures.check_address(address)  # 429, logged once below when the budget ran out
         try:
@@ -98,7 +109,6 @@ class Authenticator:
             if self._failures.failed(address):
                 log.warning("address over its failure budget: throttled until it refills address=%s", address)
             raise
-        self.authorize(caller)
         return caller
 
     def _credentials(self, req: func.HttpRequest) -> Caller:

@@ -65,6 +65,11 @@ class Grant:
     def __repr__(self) -> str:  # the signature and the grant token are credentials
         return f"Grant(upload_id={self.upload_id!r}, blob={self.container}/{self.blob_name})"
 
+    def audit_data(self) -> dict[str, str | int]:
+        """What the audit trail keeps of a grant: ids, never the signature or the grant header."""
+        return {"blob": f"{self.container}/{self.blob_name}", "profile": self.profile, "maxBytes": self.max_bytes,
+                "expiresOn": rfc3339(self.expires_on)}
+
     def to_json(self, status_url: str) -> dict[str, Any]:
         return {
             "uploadId": self.upload_id,

@@ -1,4 +1,5 @@
-"""The ``valet`` command: ``valet demo``, ``valet dev``, ``valet upload``, ``valet init``, ``valet keys ...``."""
+"""The ``valet`` command: ``valet demo``, ``valet dev``, ``valet upload``, ``valet init``, ``valet keys ...``,
+``valet audit ...``."""
 
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ def _without_dev_extra(command: str, exc: ModuleNotFoundError) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="valet", description="valet: valet-key upload grants for Azure Blob Storage")
-    parser.add_argument("command", choices=["demo", "dev", "upload", "init", "keys"], help="what to do")
-    if not args or args[0] not in {"demo", "dev", "upload", "init", "keys"}:
+    parser.add_argument("command", choices=["demo", "dev", "upload", "init", "keys", "audit"], help="what to do")
+    if not args or args[0] not in {"demo", "dev", "upload", "init", "keys", "audit"}:
         parser.parse_args(args)  # prints usage / error and exits
     command, rest = args[0], args[1:]
     if command == "demo":
@@ -55,6 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from valet.local.localsettings import main as init
 
         return init(rest)
+    if command == "audit":
+        from valet.local.audit import main as audit
+
+        return audit(rest)
     from valet.local.keys import main as keys
 
     return keys(rest)

@@ -10,7 +10,8 @@
 * the app's own registered functions from ``function_app.py``: HTTP routes on
   ``http://127.0.0.1:7071/api/...``, the blob trigger fed by watching the uploads container, timer
   triggers on their NCRONTAB schedules, everything else through ``POST /admin/functions/{name}``;
-* ``.valet/dev.env`` with ``VALET_URL``, ``VALET_DEV_TOKEN`` (valid 12 hours) and ``VALET_DEV_API_KEY``;
+* ``.valet/dev.env`` with ``VALET_URL``, ``VALET_DEV_TOKEN`` (valid 12 hours), ``VALET_DEV_API_KEY`` and
+  ``VALET_DEV_REVIEW_TOKEN`` (another dev user, with the review role);
 * with ``--instances N``, N-1 more app instances as separate processes on the next ports (same storage,
   issuer, keys and settings; :mod:`valet.local.instance`), and ``VALET_URLS`` (every instance's base URL,
   space-separated) in ``.valet/dev.env``; ``VALET_URL`` stays the first.
@@ -153,6 +154,8 @@ def provision(service: BlobServiceClient, env: dict[str, str], queue_url: str, c
     them in Azure."""
     names = [env.get("VALET_UPLOADS_CONTAINER", "uploads"), env.get("VALET_ACCEPTED_CONTAINER", "accepted"),
              env.get("VALET_QUARANTINE_CONTAINER", "quarantine"), env.get("VALET_APIKEY_CONTAINER", "valet-apikeys")]
+    if env.get("VALET_AUDIT_CONTAINER", "audit") != "none":
+        names.append(env.get("VALET_AUDIT_CONTAINER", "audit"))  # Azurite enforces no immutability policy
     for name in names:
         try:
             service.create_container(name)
@@ -303,10 +306,13 @@ def _serve(listener: socket.socket, env: dict[str, str], service: BlobServiceCli
     timers.start()
 
     token = issuer.mint("dev-user", lifetime_seconds=TOKEN_HOURS * 3600)
+    # A second user who may review quarantined uploads (and upload: reviewers never review their own).
+    reviewer = issuer.mint("dev-reviewer", roles=("Uploads.Write", "Uploads.Review"),
+                           lifetime_seconds=TOKEN_HOURS * 3600)
     state.mkdir(exist_ok=True)
     dev_env = state / "dev.env"
     dev_env.write_text(f"VALET_URL={host.url}\nVALET_URLS=\"{' '.join(urls)}\"\nVALET_DEV_TOKEN={token}\n"
-                       f"VALET_DEV_API_KEY={api_key}\n")
+                       f"VALET_DEV_API_KEY={api_key}\nVALET_DEV_REVIEW_TOKEN={reviewer}\n")
     dev_env.chmod(0o600)
     print(f"valet dev: app on {host.url}/api  (Azurite {azurite.blob_url}, dev issuer {issuer.issuer})")
     if instances > 1:
@@ -317,7 +323,8 @@ def _serve(listener: socket.socket, env: dict[str, str], service: BlobServiceCli
     print("         -H 'content-type: application/json' \\")
     print("""         -d '{"filename": "a.png", "contentType": "image/png", "size": 68}'""")
     if function_app.runtime.loaded is not None and function_app.runtime.loaded.settings.ui_enabled:
-        print(f"  upload page: {host.url}/api/ui  (paste VALET_DEV_TOKEN or VALET_DEV_API_KEY)")
+        print(f"  upload page: {host.url}/api/ui  (paste VALET_DEV_TOKEN or VALET_DEV_API_KEY;"
+              " VALET_DEV_REVIEW_TOKEN shows the review view)")
     print(f"  operations page: {host.url}{ops.PAGE_ROUTE}" + (f"  (telemetry also to {otlp_endpoint})"
                                                              if otlp_endpoint else ""))
     print("  Ctrl-C stops everything.", flush=True)

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobClient, BlobProperties
 
+from valet.audit import Action, Actor, AuditTrail, AuditUnavailable
 from valet.telemetry import traces
 from valet.validation import records
 from valet.validation.events import SENT, DecisionEvents
@@ -46,9 +47,10 @@ _SENDER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="valet-events")
 class Announcer:
     """Sends decision events (``events`` None: decisions are not announced) and writes the audit record."""
 
-    def __init__(self, store: UploadStore, events: DecisionEvents | None) -> None:
+    def __init__(self, store: UploadStore, events: DecisionEvents | None, trail: AuditTrail | None = None) -> None:
         self._store = store
         self.events = events
+        self.trail = trail  # the audit trail (valet.audit); None: the log line only
 
     def send(self, decision: Decision, name: str) -> Future[None] | None:
         """Start sending the event on the sender threads (the storage clients are thread-safe); ``None``
@@ -117,3 +119,15 @@ class Announcer:
                 "decided_at": records.timestamp(decision.decided_at),
             },
         )
+        if self.trail is None:
+            return
+        try:  # with the decision itself: the tombstone that made it final has just landed
+            self.trail.write(Action.DECISION, actor=Actor.app("validator"), upload_id=decision.upload_id,
+                             owner=decision.caller, outcome=decision.outcome.value, reason=decision.reason,
+                             detail=decision.detail, data={
+                                 "blob": f"{self._store.uploads}/{name}", "profile": decision.profile,
+                                 "declaredType": decision.declared_type, "detectedType": decision.detected_type,
+                                 "size": decision.size, "sha256": decision.sha256, "scan": decision.scan,
+                                 "previousStatus": decision.previous})
+        except AuditUnavailable:  # the decision stands; the trail's log line keeps the record
+            log.error("audit record of the decision of %s not appended", name)

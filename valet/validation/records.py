@@ -46,6 +46,10 @@ _FIELDS = {
     "previous": "valetprevious",
     "filename": "valetfilename",
     "evidence": "valetevidence",
+    "review": "valetreview",
+    "reviewed_by": "valetreviewedby",
+    "reviewed_at": "valetreviewedat",
+    "review_reason": "valetreviewreason",
 }
 _MAX_VALUE = 512
 _SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%") + " "
@@ -101,6 +105,10 @@ class Decision:
     # Whether the verified grant stored a row in the quota table, which settling the decision consumes.
     # Not part of the record (a decision read back from metadata says None: unknown).
     stored_row: bool | None = field(default=None, compare=False)
+    review: str = ""  # "released" or "purged" once a reviewer acted (valet.review)
+    reviewed_by: str = ""
+    reviewed_at: datetime | None = None
+    review_reason: str = ""
 
     def metadata(self) -> dict[str, str]:
         values = {
@@ -122,6 +130,10 @@ class Decision:
             "previous": self.previous,
             "filename": self.filename,
             "evidence": self.evidence,
+            "review": self.review,
+            "reviewed_by": self.reviewed_by,
+            "reviewed_at": timestamp(self.reviewed_at),
+            "review_reason": self.review_reason,
         }
         return {_FIELDS[k]: ascii_value(v) for k, v in values.items() if v}
 
@@ -162,6 +174,10 @@ class Decision:
             previous=get("previous"),
             filename=get("filename"),
             evidence=get("evidence"),
+            review=get("review"),
+            reviewed_by=get("reviewed_by"),
+            reviewed_at=parse_timestamp(get("reviewed_at")),
+            review_reason=get("review_reason"),
         )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from azure.storage.blob import BlobServiceClient
 
+from valet.audit import AuditTrail
 from valet.quotas.service import Quotas
 from valet.quotas.store import Outcome as Settlement
 from valet.settings import Settings
@@ -35,9 +36,11 @@ class Validation:
 
     @classmethod
     def from_settings(cls, settings: Settings, blob_service: BlobServiceClient,
-                      events: DecisionEvents | None = None, quotas: Quotas | None = None) -> Validation:
+                      events: DecisionEvents | None = None, quotas: Quotas | None = None,
+                      audit: AuditTrail | None = None) -> Validation:
         """``events``: where decisions are announced (the runtime passes the decision queue); ``None``
-        announces nothing (tools and tests that only decide)."""
+        announces nothing (tools and tests that only decide). ``audit``: the audit trail decisions are
+        appended to (``None``: the log line only)."""
         storage, options = settings.storage, settings.validation
         uploads, accepted, quarantine = (
             storage.uploads_container, storage.accepted_container, storage.quarantine_container
@@ -58,6 +61,7 @@ class Validation:
             structure_read_bytes=options.structure_read_bytes,
             clock_skew=settings.clock_skew,
             events=events,
+            audit_trail=audit,
         )
         status = StatusReader(blob_service=blob_service, uploads=uploads, accepted=accepted,
                               quarantine=quarantine, keys=settings.grant_keys,

@@ -31,6 +31,7 @@ from valet.validation.records import Decision
 from valet.validation.trusted import Sealer
 
 CLOCK_SKEW = timedelta(minutes=1)
+RELEASED = "released"  # Decision.review of a quarantine record a reviewer released (valet.review)
 
 
 
@@ -67,11 +68,18 @@ class StatusReader:
                     later = self._first(self._quarantine, prefix)
                     if later is not None:
                         decision = Decision.from_metadata(later.metadata, fallback=Outcome.QUARANTINED)
+                    if decision.review == RELEASED:  # released by a reviewer: the accepted copy's record
+                        released = self._first(self._accepted, prefix)
+                        if released is not None:
+                            decision = Decision.from_metadata(released.metadata, fallback=Outcome.ACCEPTED)
                 return _body(upload_id, decision)
             for container, outcome in ((self._quarantine, Outcome.QUARANTINED), (self._accepted, Outcome.ACCEPTED)):
                 found = self._first(container, prefix)
                 if found is not None:
-                    return _body(upload_id, Decision.from_metadata(found.metadata, fallback=outcome))
+                    decision = Decision.from_metadata(found.metadata, fallback=outcome)
+                    if decision.review == RELEASED and container == self._quarantine:
+                        continue  # a reviewer released it: the accepted copy answers
+                    return _body(upload_id, decision)
         except AzureError as exc:
             raise ServiceUnavailable("Upload status is unavailable right now.", code="storage_unavailable") from exc
         if source is not None:
@@ -101,4 +109,7 @@ def _body(upload_id: str, decision: Decision) -> dict[str, Any]:
         body["reason"] = public_reason(decision.reason)
     if decision.decided_at.year > 1:
         body["decidedAt"] = records.timestamp(decision.decided_at)
+    if decision.outcome is Outcome.ACCEPTED and decision.review == RELEASED:
+        body["reviewed"] = {"previousStatus": decision.previous or "quarantined",
+                            "reviewedAt": records.timestamp(decision.reviewed_at)}
     return body

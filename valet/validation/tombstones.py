@@ -189,7 +189,8 @@ class Tombstones:
                 return  # swept already: the destination records alone answer the status
             if not self.is_tombstone(name, props.metadata):
                 return
-            if props.metadata.get(records.OUTCOME) == decision.outcome.value:
+            said = Decision.from_metadata(props.metadata, fallback=Outcome.QUARANTINED)
+            if said.outcome is decision.outcome and said.reason == decision.reason:
                 return
             until = records.parse_timestamp(props.metadata.get(records.UNTIL)) or decision.decided_at
             metadata = self.sealer.seal(self._uploads, name, records.tombstone_metadata(decision, until))

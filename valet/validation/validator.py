@@ -50,6 +50,7 @@ from azure.core.exceptions import AzureError, ResourceModifiedError
 from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient
 
 from valet import telemetry
+from valet.audit import AuditTrail
 from valet.clock import utcnow
 from valet.grants.granted import DEFAULT_CLOCK_SKEW
 from valet.grants.policy import Policy
@@ -96,12 +97,13 @@ class Validator:
         sleep: Callable[[float], None] = time.sleep,
         clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
         events: DecisionEvents | None = None,
+        audit_trail: AuditTrail | None = None,
     ) -> None:
         self.store = UploadStore(blob_service=blob_service, uploads=uploads, accepted=accepted,
                                  quarantine=quarantine, sniff_bytes=sniff_bytes,
                                  copy_wait_seconds=copy_wait_seconds, sleep=sleep)
         self.tombstones = Tombstones(self.store, trusted.Sealer(keys), event_pending=events is not None)
-        self.announcer = Announcer(self.store, events)  # events None: decisions are not announced
+        self.announcer = Announcer(self.store, events, audit_trail)  # events None: decisions are not announced
         self.rules = Rules(keys=keys, policy=policy, clock_skew=clock_skew, scanners=tuple(scanners),
                            image_limits=image_limits or ImageLimits(), structure_read_bytes=structure_read_bytes)
         self._sas_ttl = sas_ttl
