@@ -111,7 +111,7 @@ class Runtime:
         cancels = Canceller(grants=grants, occupy=validation.validator.cancel,
                             tombstone_grace=settings.validation.tombstone_grace, quotas=quotas)
         upload_state = BlobUploadState(blob_service, storage.uploads_container, validation.validator.is_tombstone)
-        blocks = BlockLister(grants, BlockReader(blob_service, storage.uploads_container))
+        blocks = BlockLister(grants, BlockReader(blob_service, storage.uploads_container), quotas.staged_observer())
         review = Review.build(settings=settings, blob_service=blob_service, key_cache=key_cache,
                               events=events, audit=audit, authenticator=authenticator)
         return cls(settings, blob_service, key_cache, grants, authenticator, counter, validation, downloads,

@@ -10,6 +10,7 @@ import pytest
 from valet.errors import ConfigurationError
 from valet.http import problem_response
 from valet.quotas import Ask, Counter, Limits, QuotaExceeded, RefusalMemory, parse_quotas
+from valet.quotas.rows import GrantRow, grant_entity, grant_from
 from valet.quotas.rules import binding, day_of, resets_at, retry_after, view
 
 NOW = datetime(2026, 12, 6, 20, 0, 0, tzinfo=UTC)
@@ -95,6 +96,27 @@ def test_a_counter_from_an_instance_whose_clock_runs_ahead_is_not_reset_back() -
 ])
 def test_consume_and_release(start: Counter, granted: str, consumed: bool, expected: Counter) -> None:
     assert start.settle(30, granted, TODAY, consumed=consumed) == expected
+
+
+def test_staged_bytes_beyond_the_declared_size_are_held_until_settled_and_an_upload_consumes_its_size() -> None:
+    reserved = Counter(TODAY, reserved_bytes=30, reserved_files=1, pending=1)
+    staged = reserved.restage(970, TODAY, TODAY)  # 1,000 bytes seen staged for a 30-byte grant
+    assert staged == Counter(TODAY, reserved_bytes=1_000, reserved_files=1, pending=1)
+    assert staged.settle(30, TODAY, TODAY, consumed=False, held=1_000) == Counter(TODAY)
+    assert staged.settle(30, TODAY, TODAY, consumed=True, held=1_000) == Counter(TODAY, bytes=30, files=1)
+    assert reserved.restage(0, TODAY, TODAY) == reserved and reserved.restage(-5, TODAY, TODAY) == reserved
+    # a grant of yesterday: its day has reset, today's counts hold nothing of it
+    assert Counter(TODAY, pending=1).restage(970, YESTERDAY, TODAY) == Counter(TODAY, pending=1)
+
+
+def test_a_grant_row_holds_the_larger_of_declared_and_staged_and_round_trips() -> None:
+    row = GrantRow("u1", "c", 30, TODAY, NOW, "t/c/x.png", "c")
+    assert row.charge == 30
+    staged = GrantRow("u1", "c", 30, TODAY, NOW.replace(microsecond=0), "t/c/x.png", "c", staged=1_000)
+    assert staged.charge == 1_000
+    assert grant_from(grant_entity("pk", staged)) == staged
+    old = {k: v for k, v in grant_entity("pk", row).items() if k != "Staged"}  # a row written before the field
+    assert grant_from(old).staged == 0
 
 
 def test_reserve_adds_the_ask_to_today_and_to_pending() -> None:

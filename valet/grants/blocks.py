@@ -19,7 +19,7 @@ Put Blob and then given new staged blocks reads as not committed; a client that 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -30,6 +30,7 @@ from azure.storage.blob import BlobServiceClient
 from valet.caller import Caller
 from valet.errors import BadRequest, Conflict, ServiceUnavailable
 from valet.grants.issuer import GrantIssuer
+from valet.grants.naming import NameFacts
 
 MAX_BLOB_URI_CHARS = 4096
 
@@ -114,13 +115,24 @@ def parse_blocks_request(blob_uri: str | None) -> str:
     return blob_uri
 
 
+def staged_bytes(state: BlockState) -> int:
+    """Pure: the bytes staged and not committed (0 once the blob is committed)."""
+    return 0 if state.committed else sum(b.size for b in state.blocks)
+
+
 class BlockLister:
     """``GET /api/uploads/{uploadId}/blocks``: the grant checked (``404`` for anyone else, before any storage
-    request), then one Get Block List."""
+    request), then one Get Block List. What it saw staged goes to ``observe`` (the quotas: staged bytes
+    count toward a quota while the window is open; a grant without a quota row costs no request there)."""
 
-    def __init__(self, grants: GrantIssuer, reader: BlockReader) -> None:
-        self._grants, self._reader = grants, reader
+    def __init__(self, grants: GrantIssuer, reader: BlockReader,
+                 observe: Callable[[NameFacts, int], None] | None = None) -> None:
+        self._grants, self._reader, self._observe = grants, reader, observe
 
     def blocks(self, caller: Caller, upload_id: str, blob_uri: str) -> dict[str, Any]:
         granted = self._grants.granted_name(caller, upload_id, blob_uri)
-        return document(self._reader.read(granted.name), granted.facts.deadline)
+        state = self._reader.read(granted.name)
+        staged = staged_bytes(state)
+        if staged and self._observe is not None:
+            self._observe(granted.facts, staged)
+        return document(state, granted.facts.deadline)

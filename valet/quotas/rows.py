@@ -6,7 +6,8 @@ once, because an entity-group transaction reaches one partition only:
 * ``t``: the tenant's :class:`~valet.quotas.rules.Counter` (only when the profile has a ``tenantQuota``);
 * ``c.<caller>``: each caller's counter (only when the profile has a ``quota``);
 * ``g.<uploadId>``: one row per grant that reserved something: its caller, declared size, the day it
-  was granted, the end of its upload window, its blob name, which scopes it counted in, and its state
+  was granted, the end of its upload window, its blob name, which scopes it counted in, the most bytes
+  the app saw staged for it (``Staged``: it holds max(declared, staged) while reserved), and its state
   (``reserved`` until it is consumed or released; then kept, so settling twice changes nothing).
 
 ``<tenant>`` and ``<caller>`` are the two segments of the caller's blob partition
@@ -71,10 +72,16 @@ class GrantRow:
     state: str = RESERVED
     etag: str | None = None
     batch: str = ""  # the batch it belongs to, if any
+    staged: int = 0  # the most bytes the app saw staged for it (Get Block List), while its window was open
 
     @property
     def row_key(self) -> str:
         return grant_row(self.upload_id)
+
+    @property
+    def charge(self) -> int:
+        """The bytes it holds in its counters while reserved: its declared size, or what it staged if more."""
+        return max(self.size, self.staged)
 
 
 def grant_row(upload_id: str) -> str:
@@ -112,7 +119,7 @@ def counter_from(entity: Mapping[str, Any]) -> Counter:
 def grant_entity(partition: str, grant: GrantRow) -> dict[str, Any]:
     return {"PartitionKey": partition, "RowKey": grant.row_key, "Caller": grant.caller, "Size": _i64(grant.size),
             "Day": grant.granted_day, "Expires": stamp(grant.expires), "Blob": grant.blob, "Scopes": grant.scopes,
-            "State": grant.state, "Batch": grant.batch}
+            "State": grant.state, "Batch": grant.batch, "Staged": _i64(grant.staged)}
 
 
 def grant_from(entity: Mapping[str, Any]) -> GrantRow:
@@ -120,7 +127,7 @@ def grant_from(entity: Mapping[str, Any]) -> GrantRow:
         upload_id=str(entity["RowKey"])[2:], caller=str(entity.get("Caller", "")), size=_int(entity.get("Size")),
         granted_day=str(entity.get("Day", "")), expires=unstamp(str(entity["Expires"])),
         blob=str(entity.get("Blob", "")), scopes=str(entity.get("Scopes", "")), state=str(entity.get("State", "")),
-        etag=_etag(entity), batch=str(entity.get("Batch", "")),
+        etag=_etag(entity), batch=str(entity.get("Batch", "")), staged=max(0, _int(entity.get("Staged"))),
     )
 
 

@@ -9,6 +9,8 @@ which holds grants of any day that are neither uploaded nor released yet.
   from ``reserved_*`` to ``bytes``/``files`` when the grant was made today; an older grant's day has
   already reset, so only ``pending`` shrinks.
 * A cancelled or expired grant **releases** its reservation: as consuming, without the move.
+* Bytes **staged** for a grant beyond its declared size, once the app sees them, are reserved too
+  (:meth:`Counter.restage`): a reservation holds max(declared, staged) bytes until it is settled.
 
 A grant fits when, for every configured limit, ``used + reserved + asked <= limit`` (per-day limits)
 and ``pending + asked files <= pendingFiles``. Nothing here does I/O or reads the clock.
@@ -67,14 +69,25 @@ class Counter:
         return replace(c, reserved_bytes=c.reserved_bytes + ask.bytes, reserved_files=c.reserved_files + ask.files,
                        pending=c.pending + ask.files)
 
-    def settle(self, size: int, granted_day: str, day: str, *, consumed: bool) -> Counter:
+    def restage(self, more: int, granted_day: str, day: str) -> Counter:
+        """A reservation made on ``granted_day`` was seen holding ``more`` staged bytes beyond what it held:
+        they are reserved too, until it is settled. A reservation whose day has reset holds nothing here."""
+        c = self.on(day)
+        if granted_day != c.day or more <= 0:
+            return c
+        return replace(c, reserved_bytes=c.reserved_bytes + more)
+
+    def settle(self, size: int, granted_day: str, day: str, *, consumed: bool, held: int | None = None) -> Counter:
         """One reservation of ``size`` bytes made on ``granted_day`` leaves: uploaded (``consumed``) or
-        released. Counts never go below zero (a counter rebuilt by hand cannot make them negative)."""
+        released. ``held``: the bytes it reserved (its size, or more once staged bytes were seen: see
+        :meth:`restage`); an upload consumes its size only. Counts never go below zero (a counter rebuilt
+        by hand cannot make them negative)."""
         c = self.on(day)
         pending = max(0, c.pending - 1)
         if granted_day != c.day:  # its day has reset already: only the pending count holds it
             return replace(c, pending=pending)
-        c = replace(c, pending=pending, reserved_bytes=max(0, c.reserved_bytes - size),
+        held = size if held is None else held
+        c = replace(c, pending=pending, reserved_bytes=max(0, c.reserved_bytes - held),
                     reserved_files=max(0, c.reserved_files - 1))
         if consumed:
             c = replace(c, bytes=c.bytes + size, files=c.files + 1)

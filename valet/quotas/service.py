@@ -28,6 +28,7 @@ from valet.quotas.settings import QuotaSettings
 from valet.quotas.store import Outcome, QuotaStore, Reservation, SweepReport
 
 if TYPE_CHECKING:  # the settings module imports this package's limits: no cycle at import time
+    from valet.grants.naming import NameFacts
     from valet.settings import StorageSettings
     from valet.storage import RequestCounter
 
@@ -149,6 +150,25 @@ class Quotas:
         if self.store is None or not self.has_row(profile, stored_row):
             return False
         return self.store.settle(Account.from_partition(partition), profile, upload_id, consumed=consumed)
+
+    def observe_staged(self, partition: str, profile: str, upload_id: str, staged: int, *,
+                       stored_row: bool | None) -> bool:
+        """The app saw ``staged`` bytes staged for a grant (``GET .../blocks``, the staged sweep): a grant
+        of a profile with a quota holds max(declared, staged) bytes while its window is open. No request
+        for a profile without a quota, nor for a grant whose name says it stored no row."""
+        if self.store is None or stored_row is False or not self.enabled(profile):
+            return False
+        return self.store.observe_staged(Account.from_partition(partition), profile, upload_id, staged)
+
+    def staged_observer(self) -> Callable[[NameFacts, int], None] | None:
+        """What ``GET .../blocks`` and the staged sweep call with a granted name's facts and the bytes staged
+        for it; ``None`` when no profile has a quota (they then ask nothing)."""
+        if self.store is None or not any(q.enabled for q in self._profiles.values()):
+            return None
+
+        def observe(facts: NameFacts, staged: int) -> None:
+            self.observe_staged(facts.partition, facts.profile, facts.upload_id, staged, stored_row=facts.stored_row)
+        return observe
 
     def stored_grant(self, caller: Caller, upload_id: str) -> GrantRow | None:
         """This caller's stored grant row for ``upload_id``, whatever the profile (one range query)."""

@@ -150,6 +150,35 @@ class QuotaStore:
         with self.table.lock(pk):
             return self._settle(pk, [upload_id], {account.caller}, lambda _: outcome)
 
+    def observe_staged(self, account: Account, profile: str, upload_id: str, staged: int) -> bool:
+        """The app saw ``staged`` bytes staged (uncommitted) for a grant: while its window is open and it is
+        reserved, it holds max(declared, staged) bytes in its counters. One read; one transaction only when
+        that grows (an upload staging no more than it declared costs the read only). ``True`` if it grew."""
+        pk = account.partition_key(profile)
+        key = grant_row(upload_id)
+        with self.table.lock(pk):
+            for attempt in range(MAX_ATTEMPTS):
+                entities = self.table.read(pk, [key, account.caller_row, TENANT_ROW])
+                if key not in entities:
+                    return False
+                grant = grant_from(entities[key])
+                now = self._clock()
+                more = max(grant.size, staged) - grant.charge
+                if grant.state != RESERVED or now >= grant.expires or more <= 0:
+                    return False  # settled, or its window closed (the sweep settles it), or nothing new
+                day = day_of(now)
+                operations: list[Any] = [replace_if_unchanged(grant_entity(pk, replace(grant, staged=staged)),
+                                                              grant.etag)]
+                for row in (TENANT_ROW if tag == "t" else f"c.{grant.caller}" for tag in grant.scopes):
+                    if row in entities:
+                        counter = counter_from(entities[row]).restage(more, grant.granted_day, day)
+                        operations.append(write_counter(pk, row, (counter, etag_of(entities[row]))))
+                if not isinstance(self.table.submit(pk, operations), int):
+                    self.table.forget(pk)  # the next grant reads the counters this wrote
+                    return True
+                self._sleep(jitter(attempt))
+        raise busy()
+
     def grant(self, account: Account, profile: str, upload_id: str) -> GrantRow | None:
         """The stored row of a grant that reserved quota (any state), or ``None``."""
         entity = self.table.read(account.partition_key(profile), [grant_row(upload_id)]).get(grant_row(upload_id))
@@ -278,7 +307,7 @@ class QuotaStore:
                         if row in counters:
                             counter, etag = counters[row]
                             counters[row] = (counter.settle(grant.size, grant.granted_day, day,
-                                                            consumed=result.consumed), etag)
+                                                            consumed=result.consumed, held=grant.charge), etag)
                             changed.add(row)
                     done = replace(grant, state=CONSUMED if result.consumed else RELEASED)
                     operations.append(replace_if_unchanged(grant_entity(pk, done), grant.etag))

@@ -73,7 +73,8 @@ class Validation:
                                 min_age=options.reconcile_after, max_attempts=options.max_attempts,
                                 limit=options.reconcile_limit)
         staged = StagedDiscard(blob_service=blob_service, uploads=uploads, is_decided=validator.tombstones.is_tombstone,
-                               grace=settings.clock_skew, limit=options.reconcile_limit)
+                               grace=settings.clock_skew, limit=options.reconcile_limit,
+                               observe=quotas.staged_observer() if quotas is not None else None)
         return cls(validator, status, MalwareEvents(validator, storage.account_url), options.sweep_limit,
                    reconciler, staged, quotas)
 

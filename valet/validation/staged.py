@@ -10,7 +10,8 @@ container with uncommitted blobs and deletes, with the app's identity, every gra
 closed more than ``grace`` ago and that holds staged blocks and no committed blob (one Get Block List to
 tell, one Delete Blob). Committed uploads, sealed tombstones and names valet never granted are left alone;
 they cost nothing but their listing entry (a name with uncommitted blocks only lists with size 0; a
-committed upload of any size is the validator's).
+committed upload of any size is the validator's). A name whose window is still open and that says it has
+a quota row gets one Get Block List, and its staged bytes go to ``observe`` (the quotas charge them).
 
 Work per run is bounded (``limit`` deletions, ``max_pages`` listing pages) and the listing resumes where
 the previous run stopped, as the reconciler's does. It runs on the sweep's timer, not the reconciler's,
@@ -29,7 +30,8 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
 from valet.clock import utcnow
-from valet.grants.naming import parse_granted_name
+from valet.errors import ServiceUnavailable
+from valet.grants.naming import NameFacts, parse_granted_name
 
 log = logging.getLogger("valet.validation")
 
@@ -44,6 +46,7 @@ class DiscardReport:
     pages: int = 0
     complete: bool = False
     names: list[str] = field(default_factory=list)
+    observed: int = 0  # open uploads with a quota row whose staged bytes were passed to ``observe``
 
 
 def window_closed(name: str, now: datetime, grace: timedelta) -> bool:
@@ -55,8 +58,12 @@ def window_closed(name: str, now: datetime, grace: timedelta) -> bool:
 class StagedDiscard:
     def __init__(self, *, blob_service: BlobServiceClient, uploads: str,
                  is_decided: Callable[[str, dict[str, str] | None], bool], grace: timedelta,
-                 limit: int = 100, max_pages: int = 5, clock: Callable[[], datetime] = utcnow) -> None:
+                 limit: int = 100, max_pages: int = 5, clock: Callable[[], datetime] = utcnow,
+                 observe: Callable[[NameFacts, int], None] | None = None) -> None:
+        """``observe(facts, staged)``: the staged bytes of an upload whose window is still open and whose
+        name says it has a quota row (the quotas charge them); at most ``limit`` per run."""
         self._container = blob_service.get_container_client(uploads)
+        self._observe = observe
         self._is_decided = is_decided  # a sealed tombstone: decided, nothing staged to discard
         self._grace, self._limit, self._max_pages, self._clock = grace, limit, max_pages, clock
         self._marker: str | None = None
@@ -73,7 +80,11 @@ class StagedDiscard:
                     report.listed += 1
                     if report.discarded >= self._limit:
                         break
-                    if blob.size or not window_closed(blob.name, now, self._grace):
+                    if blob.size:
+                        continue
+                    if not window_closed(blob.name, now, self._grace):
+                        if report.observed < self._limit and self._staged_seen(blob.name, now):
+                            report.observed += 1
                         continue
                     if self._is_decided(blob.name, blob.metadata):
                         continue
@@ -96,6 +107,22 @@ class StagedDiscard:
         if report.discarded:
             log.info("staged blocks: discarded the uncommitted blocks of %d closed uploads", report.discarded)
         return report
+
+    def _staged_seen(self, name: str, now: datetime) -> bool:
+        """An open upload with a quota row: its staged bytes go to ``observe`` (one Get Block List)."""
+        facts = parse_granted_name(name)
+        if self._observe is None or facts is None or not facts.stored_row or now >= facts.deadline:
+            return False
+        try:
+            committed, uncommitted = self._container.get_blob_client(name).get_block_list("all")
+            staged = sum(int(b.size) for b in uncommitted)
+            if committed or not staged:
+                return False
+            self._observe(facts, staged)
+        except (AzureError, ServiceUnavailable, UnicodeDecodeError) as exc:
+            log.warning("staged blocks: %s not observed (%s); the next run retries", name, type(exc).__name__)
+            return False
+        return True
 
     def _discard(self, name: str) -> bool:
         blob = self._container.get_blob_client(name)
