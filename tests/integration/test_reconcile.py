@@ -134,7 +134,7 @@ def test_listing_pages_resume_where_the_last_run_stopped(
 ) -> None:
     rt = make_runtime()
     ids = [put_upload(rt, storage_endpoint, samples.png())[0] for _ in range(3)]
-    monkeypatch.setattr("valet.validation.reconcile.PAGE_SIZE", 1)
+    monkeypatch.setattr("valet.validation.listing.PAGE_SIZE", 1)
     counter = RequestCounter()
     service = BlobServiceClient(rt.settings.storage.account_url, credential=rt.blob_service.credential,
                                 connection_verify=storage_endpoint.ca_bundle or True, raw_request_hook=counter)

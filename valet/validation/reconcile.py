@@ -30,17 +30,16 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobProperties, BlobServiceClient
 
 from valet.clock import utcnow
 from valet.validation import records
+from valet.validation.listing import ResumableListing
 
 log = logging.getLogger("valet.validation")
 
-PAGE_SIZE = 1000
 
 
 def attempts(tags: Mapping[str, str] | None) -> int:
@@ -87,9 +86,8 @@ class Reconciler:
         self._min_age = min_age
         self._max_attempts = max_attempts
         self._limit = limit
-        self._max_pages = max_pages
         self._clock = clock
-        self._marker: str | None = None  # where the last run's listing stopped (per process)
+        self._listing = ResumableListing(self._container, ["metadata", "tags"], max_pages)
 
     def candidate(self, blob: BlobProperties, now: datetime) -> bool:
         written = blob.last_modified or blob.creation_time
@@ -102,12 +100,8 @@ class Reconciler:
         """One bounded pass; storage failures end the pass early (the next run resumes)."""
         report = RunReport()
         now = self._clock()
-        pages: Any = self._container.list_blobs(include=["metadata", "tags"], results_per_page=PAGE_SIZE).by_page(
-            continuation_token=self._marker
-        )  # an ItemPaged page iterator: its continuation_token is where the next page starts
         try:
-            for page in pages:
-                report.pages += 1
+            for page in self._listing.pages(report):
                 for blob in page:
                     report.listed += 1
                     if report.decided + report.failed >= self._limit:
@@ -119,16 +113,8 @@ class Reconciler:
                     self._one(blob.name, report)
                 if report.decided + report.failed >= self._limit:
                     break  # resume at this page next time: it may hold more candidates
-                self._marker = pages.continuation_token
-                if self._marker is None:
-                    report.complete = True
-                    break
-                if report.pages >= self._max_pages:
-                    break
         except AzureError as exc:
             log.warning("reconciler: listing failed (%s); the next run resumes", type(exc).__name__)
-        if report.complete:
-            self._marker = None
         if report.decided or report.failed or report.needs_operator:
             log.info("reconciler: %d decided, %d failed, %d need an operator (%d listed)",
                      report.decided, report.failed, report.needs_operator, report.listed)

@@ -24,7 +24,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
@@ -32,10 +31,10 @@ from azure.storage.blob import BlobServiceClient
 from valet.clock import utcnow
 from valet.errors import ServiceUnavailable
 from valet.grants.naming import NameFacts, parse_granted_name
+from valet.validation.listing import ResumableListing
 
 log = logging.getLogger("valet.validation")
 
-PAGE_SIZE = 1000
 
 
 @dataclass
@@ -65,17 +64,14 @@ class StagedDiscard:
         self._container = blob_service.get_container_client(uploads)
         self._observe = observe
         self._is_decided = is_decided  # a sealed tombstone: decided, nothing staged to discard
-        self._grace, self._limit, self._max_pages, self._clock = grace, limit, max_pages, clock
-        self._marker: str | None = None
+        self._grace, self._limit, self._clock = grace, limit, clock
+        self._listing = ResumableListing(self._container, ["uncommittedblobs", "metadata"], max_pages)
 
     def run(self) -> DiscardReport:
         report = DiscardReport()
         now = self._clock()
-        pages: Any = self._container.list_blobs(include=["uncommittedblobs", "metadata"],
-                                                results_per_page=PAGE_SIZE).by_page(continuation_token=self._marker)
         try:
-            for page in pages:
-                report.pages += 1
+            for page in self._listing.pages(report):
                 for blob in page:
                     report.listed += 1
                     if report.discarded >= self._limit:
@@ -94,16 +90,8 @@ class StagedDiscard:
                         report.names.append(blob.name)
                 if report.discarded >= self._limit:
                     break
-                self._marker = pages.continuation_token
-                if self._marker is None:
-                    report.complete = True
-                    break
-                if report.pages >= self._max_pages:
-                    break
         except AzureError as exc:
             log.warning("staged blocks: listing failed (%s); the next run resumes", type(exc).__name__)
-        if report.complete:
-            self._marker = None
         if report.discarded:
             log.info("staged blocks: discarded the uncommitted blocks of %d closed uploads", report.discarded)
         return report
