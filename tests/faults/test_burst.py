@@ -16,6 +16,10 @@ if not Path("/proc/self/stat").exists():  # the bench finds valet dev's Azurite 
     pytest.skip("needs Linux /proc", allow_module_level=True)
 
 
+# Killing Azurite mid-request leaves pooled TLS connections that the garbage collector may close first
+# (a ResourceWarning raised inside urllib3 while it reconnects); which socket, and whether at all, depends
+# on timing. It says nothing about what was decided, which is what this test asserts.
+@pytest.mark.filterwarnings("ignore:Exception ignored in.*SSLSocket:pytest.PytestUnraisableExceptionWarning")
 def test_a_burst_across_a_storage_restart_loses_nothing(tmp_path: Path) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from bench.burst import run
