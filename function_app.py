@@ -5,7 +5,7 @@ import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob
 
 from valet import api
-from valet.runtime import RuntimeHolder
+from valet.runtime import RuntimeHolder, settle_heap
 from valet.settings import TriggerSettings
 
 runtime = RuntimeHolder()  # settings are read and validated once, at start-up
@@ -139,3 +139,6 @@ def sweep_tombstones(timer: func.TimerRequest) -> None:
 @app.timer_trigger(arg_name="timer", schedule=bindings.reconcile_schedule, run_on_startup=False)
 def reconcile_uploads(timer: func.TimerRequest) -> None:
     runtime().validation.reconcile()  # uploads no trigger decided: missed events, exhausted retries
+
+
+settle_heap()  # last: what start-up built stays out of the garbage collector's full rounds

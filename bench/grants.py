@@ -7,7 +7,7 @@ storage, and counts the storage requests the grant path makes. The reference var
 with the key cache replaced by a Get User Delegation Key call per grant, as the reference sample does.
 
     .venv/bin/python bench/grants.py [--rounds 7] [--grants 400] [--reference-grants 100] [--quota-grants 400]
-                                     [--telemetry]
+                                     [--telemetry [--telemetry-rounds 300] [--telemetry-grants 25]]
 
 Prints a Markdown table: medians over the rounds, the ratio, and storage requests per 1,000 grants. Then,
 in the same run, quotas (issue 26): grants/s and p50/p99 latency of the same grant with a profile without
@@ -17,7 +17,9 @@ a quota and one with a quota (the same app, a second runtime whose profiles set 
 per grant (process CPU, every thread, so the span processor's export thread counts) with telemetry off,
 on with every span recorded (the SDK's providers, a batching span processor into the in-memory span
 exporter, the in-memory metric reader), and on with the Azure Monitor distro's default sampler
-(rate-limited, about 5 traces a second), in alternating rounds of the same run.
+(rate-limited, about 5 traces a second), in short alternating rounds of the same run; each round ends with
+its grants' spans and durations made and exported, so a round pays for its own telemetry. What happens once
+a minute rather than per grant (a metric collection, the audit trail's buffered append) runs between rounds.
 """
 
 from __future__ import annotations
@@ -72,8 +74,11 @@ class KeyPerRequest:
         return self._service.get_user_delegation_key(now - timedelta(minutes=3), now + timedelta(minutes=3))
 
 
-def memory_telemetry(sampler: Sampler | None = None) -> tuple[telemetry.Telemetry, Callable[[], None]]:
-    """Telemetry on, as in production but exporting in memory; and a function that empties the exporter."""
+def memory_telemetry(sampler: Sampler | None = None) -> tuple[telemetry.Telemetry, Callable[[], None],
+                                                                Callable[[], None]]:
+    """Telemetry on, as in production but exporting in memory; a function that finishes the grants'
+    telemetry (their spans and durations made, the spans exported), and one that collects the metrics and
+    empties the exporter."""
     exporter = InMemorySpanExporter()
     tracer_provider = TracerProvider(sampler=sampler)
     traces.adopt(tracer_provider)
@@ -82,20 +87,23 @@ def memory_telemetry(sampler: Sampler | None = None) -> tuple[telemetry.Telemetr
     reader = InMemoryMetricReader()
     on = telemetry.Telemetry(MeterProvider(metric_readers=[reader]), tracer_provider)
 
-    def drain() -> None:
+    def settle() -> None:
+        on.flush()  # the grants' spans and durations, made off the request thread in batches
         processor.force_flush()
-        reader.get_metrics_data()  # a collection, as a periodic reader would make
+
+    def collect() -> None:
+        reader.get_metrics_data()  # a collection, as a periodic reader makes one a minute
         exporter.clear()
 
-    return on, drain
+    return on, settle, collect
 
 
 def cpu_per_grant(grant: Callable[[func.HttpRequest], func.HttpResponse], token: str, count: int,
-                  drain: Callable[[], None]) -> float:
-    """Process CPU seconds per grant over ``count`` grants, the exporter's work included."""
+                  settle: Callable[[], None]) -> float:
+    """Process CPU seconds per grant over ``count`` grants, their telemetry made and exported included."""
     started = time.process_time()
     one_round(grant, token, count)
-    drain()
+    settle()
     return (time.process_time() - started) / count
 
 
@@ -196,6 +204,8 @@ def main() -> None:
     parser.add_argument("--quota-grants", type=int, default=400, help="grants per quota measurement (0: skip)")
     parser.add_argument("--telemetry", action="store_true",
                         help="also compare the grant path's CPU per grant with telemetry off and on (in memory)")
+    parser.add_argument("--telemetry-rounds", type=int, default=300, help="rounds per telemetry variant")
+    parser.add_argument("--telemetry-grants", type=int, default=25, help="grants per telemetry round")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, Azurite(Path(tmp)) as azurite, DevIssuer() as issuer:
@@ -208,6 +218,7 @@ def main() -> None:
             "VALET_GRANT_SIGNING_KEYS": f"bench:{key}",
             "VALET_AUTH_ISSUERS": issuer.settings_value(),
             "VALET_RATE_LIMIT_PER_MINUTE": "0",  # measure the grant path, not the limiter
+            "VALET_AUDIT_FLUSH_SECONDS": "60",  # the telemetry rounds append the audit records between rounds
         }
         provision(BlobServiceClient(azurite.blob_url, credential=EmulatorCredential(azurite.blob_url),
                                     connection_verify=str(azurite.cert)), env, azurite.queue_url, str(azurite.cert))
@@ -234,18 +245,30 @@ def main() -> None:
             reference_rates.append(run(reference_holder, args.reference_grants))
         cpu: dict[str, list[float]] = {"off": [], "on": [], "sampled": []}
         if args.telemetry:
-            variants = {"off": (telemetry.Telemetry(), lambda: None), "on": memory_telemetry(),
+            nothing: Callable[[], None] = lambda: None  # noqa: E731
+            variants = {"off": (telemetry.Telemetry(), nothing, nothing), "on": memory_telemetry(),
                         # the Azure Monitor distro's default sampler: about 5 traces a second are kept
                         "sampled": memory_telemetry(RateLimitedSampler(5.0))}
             app.runtime = valet_holder
-            for on, drain in variants.values():
+            flusher = valet.audit.flusher
+            for on, settle, collect in variants.values():
                 telemetry.install(on)
                 one_round(grant, token, 50)  # warm-up
-                drain()
-            for _ in range(args.rounds):  # alternating, so every variant sees the same machine
-                for name, (on, drain) in variants.items():
+                settle()
+                collect()
+            names = list(variants)
+            for round_ in range(args.telemetry_rounds):  # alternating, so every variant sees the same machine
+                for name in names[round_ % 3:] + names[:round_ % 3]:  # each variant first as often as the others
+                    on, settle, _ = variants[name]
                     telemetry.install(on)
-                    cpu[name].append(cpu_per_grant(grant, token, args.grants, drain))
+                    cpu[name].append(cpu_per_grant(grant, token, args.telemetry_grants, settle))
+                # Outside the timed rounds: what happens once a minute, not per grant (a metric collection,
+                # the audit trail's buffered append), so it does not land in whichever round is running.
+                while flusher is not None and flusher.flush():
+                    pass
+                if round_ % 20 == 19:
+                    for _, _, collect in variants.values():
+                        collect()
             telemetry.install(telemetry.Telemetry())
         valet_total = args.rounds * args.grants
         reference_total = args.rounds * args.reference_grants
@@ -266,16 +289,24 @@ def main() -> None:
     print(f"| reference sample (key per request) | {r:,.0f} | {reference_per_1000:.1f} |")
     print(f"| **ratio** | **{v / r:.1f}×** | |")
     if args.telemetry:
-        off = statistics.median(cpu["off"])
+        off_total = sum(cpu["off"])
         print()
-        print("| grant path, valet | median CPU per grant | vs off | rounds (µs) |")
-        print("|---|---:|---:|---|")
+        print(f"Telemetry: {args.telemetry_rounds} rounds of {args.telemetry_grants} grants per variant, the variants "
+              "alternating; CPU is the process's (every thread and the garbage collector), each round ending once "
+              "its grants' spans and durations are made and exported. \"All rounds\" is the variant's total CPU "
+              "over off's; \"paired\" the median of each round's ratio to the off round just before it (quartiles "
+              "in brackets): the machine's drift cancels within a pair.")
+        print()
+        print("| grant path, valet | median CPU per grant | vs off, all rounds | vs off, paired |")
+        print("|---|---:|---:|---:|")
         for name, label in (("off", "telemetry off (no-op)"),
                             ("on", "telemetry on, every span recorded (in-memory exporter and reader)"),
                             ("sampled", "telemetry on, spans sampled as Application Insights does by default")):
-            median = statistics.median(cpu[name])
-            print(f"| {label} | {median * 1e6:,.0f} µs | {(median / off - 1) * 100:+.1f} % | "
-                  f"{', '.join(f'{c * 1e6:.0f}' for c in cpu[name])} |")
+            ratios = sorted(v / o for o, v in zip(cpu["off"], cpu[name], strict=True))
+            q1, q2, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios * 3)
+            print(f"| {label} | {statistics.median(cpu[name]) * 1e6:,.0f} µs | "
+                  f"{(sum(cpu[name]) / off_total - 1) * 100:+.1f} % | "
+                  f"{(q2 - 1) * 100:+.1f} % [{(q1 - 1) * 100:+.1f}, {(q3 - 1) * 100:+.1f}] |")
     print(quota_report.getvalue(), end="")
 
 

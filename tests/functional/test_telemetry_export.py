@@ -50,6 +50,7 @@ SCRIPT = textwrap.dedent(f"""
         t.decided(outcome="accepted", reason="ok", profile="images", size=68, lag_seconds=2.0)
         with t.decision_event("valet-decisions") as traceparent:
             logging.getLogger("valet.audit").info("decision event sent")
+    t.close()  # the grant's span is made off the request thread: flush it before the providers stop
     for provider in (trace.get_tracer_provider(), metrics.get_meter_provider(), _logs.get_logger_provider()):
         getattr(provider, "force_flush", lambda *a: None)()
         getattr(provider, "shutdown", lambda: None)()

@@ -25,6 +25,7 @@ class Recorded:
     tracer_provider: TracerProvider
 
     def spans(self) -> list[ReadableSpan]:
+        self.telemetry.flush()  # grant spans are made off the request thread (valet/telemetry/batching.py)
         return list(self.exporter.get_finished_spans())
 
     def points(self) -> list[tuple[str, dict[str, Any], Any]]:
@@ -66,4 +67,5 @@ def installed() -> Iterator[Recorded]:
         yield rec
     finally:
         telemetry.install(previous)
+        rec.telemetry.close()
         rec.tracer_provider.shutdown()

@@ -277,6 +277,7 @@ def _run(listener: socket.socket, *, root: Path, state: Path, ready: threading.E
                       stop=stop, blob_trigger=blob_trigger, instances=instances, otlp_endpoint=otlp_endpoint)
     finally:
         telemetry.install(previous)
+        dev_telemetry.close()  # the grants' spans still queued (valet/telemetry/batching.py), then the providers
         ops_view.close()
 
 

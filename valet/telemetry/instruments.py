@@ -18,12 +18,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, MeterProvider, NoOpMeterProvider, Observation
 from opentelemetry.trace import Link, NoOpTracerProvider, Span, SpanKind, Status, StatusCode, TracerProvider
 
 from valet.errors import ValetError
 from valet.telemetry import traces
+from valet.telemetry.batching import Batcher
 
 SCOPE = "valet"
 
@@ -89,14 +92,18 @@ GRANT_SPAN = "valet.grant"
 DECISION_SPAN = "valet.decide"
 
 
-@dataclass
+@dataclass(slots=True)
 class GrantRecord:
-    """What a grant's instrumentation learns while the request is handled (see :meth:`Telemetry.grant`)."""
+    """What a grant's instrumentation learns while the request is handled (see :meth:`Telemetry.grant`);
+    queued as it is for the span and the duration made off the request thread."""
 
     upload_id: str | None = None
     profile: str | None = None
     outcome: str = "granted"
     status: int = 201
+    started_ns: int = 0  # ns since the epoch, as spans' times are
+    ended_ns: int = 0
+    incoming: Context | None = None  # the request's context: the span's parent (refused) or link (granted)
 
 
 class Telemetry:
@@ -118,12 +125,28 @@ class Telemetry:
                 made[spec.name] = meter.create_histogram(
                     spec.name, unit=spec.unit, description=spec.description,
                     explicit_bucket_boundaries_advisory=list(spec.boundaries))
-        # Grants are counted in a tally that an observable counter reports at each collection: on the grant
-        # path that costs a dict update, not the SDK's per-measurement attribute handling (bench/grants.py).
+        # Grants are counted in a tally that an observable counter reports at each collection: a dict update
+        # in the batch, not the SDK's per-measurement attribute handling (bench/grants.py).
         self._grants = _Tally((PROFILE, OUTCOME))
-        made[GRANTS.name] = meter.create_observable_counter(GRANTS.name, callbacks=[self._grants.observe],
+        made[GRANTS.name] = meter.create_observable_counter(GRANTS.name, callbacks=[self._observe_grants],
                                                             unit=GRANTS.unit, description=GRANTS.description)
         self._made = made
+        # A grant's span and duration are made off the request thread, in batches (valet/telemetry/batching.py).
+        self._granted_batch: Batcher[GrantRecord] = Batcher(self._emit_granted)
+        self._attributes: dict[tuple[str | None, str], dict[str, str]] = {}  # per (profile, outcome), made once
+
+    def flush(self) -> None:
+        """Make the spans and records of every grant answered so far (the background thread does it within
+        half a second; a metric collection does it first). Tests and shutdown call it."""
+        self._granted_batch.flush()
+
+    def close(self) -> None:
+        """Flush and stop the background thread (the providers' own shutdown is their owner's)."""
+        self._granted_batch.close()
+
+    def _observe_grants(self, options: CallbackOptions) -> Iterable[Observation]:
+        self._granted_batch.flush()  # the collection then includes every grant's duration so far
+        return self._grants.observe(options)
 
     def _add(self, spec: Instrument, amount: float, attributes: Mapping[str, str]) -> None:
         self._made[spec.name].add(amount, attributes)  # type: ignore[attr-defined]
@@ -141,26 +164,37 @@ class Telemetry:
         request's context; a refused one is a span in the request's trace."""
         return _GrantObservation(self) if self.enabled else _NOT_OBSERVED
 
-    def _granted(self, record: GrantRecord, seconds: float, started_ns: int, incoming: trace.SpanContext) -> None:
-        outcome = bounded(record.outcome, default=OTHER)
-        profile = bounded(record.profile)
-        self._grants.add((profile, outcome))
-        self._record(GRANT_DURATION, seconds, _OUTCOMES.get(outcome) or {OUTCOME: outcome})
-        self._grant_span(record, outcome, profile, started_ns, incoming)
+    def _granted(self, record: GrantRecord) -> None:
+        """On the request thread: queue the record; its count, duration and span are made in the batch."""
+        if not self._granted_batch.put(record):
+            self._grants.add((record.profile, record.outcome))  # the queue is full: the count stays exact
 
-    def _grant_span(self, record: GrantRecord, outcome: str, profile: str, started_ns: int,
-                    incoming: trace.SpanContext) -> None:
-        attributes = {PROFILE: profile, OUTCOME: outcome}
+    def _emit_granted(self, record: GrantRecord) -> None:
+        """Off the request thread: the grant's count, its duration and its span, with its true start and end."""
+        key = (record.profile, record.outcome)
+        self._grants.add(key)
+        attributes = self._attributes.get(key) or self._bounded_attributes(key)
+        outcome = attributes[OUTCOME]
+        self._record(GRANT_DURATION, (record.ended_ns - record.started_ns) / 1e9,
+                     _OUTCOMES.get(outcome) or {OUTCOME: outcome})
+        incoming = record.incoming
         if record.upload_id is not None and outcome == "granted":
-            links = [Link(incoming)] if incoming.is_valid else []
-            span = traces.start_upload_root(self.tracer, GRANT_SPAN, record.upload_id, start_time=started_ns,
+            incoming_span = trace.get_current_span(incoming).get_span_context()
+            links = [Link(incoming_span)] if incoming_span.is_valid else ()
+            span = traces.start_upload_root(self.tracer, GRANT_SPAN, record.upload_id, start_time=record.started_ns,
                                             links=links, attributes=attributes)
-        else:
-            span = self.tracer.start_span(GRANT_SPAN, kind=SpanKind.INTERNAL, start_time=started_ns,
-                                          attributes=attributes)
+        else:  # a refused grant: a span of the request's own trace
+            span = self.tracer.start_span(GRANT_SPAN, context=incoming, kind=SpanKind.INTERNAL,
+                                          start_time=record.started_ns, attributes=attributes)
             if record.status >= 500:
                 span.set_status(Status(StatusCode.ERROR))
-        span.end()
+        span.end(end_time=record.ended_ns)
+
+    def _bounded_attributes(self, key: tuple[str | None, str]) -> dict[str, str]:
+        attributes = {PROFILE: bounded(key[0]), OUTCOME: bounded(key[1], default=OTHER)}
+        if len(self._attributes) < 1024:  # profiles x outcome codes: a closed set, bounded all the same
+            self._attributes[key] = attributes
+        return attributes
 
     def refusal(self, limit: Literal["rate_limit", "failure_budget", "quota"], code: str) -> None:
         self._add(REFUSALS, 1, {LIMIT: limit, CODE: bounded(code, default=OTHER)})
@@ -222,27 +256,28 @@ class Telemetry:
 class _GrantObservation:
     """The context manager :meth:`Telemetry.grant` returns (a class: cheaper than a generator on the hot path)."""
 
-    __slots__ = ("_incoming", "_noted", "_record", "_started", "_started_ns", "_telemetry")
+    __slots__ = ("_noted", "_record", "_telemetry")
 
     def __init__(self, telemetry: Telemetry) -> None:
         self._telemetry = telemetry
         self._record = GrantRecord()
 
     def __enter__(self) -> GrantRecord:
-        self._noted = _grant.set(self._record)
-        self._started = time.perf_counter()
-        self._started_ns = time.time_ns()
-        self._incoming = trace.get_current_span().get_span_context()
-        return self._record
+        record = self._record
+        self._noted = _grant.set(record)
+        record.incoming = otel_context.get_current()
+        record.started_ns = time.time_ns()
+        return record
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
-        _grant.reset(self._noted)
         record = self._record
+        record.ended_ns = time.time_ns()
+        _grant.reset(self._noted)
         if isinstance(error, ValetError):
             record.outcome, record.status = error.code, error.status
         elif error is not None:
             record.outcome, record.status = "internal_error", 500
-        self._telemetry._granted(record, time.perf_counter() - self._started, self._started_ns, self._incoming)
+        self._telemetry._granted(record)
 
 
 class _NotObserved:
@@ -260,21 +295,26 @@ _OUTCOMES = {"granted": {OUTCOME: "granted"}}  # the common case's attributes, m
 
 
 class _Tally:
-    """Counts per attribute set, reported as an observable counter's cumulative values."""
+    """Grants counted per (profile, outcome), reported as an observable counter's cumulative values. The
+    values are bounded (:func:`bounded`) when observed."""
 
-    def __init__(self, keys: tuple[str, ...]) -> None:
+    def __init__(self, keys: tuple[str, str]) -> None:
         self._keys = keys
         self._lock = threading.Lock()
-        self._counts: dict[tuple[str, ...], int] = {}
+        self._counts: dict[tuple[str | None, str], int] = {}
 
-    def add(self, values: tuple[str, ...]) -> None:
+    def add(self, values: tuple[str | None, str]) -> None:
         with self._lock:
             self._counts[values] = self._counts.get(values, 0) + 1
 
     def observe(self, options: CallbackOptions) -> Iterable[Observation]:
         with self._lock:
             counts = list(self._counts.items())
-        return [Observation(n, dict(zip(self._keys, values, strict=True))) for values, n in counts]
+        merged: dict[tuple[str, str], int] = {}
+        for (profile, outcome), n in counts:
+            key = (bounded(profile), bounded(outcome, default=OTHER))
+            merged[key] = merged.get(key, 0) + n
+        return [Observation(n, dict(zip(self._keys, key, strict=True))) for key, n in merged.items()]
 
 
 _active = Telemetry()
