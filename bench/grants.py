@@ -7,7 +7,8 @@ storage, and counts the storage requests the grant path makes. The reference var
 with the key cache replaced by a Get User Delegation Key call per grant, as the reference sample does.
 
     .venv/bin/python bench/grants.py [--rounds 7] [--grants 400] [--reference-grants 100] [--quota-grants 400]
-                                     [--telemetry [--telemetry-rounds 300] [--telemetry-grants 25]]
+                                     [--telemetry [--telemetry-rounds 300] [--telemetry-grants 25]
+                                                  [--telemetry-gc-grants 12000]]
 
 Prints a Markdown table: medians over the rounds, the ratio, and storage requests per 1,000 grants. Then,
 in the same run, quotas (issue 26): grants/s and p50/p99 latency of the same grant with a profile without
@@ -20,6 +21,8 @@ exporter, the in-memory metric reader), and on with the Azure Monitor distro's d
 (rate-limited, about 5 traces a second), in short alternating rounds of the same run; each round ends with
 its grants' spans and durations made and exported, so a round pays for its own telemetry. What happens once
 a minute rather than per grant (a metric collection, the audit trail's buffered append) runs between rounds.
+Then the pauses of the full garbage collections over a few thousand grants with telemetry on, with the app's
+start-up objects frozen (as ``function_app.py`` leaves them) and not.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import gc
 import importlib
 import io
 import json
@@ -58,7 +62,7 @@ from valet import telemetry
 from valet.local.dev import provision
 from valet.local.devidp import DevIssuer
 from valet.local.emulator import Azurite
-from valet.runtime import RuntimeHolder
+from valet.runtime import RuntimeHolder, settle_heap
 from valet.storage import EmulatorCredential
 from valet.telemetry import traces
 
@@ -99,12 +103,58 @@ def memory_telemetry(sampler: Sampler | None = None) -> tuple[telemetry.Telemetr
 
 
 def cpu_per_grant(grant: Callable[[func.HttpRequest], func.HttpResponse], token: str, count: int,
-                  settle: Callable[[], None]) -> float:
-    """Process CPU seconds per grant over ``count`` grants, their telemetry made and exported included."""
-    started = time.process_time()
+                  settle: Callable[[], None]) -> tuple[float, float]:
+    """Process CPU seconds per grant over ``count`` grants, their telemetry made and exported included; and
+    the CPU seconds of the requests' own thread until the last response (what a request waits for)."""
+    started, thread_started = time.process_time(), time.thread_time()
     one_round(grant, token, count)
+    answered = time.thread_time()
     settle()
-    return (time.process_time() - started) / count
+    return (time.process_time() - started) / count, (answered - thread_started) / count
+
+
+class FullCollections:
+    """The pauses of the garbage collector's full (generation 2) collections while the block runs."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append(time.perf_counter() - self._started)
+
+    def __enter__(self) -> FullCollections:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
+def full_collection_pauses(grant: Callable[[func.HttpRequest], func.HttpResponse], token: str,
+                           on: telemetry.Telemetry, settle: Callable[[], None], collect: Callable[[], None],
+                           grants: int) -> dict[str, list[float]]:
+    """Full collections' pauses over ``grants`` grants with telemetry on, the app's start-up objects frozen
+    (as function_app.py leaves them: valet.runtime.settle_heap) and not, spans collected every 500 grants."""
+    out: dict[str, list[float]] = {}
+    telemetry.install(on)
+    for name in ("not frozen", "frozen"):
+        if name == "not frozen":
+            gc.unfreeze()
+        else:
+            settle_heap()
+        with FullCollections() as full:
+            for _ in range(grants // 500):
+                one_round(grant, token, 500)
+                settle()
+                collect()
+        out[name] = full.pauses
+    return out
 
 
 def one_round(grant: Callable[[func.HttpRequest], func.HttpResponse], token: str, count: int) -> float:
@@ -206,6 +256,8 @@ def main() -> None:
                         help="also compare the grant path's CPU per grant with telemetry off and on (in memory)")
     parser.add_argument("--telemetry-rounds", type=int, default=300, help="rounds per telemetry variant")
     parser.add_argument("--telemetry-grants", type=int, default=25, help="grants per telemetry round")
+    parser.add_argument("--telemetry-gc-grants", type=int, default=12000,
+                        help="grants with telemetry on while the full garbage collections are timed")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, Azurite(Path(tmp)) as azurite, DevIssuer() as issuer:
@@ -244,6 +296,8 @@ def main() -> None:
             valet_rates.append(run(valet_holder, args.grants))
             reference_rates.append(run(reference_holder, args.reference_grants))
         cpu: dict[str, list[float]] = {"off": [], "on": [], "sampled": []}
+        pauses: dict[str, list[float]] = {}
+        request_cpu: dict[str, list[float]] = {"off": [], "on": [], "sampled": []}
         if args.telemetry:
             nothing: Callable[[], None] = lambda: None  # noqa: E731
             variants = {"off": (telemetry.Telemetry(), nothing, nothing), "on": memory_telemetry(),
@@ -261,7 +315,9 @@ def main() -> None:
                 for name in names[round_ % 3:] + names[:round_ % 3]:  # each variant first as often as the others
                     on, settle, _ = variants[name]
                     telemetry.install(on)
-                    cpu[name].append(cpu_per_grant(grant, token, args.telemetry_grants, settle))
+                    process_cpu, thread_cpu = cpu_per_grant(grant, token, args.telemetry_grants, settle)
+                    cpu[name].append(process_cpu)
+                    request_cpu[name].append(thread_cpu)
                 # Outside the timed rounds: what happens once a minute, not per grant (a metric collection,
                 # the audit trail's buffered append), so it does not land in whichever round is running.
                 while flusher is not None and flusher.flush():
@@ -269,6 +325,7 @@ def main() -> None:
                 if round_ % 20 == 19:
                     for _, _, collect in variants.values():
                         collect()
+            pauses = full_collection_pauses(grant, token, *variants["on"], grants=args.telemetry_gc_grants)
             telemetry.install(telemetry.Telemetry())
         valet_total = args.rounds * args.grants
         reference_total = args.rounds * args.reference_grants
@@ -294,11 +351,14 @@ def main() -> None:
         print(f"Telemetry: {args.telemetry_rounds} rounds of {args.telemetry_grants} grants per variant, the variants "
               "alternating; CPU is the process's (every thread and the garbage collector), each round ending once "
               "its grants' spans and durations are made and exported. \"All rounds\" is the variant's total CPU "
-              "over off's; \"paired\" the median of each round's ratio to the off round just before it (quartiles "
-              "in brackets): the machine's drift cancels within a pair.")
+              "over off's; \"paired\" the median of each round's ratio to the off round of the same turn "
+              "(quartiles in brackets): the machine's drift cancels within a turn, and the variants take turns "
+              "going first. \"Request thread only\": the CPU of the thread that answers, up to the last "
+              "response (what a request waits for), all rounds.")
         print()
-        print("| grant path, valet | median CPU per grant | vs off, all rounds | vs off, paired |")
-        print("|---|---:|---:|---:|")
+        print("| grant path, valet | median CPU per grant | vs off, all rounds | vs off, paired | request thread "
+              "only, vs off |")
+        print("|---|---:|---:|---:|---:|")
         for name, label in (("off", "telemetry off (no-op)"),
                             ("on", "telemetry on, every span recorded (in-memory exporter and reader)"),
                             ("sampled", "telemetry on, spans sampled as Application Insights does by default")):
@@ -306,7 +366,19 @@ def main() -> None:
             q1, q2, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios * 3)
             print(f"| {label} | {statistics.median(cpu[name]) * 1e6:,.0f} µs | "
                   f"{(sum(cpu[name]) / off_total - 1) * 100:+.1f} % | "
-                  f"{(q2 - 1) * 100:+.1f} % [{(q1 - 1) * 100:+.1f}, {(q3 - 1) * 100:+.1f}] |")
+                  f"{(q2 - 1) * 100:+.1f} % [{(q1 - 1) * 100:+.1f}, {(q3 - 1) * 100:+.1f}] | "
+                  f"{(sum(request_cpu[name]) / sum(request_cpu['off']) - 1) * 100:+.1f} % |")
+    if args.telemetry:
+        print()
+        print(f"Full garbage collections over {args.telemetry_gc_grants:,} grants with every span recorded "
+              "(spans collected every 500 grants), start-up objects frozen as function_app.py leaves them "
+              "(valet.runtime.settle_heap) and not:")
+        print()
+        print("| start-up objects | full collections | median pause |")
+        print("|---|---:|---:|")
+        for name, found in pauses.items():
+            median = f"{statistics.median(found) * 1e3:.1f} ms" if found else "—"
+            print(f"| {name} | {len(found)} | {median} |")
     print(quota_report.getvalue(), end="")
 
 

@@ -179,8 +179,8 @@ class Telemetry:
                      _OUTCOMES.get(outcome) or {OUTCOME: outcome})
         incoming = record.incoming
         if record.upload_id is not None and outcome == "granted":
-            incoming_span = trace.get_current_span(incoming).get_span_context()
-            links = [Link(incoming_span)] if incoming_span.is_valid else ()
+            incoming_span = trace.get_current_span(incoming).get_span_context() if incoming else None
+            links = [Link(incoming_span)] if incoming_span is not None and incoming_span.is_valid else ()
             span = traces.start_upload_root(self.tracer, GRANT_SPAN, record.upload_id, start_time=record.started_ns,
                                             links=links, attributes=attributes)
         else:  # a refused grant: a span of the request's own trace

@@ -28,6 +28,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 _pinned: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar("valet_pinned_ids", default=None)
 _propagator = TraceContextTextMapPropagator()
+_ROOT = Context()  # no parent: a context is immutable, so one serves every root span
 _LOW_64 = (1 << 64) - 1
 _SPAN_MASK = 0x76616C65742D6772  # "valet-gr": the grant span's id differs from the trace id's low half
 
@@ -77,9 +78,9 @@ def start_upload_root(tracer: Tracer, name: str, upload_id: str, *, start_time: 
     """The root span of the upload's trace (the grant): trace id = upload id, span id = :func:`grant_span_id`."""
     value = uuid.UUID(upload_id).int  # parsed once: trace_id() and grant_span_id() in one
     token = _pinned.set((value, (value & _LOW_64) ^ _SPAN_MASK or 1))
-    try:
-        return tracer.start_span(name, context=Context(), kind=SpanKind.SERVER, links=links,
-                                 attributes=dict(attributes), start_time=start_time)
+    try:  # the SDK copies the attributes into the span's own
+        return tracer.start_span(name, context=_ROOT, kind=SpanKind.SERVER, links=links, attributes=attributes,
+                                 start_time=start_time)
     finally:
         _pinned.reset(token)
 
