@@ -48,7 +48,8 @@ def test_a_non_ascii_seal_is_quarantined_and_stops_nothing(tail: str, grant: Cal
                             sealer=runtime.validation.validator.sealer) == 0
     validator = runtime.validation.validator
     report = Reconciler(blob_service=blob_service, uploads=uploads, decide=validator.process,
-                        is_decided=validator.is_tombstone, min_age=timedelta(0), max_attempts=8, limit=50).run()
+                        is_decided=validator.is_tombstone,
+                        error_tags=validator.tombstones.error_tags, min_age=timedelta(0), max_attempts=8, limit=50).run()
     assert report.failed == 0 and {bad.name, good.name} <= set(report.names)
     assert_quarantined(bad, blob_service, "reserved_metadata")
     assert good.decide().outcome is Outcome.ACCEPTED
@@ -71,7 +72,8 @@ def test_one_blob_that_fails_is_recorded_and_the_reconciler_goes_on(grant: Calla
         return validator.process(name)
 
     report = Reconciler(blob_service=blob_service, uploads=uploads, decide=decide,
-                        is_decided=validator.is_tombstone, min_age=timedelta(0), max_attempts=8, limit=50).run()
+                        is_decided=validator.is_tombstone,
+                        error_tags=validator.tombstones.error_tags, min_age=timedelta(0), max_attempts=8, limit=50).run()
     assert report.failed == 1
     assert {ups[1].name, ups[2].name} <= set(report.names)
 

@@ -97,6 +97,37 @@ def test_a_client_written_tombstone_does_not_hide_an_upload_from_the_reconciler(
     assert body["status"] == "quarantined", body
 
 
+def test_error_tags_a_client_set_at_creation_neither_hide_its_upload_nor_count_as_attempts(
+    make_runtime: Callable[..., Runtime], storage_endpoint: StorageEndpoint, blob_service: BlobServiceClient
+) -> None:
+    rt = make_runtime(VALET_MAX_DECISION_ATTEMPTS="3")
+    forged = f"{records.STATE}=error&{records.ATTEMPTS}=99&{records.ERROR_CODE}=forged"
+    upload_id, name = put_upload(rt, storage_endpoint, samples.png(), {"x-ms-tags": forged})
+    uploads = blob_service.get_container_client(rt.settings.storage.uploads_container)
+    assert uploads.get_blob_client(name).get_blob_tags()[records.ATTEMPTS] == "99"  # the emulator kept them
+    assert status(rt, upload_id)["status"] == "pending"  # not "needs_operator": the tags are not sealed
+    report = rt.validation.reconcile()
+    assert (report.decided, report.needs_operator) == (1, 0)
+    assert status(rt, upload_id)["status"] == "accepted"
+
+
+def test_a_failed_attempt_is_recorded_in_sealed_tags_and_a_forged_count_is_not_continued(
+    make_runtime: Callable[..., Runtime], storage_endpoint: StorageEndpoint, blob_service: BlobServiceClient
+) -> None:
+    rt = make_runtime()
+    upload_id, name = put_upload(rt, storage_endpoint, samples.png(),
+                                 {"x-ms-tags": f"{records.STATE}=error&{records.ATTEMPTS}=6&mine=kept"})
+    broken = Validation.from_settings(rt.settings, BlobServiceClient(
+        rt.settings.storage.account_url, credential=rt.blob_service.credential, retry_total=0,
+        connection_verify=storage_endpoint.ca_bundle or True, raw_request_hook=FailCopies()))
+    with pytest.raises(DecisionFailed):
+        broken.on_blob(rt.settings.storage.uploads_container, name)
+    tags = blob_service.get_container_client(rt.settings.storage.uploads_container).get_blob_client(
+        name).get_blob_tags()
+    assert tags[records.ATTEMPTS] == "1" and "valetseal" in tags and "mine" not in tags  # the app's record only
+    assert status(rt, upload_id) == {"uploadId": upload_id, "status": "retrying", "attempts": 1}
+
+
 def test_young_uploads_are_left_to_their_trigger(
     make_runtime: Callable[..., Runtime], storage_endpoint: StorageEndpoint
 ) -> None:
@@ -140,7 +171,7 @@ def test_listing_pages_resume_where_the_last_run_stopped(
                                 connection_verify=storage_endpoint.ca_bundle or True, raw_request_hook=counter)
     reconciler = Reconciler(blob_service=service, uploads=rt.settings.storage.uploads_container,
                             decide=rt.validation.validator.process, is_decided=rt.validation.validator.is_tombstone,
-                            min_age=timedelta(0), max_attempts=8,
+                            error_tags=rt.validation.validator.tombstones.error_tags, min_age=timedelta(0), max_attempts=8,
                             limit=100, max_pages=1)
     reports = [reconciler.run() for _ in range(4)]
     assert [(r.pages, r.decided) for r in reports[:3]] == [(1, 1), (1, 1), (1, 1)]

@@ -10,7 +10,8 @@ is all it reads for blobs that need nothing), and for each blob that is
   tombstone metadata that a client wrote on its own upload does not make the reconciler skip it),
 * older than ``min_age`` (the trigger had its chance; an upload in progress does not exist as a blob
   until its last byte is committed, so age counts from the blob's last write), and
-* below ``max_attempts`` recorded failed decision attempts (the validator counts them in index tags),
+* below ``max_attempts`` recorded failed decision attempts (the validator counts them in index tags,
+  sealed: tags a client set at creation count nothing),
 
 it calls the validator, which is idempotent (a sealed tombstone that still carries the
 ``valetevent=pending`` tag, because its decision event could not be sent, is handed to the validator
@@ -20,8 +21,8 @@ resumes where the previous run stopped, so a container with many tombstones is c
 runs, and an empty one costs one listing request.
 
 An upload whose attempts reached ``max_attempts`` is left for an operator; the status route reports it as
-``needs_operator`` (see :func:`attention`), and resetting its ``valetattempts`` tag hands it back to the
-reconciler.
+``needs_operator`` (see :func:`attention`), and removing its tags (any change breaks their seal) hands it
+back to the reconciler.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class Reconciler:
         uploads: str,
         decide: Callable[[str], object],
         is_decided: Callable[[str, dict[str, str] | None], bool],
+        error_tags: Callable[[str, Mapping[str, str] | None], Mapping[str, str]],
         min_age: timedelta,
         max_attempts: int,
         limit: int,
@@ -83,6 +85,7 @@ class Reconciler:
         self._container = blob_service.get_container_client(uploads)
         self._decide = decide
         self._is_decided = is_decided  # a *sealed* tombstone: metadata a client wrote proves nothing
+        self._error_tags = error_tags  # the *sealed* failed-attempt record: tags a client wrote count nothing
         self._min_age = min_age
         self._max_attempts = max_attempts
         self._limit = limit
@@ -94,7 +97,7 @@ class Reconciler:
         old_enough = written is None or now - written >= self._min_age
         if self._is_decided(blob.name, blob.metadata):  # decided; its event may still be owed
             return old_enough and records.tag(blob.tags, records.EVENT) == records.PENDING
-        return old_enough and attempts(blob.tags) < self._max_attempts
+        return old_enough and attempts(self._error_tags(blob.name, blob.tags)) < self._max_attempts
 
     def run(self) -> RunReport:
         """One bounded pass; storage failures end the pass early (the next run resumes)."""
@@ -106,7 +109,8 @@ class Reconciler:
                     report.listed += 1
                     if report.decided + report.failed >= self._limit:
                         break
-                    if attempts(blob.tags) >= self._max_attempts and not self._is_decided(blob.name, blob.metadata):
+                    if (attempts(self._error_tags(blob.name, blob.tags)) >= self._max_attempts
+                            and not self._is_decided(blob.name, blob.metadata)):
                         report.needs_operator += 1
                     if not self.candidate(blob, now):
                         continue

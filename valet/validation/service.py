@@ -70,6 +70,7 @@ class Validation:
         settled = _Settling(validator, quotas)
         reconciler = Reconciler(blob_service=blob_service, uploads=uploads, decide=settled.process,
                                 is_decided=validator.tombstones.is_tombstone,
+                                error_tags=validator.tombstones.error_tags,
                                 min_age=options.reconcile_after, max_attempts=options.max_attempts,
                                 limit=options.reconcile_limit)
         staged = StagedDiscard(blob_service=blob_service, uploads=uploads, is_decided=validator.tombstones.is_tombstone,

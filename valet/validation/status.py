@@ -83,10 +83,11 @@ class StatusReader:
         except AzureError as exc:
             raise ServiceUnavailable("Upload status is unavailable right now.", code="storage_unavailable") from exc
         if source is not None:
-            state = attention(source.tags, self._max_attempts)
+            tags = source.tags if self._sealer.verify(self._uploads, source.name, source.tags) else {}
+            state = attention(tags, self._max_attempts)  # only the sealed record of failed attempts counts
             if state is None:
                 return {"uploadId": upload_id, "status": "pending"}
-            return {"uploadId": upload_id, "status": state, "attempts": attempts(source.tags)}
+            return {"uploadId": upload_id, "status": state, "attempts": attempts(tags)}
         owned = any(upload_id_belongs_to(upload_id, key, partition) for key in self._keys.all_keys())
         if not owned or issued > self._clock() + CLOCK_SKEW:
             raise NotFound("No such upload.", code="upload_not_found")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from azure.core import MatchConditions
@@ -94,6 +94,15 @@ class Tombstones:
     def is_tombstone(self, name: str, metadata: dict[str, str] | None) -> bool:
         """A tombstone this app wrote for ``name``: the seal proves it; metadata alone does not."""
         return records.is_tombstone(metadata) and self.sealer.verify(self._uploads, name, metadata)
+
+    def error_tags(self, name: str, tags: Mapping[str, str] | None) -> Mapping[str, str]:
+        """``tags`` if they are the failed-attempt record this app wrote on upload ``name`` (sealed, like a
+        tombstone); ``{}`` otherwise. A client holding a create-only SAS can set index tags at creation
+        (``x-ms-tags``): ``valetstate=error&valetattempts=99`` of its own must not make the reconciler give
+        its upload up, nor the status route call it ``needs_operator``."""
+        if tags is None or records.tag(tags, records.STATE) != records.ERROR:
+            return {}
+        return tags if self.sealer.verify(self._uploads, name, tags) else {}
 
     def write(self, source: BlobClient, props: BlobProperties, decision: Decision,
               until: datetime) -> tuple[bool, Decision | None]:
@@ -211,10 +220,12 @@ class Tombstones:
             props = source.get_blob_properties()
             if self.is_tombstone(props.name, props.metadata):
                 return
-            tags = source.get_blob_tags()
-            attempts = (records.parse_count(tags.get(records.ATTEMPTS)) or 0) + 1
-            tags.update({records.STATE: records.ERROR, records.ATTEMPTS: str(attempts),
-                         records.ERROR_CODE: _tag_safe(str(code))})
+            name = source.blob_name
+            recorded = self.error_tags(name, source.get_blob_tags())  # a client's own tags count nothing
+            attempts = (records.parse_count(recorded.get(records.ATTEMPTS)) or 0) + 1
+            tags = self.sealer.seal(self._uploads, name, {  # Set Blob Tags replaces every tag: only ours
+                records.STATE: records.ERROR, records.ATTEMPTS: str(attempts),
+                records.ERROR_CODE: _tag_safe(str(code))})
             try:
                 source.set_blob_tags(tags, etag=props.etag, match_condition=MatchConditions.IfNotModified)
             except ResourceModifiedError:
