@@ -1,6 +1,7 @@
 """Quotas on the grant path against Azurite: 429 quota_exceeded at the limit with Retry-After and the
-quota member, GET /api/quota, consumption at decision whatever the verdict, release on cancel (DELETE
-without blobUri too), and zero Table requests for profiles without a quota."""
+quota member, GET /api/quota, consumption at decision whatever the verdict (the bytes that arrived when
+more than declared), release on cancel (DELETE without blobUri too), and zero Table requests for profiles
+without a quota."""
 
 from __future__ import annotations
 
@@ -100,6 +101,19 @@ def test_an_upload_consumes_its_reservation_whatever_the_verdict(runtime: Runtim
     assert caller["reserved"] == {"bytesPerDay": 0, "filesPerDay": 0, "pendingFiles": 0}
     assert post(runtime, "metered", 10).status_code == 201  # pending freed; the third file of the day
     assert post(runtime, "metered", 10).status_code == 429  # filesPerDay (3) reached
+
+
+def test_an_upload_larger_than_declared_is_charged_the_bytes_that_arrived(runtime: Runtime,
+                                                                           storage_endpoint: StorageEndpoint) -> None:
+    from urllib.parse import unquote
+
+    data = samples.png()  # a few hundred bytes, declared as 10: storage takes them, the validator does not
+    g = json.loads(post(runtime, "metered", 10).get_body())
+    assert put(g, storage_endpoint, data) == 201
+    uploads = runtime.settings.storage.uploads_container
+    decision = runtime.validation.on_blob(uploads, unquote(str(g["blobUri"]).split(f"/{uploads}/", 1)[1]))
+    assert decision is not None and decision.outcome.value == "quarantined" and decision.size == len(data)
+    assert quota(runtime)[0]["used"] == {"bytesPerDay": len(data), "filesPerDay": 1}  # not 10
 
 
 def test_a_cancelled_grant_releases_its_reservation_even_without_blob_uri(runtime: Runtime) -> None:

@@ -75,6 +75,7 @@ class Outcome:
     consumed: bool
     status: str | None = None
     reason: str | None = None
+    size: int | None = None  # the bytes that arrived, when known: consumed as max(declared, size)
 
 
 _Over = tuple[Scope, Limits, str, tuple[str, ...]]
@@ -306,7 +307,8 @@ class QuotaStore:
                     for row in (TENANT_ROW if tag == "t" else f"c.{grant.caller}" for tag in grant.scopes):
                         if row in counters:
                             counter, etag = counters[row]
-                            counters[row] = (counter.settle(grant.size, grant.granted_day, day,
+                            used = max(grant.size, result.size or 0)  # more than declared arrived: all of it
+                            counters[row] = (counter.settle(used, grant.granted_day, day,
                                                             consumed=result.consumed, held=grant.charge), etag)
                             changed.add(row)
                     done = replace(grant, state=CONSUMED if result.consumed else RELEASED)

@@ -109,9 +109,11 @@ class Validation:
 
 class _Settling:
     """Decide an upload, then consume its grant's reservation whatever the verdict (an upload that arrived
-    cost storage and work). Safe to repeat: a reservation is settled once. Only a grant whose verified name
-    says it stored a row reaches the quota table (``Decision.stored_row``; unknown for a grant signed before
-    names said, and for a decision read back from its record: then the profile and settings decide)."""
+    cost storage and work), charging the bytes that arrived when they are more than it declared (an
+    oversize upload is quarantined, and its bytes are kept for review). Safe to repeat: a reservation is
+    settled once. Only a grant whose verified name says it stored a row reaches the quota table
+    (``Decision.stored_row``; unknown for a grant signed before names said, and for a decision read back
+    from its record: then the profile and settings decide)."""
 
     def __init__(self, validator: Validator, quotas: Quotas | None) -> None:
         self._validator = validator
@@ -123,5 +125,6 @@ class _Settling:
             partition = "/".join(name.split("/", 2)[:2])
             reason = decision.reason if decision.outcome is Outcome.QUARANTINED else None
             self._quotas.decide(partition, decision.profile, decision.upload_id,
-                                Settlement(True, decision.outcome.value, reason), stored_row=decision.stored_row)
+                                Settlement(True, decision.outcome.value, reason, size=decision.size),
+                                stored_row=decision.stored_row)
         return decision
