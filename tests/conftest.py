@@ -24,6 +24,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient
 
 from tests.support.azurite import AzuriteUnavailable, Plan, plan_from, run_in_container
+from valet.audit.flusher import close_all as close_audit_flushers
 from valet.local.devidp import DevIssuer
 from valet.local.emulator import Azurite
 from valet.settings import is_loopback_url
@@ -70,10 +71,12 @@ def storage_endpoint(request: pytest.FixtureRequest,
     if plan.kind == "container":
         for blob_url, cert, queue_url, table_url in run_in_container(plan.image, workdir):
             yield StorageEndpoint(blob_url, str(cert), plan.header(), queue_url, table_url)
+            close_audit_flushers()  # the runtimes' buffered audit records, while the emulator still answers
         return
     with Azurite(workdir) as azurite:
         yield StorageEndpoint(azurite.blob_url, str(azurite.cert), plan.header(), azurite.queue_url,
                               azurite.table_url)
+        close_audit_flushers()
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from valet.audit.flusher import Flusher
+from valet.audit.flusher import Flusher, _running, close_all
 
 
 class Appends:
@@ -111,3 +111,13 @@ def test_a_failing_store_is_tried_less_and_less_often_and_logged_once(caplog: py
     assert store.blocks == [b"r\n"]
     failed = [r for r in caplog.records if "audit append failed" in r.getMessage()]
     assert len(failed) == 1
+
+
+def test_close_all_closes_every_running_flusher_before_storage_goes_away() -> None:
+    stores = [Appends(), Appends()]
+    flushers = [Flusher(store, interval=30) for store in stores]
+    for n, flusher in enumerate(flushers):
+        flusher.put(b"record %d\n" % n)
+    close_all()
+    assert [store.blocks for store in stores] == [[b"record 0\n"], [b"record 1\n"]]
+    assert not any(f in _running for f in flushers)  # closed: interpreter exit has nothing left to try

@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import weakref
 from collections import deque
 from typing import Protocol
 
@@ -117,6 +118,7 @@ class Flusher:
             self._closed = True
             thread = self._thread
         atexit.unregister(self.close)
+        _running.discard(self)
         self._wake.set()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
@@ -132,6 +134,7 @@ class Flusher:
         self._thread = threading.Thread(target=self._run, name="valet-audit-flusher", daemon=True)
         self._thread.start()
         atexit.register(self.close)
+        _running.add(self)
 
     def _run(self) -> None:
         reported = 0
@@ -150,3 +153,13 @@ class Flusher:
             if self.dropped != reported:
                 log.error("audit buffer full: %d records refused so far", self.dropped)
                 reported = self.dropped
+
+
+_running: weakref.WeakSet[Flusher] = weakref.WeakSet()  # flushers whose thread runs (not closed yet)
+
+
+def close_all(timeout: float = 10.0) -> None:
+    """Close every running flusher (each appends what it holds): for a process that is about to lose its
+    storage (a test session stopping its emulator), so the interpreter's exit does not try a dead endpoint."""
+    for flusher in list(_running):
+        flusher.close(timeout)
