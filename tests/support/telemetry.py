@@ -12,6 +12,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Sampler
 
 from valet import telemetry
 from valet.telemetry import traces
@@ -48,10 +49,10 @@ class Recorded:
         return total
 
 
-def recorded() -> Recorded:
+def recorded(sampler: Sampler | None = None) -> Recorded:
     reader = InMemoryMetricReader()
     exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
+    tracer_provider = TracerProvider(sampler=sampler)
     traces.adopt(tracer_provider)
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     return Recorded(telemetry.Telemetry(MeterProvider(metric_readers=[reader]), tracer_provider), reader, exporter,

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
 from tests.support.telemetry import recorded
@@ -180,3 +181,25 @@ def test_work_handed_to_another_thread_stays_in_the_trace() -> None:
     assert lost.parent is None and lost.context.trace_id != decide.context.trace_id
     assert kept.parent is not None and kept.parent.span_id == decide.context.span_id
     assert bare is not None and carried == f"00-{uuid.UUID(UPLOAD_ID).int:032x}-{kept.context.span_id:016x}-01"
+
+
+def test_sampling_keeps_or_drops_an_uploads_trace_whole() -> None:
+    """The decider asks the provider's sampler again for the upload's trace id: with a sampler that decides
+    by trace id, the decision (and its event) is kept exactly when the grant's span was."""
+    # TraceIdRatioBased reads a trace id's low 64 bits, whose top two are a UUID's variant bits (10): with
+    # upload ids as trace ids, a ratio r keeps 4r - 2 of the traces (docs/telemetry.md, Sampling): 0.625 keeps half.
+    rec = recorded(ParentBased(TraceIdRatioBased(0.625)))
+    t = rec.telemetry
+    ids = [new_upload_id(datetime(2026, 12, 6, 23, n, tzinfo=UTC), lambda k, n=n: bytes([n * 7 % 251 + 1] * k))
+           for n in range(40)]
+    for upload_id in ids:
+        with t.grant() as grant:
+            grant.upload_id = upload_id
+        with t.decision(upload_id), t.decision_event("valet-decisions"):
+            pass
+    by_trace: dict[int, set[str]] = {}
+    for span in rec.spans():
+        by_trace.setdefault(span.context.trace_id, set()).add(span.name)
+    whole = {"valet.grant", "valet.decide", "send valet-decisions"}
+    assert all(names == whole for names in by_trace.values())  # never a decision without its grant
+    assert 0 < len(by_trace) < len(ids)  # and the sampler did drop some traces, whole

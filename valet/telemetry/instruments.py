@@ -115,6 +115,7 @@ class Telemetry:
         meter = (meter_provider or NoOpMeterProvider()).get_meter(SCOPE)
         self.tracer = (tracer_provider or NoOpTracerProvider()).get_tracer(SCOPE)
         self.enabled = meter_provider is not None or tracer_provider is not None
+        self._sampler = getattr(tracer_provider, "sampler", None)  # the SDK's: decisions ask it again
         made: dict[str, object] = {}
         for spec in INSTRUMENTS:
             if spec is GRANTS:
@@ -211,11 +212,14 @@ class Telemetry:
     def decision(self, upload_id: str | None, *, start_time: int | None = None) -> Iterator[Span]:
         """The span of one decision: a child of the grant's span when ``upload_id`` comes from a name whose
         MAC verified (pass ``None`` otherwise: then it is a span of the trigger's own trace), linked to the
-        trigger's context. ``start_time`` (ns since the epoch): when the decision began, if before the
-        block. Record the verdict with :meth:`decided` inside it."""
+        trigger's context; kept when the provider's sampler keeps the grant's span of that trace
+        (:func:`~valet.telemetry.traces.grant_sampled`), so sampling keeps or drops an upload's trace whole.
+        ``start_time`` (ns since the epoch): when the decision began, if before the block. Record the
+        verdict with :meth:`decided` inside it."""
         incoming = trace.get_current_span().get_span_context()
         if upload_id is not None:
-            parent = traces.upload_context(upload_id)
+            sampled = traces.grant_sampled(self._sampler, upload_id, GRANT_SPAN)
+            parent = traces.upload_context(upload_id, sampled=sampled)
             links = [Link(incoming)] if incoming.is_valid and incoming.trace_id != traces.trace_id(upload_id) else []
             cm = self.tracer.start_as_current_span(DECISION_SPAN, context=parent, links=links, start_time=start_time)
         else:

@@ -23,6 +23,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import Decision, Sampler
 from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -45,11 +46,24 @@ def grant_span_id(upload_id: str) -> int:
     return (uuid.UUID(upload_id).int & _LOW_64) ^ _SPAN_MASK or 1
 
 
-def upload_context(upload_id: str) -> Context:
-    """A context whose parent is the upload's grant span: decisions start their span in it."""
-    parent = SpanContext(trace_id(upload_id), grant_span_id(upload_id), is_remote=True,
-                         trace_flags=TraceFlags(TraceFlags.SAMPLED))
+def upload_context(upload_id: str, *, sampled: bool = True) -> Context:
+    """A context whose parent is the upload's grant span: decisions start their span in it. ``sampled``:
+    whether the grant's span was kept, as far as the decider can tell (:func:`grant_sampled`)."""
+    flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+    parent = SpanContext(trace_id(upload_id), grant_span_id(upload_id), is_remote=True, trace_flags=flags)
     return trace.set_span_in_context(NonRecordingSpan(parent), Context())
+
+
+def grant_sampled(sampler: Sampler | None, upload_id: str, name: str) -> bool:
+    """Whether ``sampler`` keeps the upload's grant span, asked again for the same trace id by whoever decides
+    the upload later (another process, maybe): a sampler that decides by trace id (a fixed percentage, a
+    trace-id ratio) answers as it did for the grant, so the trace is kept or dropped whole; the rate-limited
+    one answers by the current rate, about as often. No sampler known (telemetry off or not the SDK's):
+    ``True``."""
+    if sampler is None:
+        return True
+    result = sampler.should_sample(None, trace_id(upload_id), name, SpanKind.SERVER, None, None)
+    return result.decision is Decision.RECORD_AND_SAMPLE
 
 
 class UploadIdGenerator(RandomIdGenerator):
