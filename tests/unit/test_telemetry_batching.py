@@ -120,3 +120,26 @@ def test_telemetry_off_queues_nothing() -> None:
     with off.grant() as grant:
         grant.upload_id = UPLOAD_ID
     assert off._granted_batch.pending == 0
+
+
+def test_a_sampler_that_adds_to_the_attributes_it_is_given_changes_no_later_span() -> None:
+    from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+
+    class Adding(Sampler):  # as the distro's fixed-percentage sampler does with its sample rate
+        def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None,  # type: ignore[no-untyped-def]
+                          trace_state=None):
+            if attributes is not None:
+                attributes["added"] = len(attributes)  # type: ignore[index]
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+
+        def get_description(self) -> str:
+            return "Adding"
+
+    rec = recorded(Adding())
+    t = rec.telemetry
+    for _ in range(3):
+        with t.grant() as grant:
+            grant.upload_id, grant.profile = new_upload_id(datetime.now(UTC), lambda k: bytes([9] * k)), "images"
+    assert [dict(s.attributes or {}) for s in rec.spans()] == [
+        {"valet.profile": "images", "valet.outcome": "granted", "added": 2}] * 3
+    t.close()

@@ -186,7 +186,7 @@ class Telemetry:
                                             links=links, attributes=attributes)
         else:  # a refused grant: a span of the request's own trace
             span = self.tracer.start_span(GRANT_SPAN, context=incoming, kind=SpanKind.INTERNAL,
-                                          start_time=record.started_ns, attributes=attributes)
+                                          start_time=record.started_ns, attributes=dict(attributes))
             if record.status >= 500:
                 span.set_status(Status(StatusCode.ERROR))
         span.end(end_time=record.ended_ns)

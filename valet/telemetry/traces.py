@@ -92,9 +92,9 @@ def start_upload_root(tracer: Tracer, name: str, upload_id: str, *, start_time: 
     """The root span of the upload's trace (the grant): trace id = upload id, span id = :func:`grant_span_id`."""
     value = uuid.UUID(upload_id).int  # parsed once: trace_id() and grant_span_id() in one
     token = _pinned.set((value, (value & _LOW_64) ^ _SPAN_MASK or 1))
-    try:  # the SDK copies the attributes into the span's own
-        return tracer.start_span(name, context=_ROOT, kind=SpanKind.SERVER, links=links, attributes=attributes,
-                                 start_time=start_time)
+    try:  # a copy: a sampler may add to the mapping it is given (the distro's fixed-percentage one does)
+        return tracer.start_span(name, context=_ROOT, kind=SpanKind.SERVER, links=links,
+                                 attributes=dict(attributes), start_time=start_time)
     finally:
         _pinned.reset(token)
 
