@@ -22,13 +22,19 @@ def run(*argv: str) -> str:
 
 def test_grants_benchmark_runs() -> None:
     out = run("bench/grants.py", "--rounds", "1", "--grants", "20", "--reference-grants", "5", "--quota-grants", "10",
-              "--telemetry")
+              "--telemetry", "--telemetry-rounds", "3", "--telemetry-grants", "5", "--telemetry-gc-grants", "500")
     assert "| valet (cached user delegation key) |" in out and "**ratio**" in out
     assert "| valet (cached user delegation key) | " in out and "| 0.0 |" in out  # no storage request per grant
     # quotas: none without a quota; one Table transaction per uncontended grant with one
     assert re.search(r"\| without a quota \|.*\| 0\.00 \|", out) and re.search(r"\| with quota \+ tenantQuota \|.*\| 1\.00 \|", out)
     assert all(re.search(rf"^\| {n} \| \d+ \| [\d.]+ \|", out, re.M) for n in (1, 8, 32))
     assert "| telemetry on, every span recorded (in-memory exporter and reader) |" in out
+    assert re.search(r"^\| frozen \| \d+ \| ", out, re.M)  # the full collections' pauses
+
+
+def test_telemetry_parts_benchmark_runs() -> None:
+    out = run("bench/telemetry_parts.py", "--rounds", "2", "--items", "20")
+    assert re.search(r"^\| the grant's span alone .* \| [\d.]+ µs \| \d+ % \|$", out, re.M)
 
 
 def test_validation_benchmark_runs() -> None:
