@@ -60,18 +60,27 @@ def test_pdf_actions_that_reach_out_are_active_content(name: str, grant: Callabl
     assert_quarantined(up, blob_service, "active_content")
 
 
-def test_a_profile_that_allows_links_accepts_a_uri_action(grant: Callable[..., Upload], runtime: Runtime,
-                                                          valet_env: dict[str, str]) -> None:
+def test_a_profile_that_allows_links_accepts_a_uri_link_but_nothing_outbound_on_opening(
+        grant: Callable[..., Upload], runtime: Runtime, valet_env: dict[str, str]) -> None:
     profiles = json.loads(json.dumps(PROFILES))
     profiles["profiles"]["documents"]["allowPdfActions"] = ["URI"]
     linked = Validation.from_settings(Settings.from_env({**valet_env, "VALET_PROFILES": json.dumps(profiles)}),
                                       runtime.blob_service)
-    uri = samples.pdf_from([b"<< /Type /Catalog /Pages 2 0 R /OpenAction 3 0 R >>", PAGES, OUTBOUND["uri"]])
-    gotor = samples.pdf_from([b"<< /Type /Catalog /Pages 2 0 R /OpenAction 3 0 R >>", PAGES, OUTBOUND["gotor_unc"]])
-    for data, outcome in ((uri, Outcome.ACCEPTED), (gotor, Outcome.QUARANTINED)):
+    page = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Annots [<< /Type /Annot /Subtype /Link "
+            b"/Rect [0 0 100 20] /A 4 0 R >>] >>")
+    one_page = b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>"
+    link = samples.pdf_from([b"<< /Type /Catalog /Pages 2 0 R >>", one_page, page, OUTBOUND["uri"]])
+    on_open = samples.pdf_from([b"<< /Type /Catalog /Pages 2 0 R /OpenAction 3 0 R >>", PAGES, OUTBOUND["uri"]])
+    chained = samples.pdf_from([b"<< /Type /Catalog /Pages 2 0 R /OpenAction 5 0 R >>", one_page, page,
+                                OUTBOUND["uri"], b"<< /S /GoTo /D [3 0 R /Fit] /Next [4 0 R] >>"])
+    gotor = samples.pdf_from([b"<< /Type /Catalog /Pages 2 0 R >>", one_page, page, OUTBOUND["gotor_unc"]])
+    for data, outcome in ((link, Outcome.ACCEPTED), (on_open, Outcome.QUARANTINED), (chained, Outcome.QUARANTINED),
+                          (gotor, Outcome.QUARANTINED)):
         up = upload(grant, data, filename="a.pdf", contentType="application/pdf", profile="documents")
         decision = linked.validator.process(up.name)
-        assert decision is not None and decision.outcome is outcome, decision
+        assert decision is not None and decision.outcome is outcome, (data[:120], decision)
+        if outcome is Outcome.QUARANTINED:
+            assert decision.reason == "active_content", decision
 
 
 def unicode_path(plain: str, other: str) -> bytes:

@@ -52,7 +52,17 @@ def test_the_walk_is_bounded_by_objects_entries_and_time() -> None:
     assert reason_of(many, PdfLimits(seconds=0)) is Reason.PDF_UNVERIFIABLE
 
 
+ONE_PAGE = b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>"
+LINKED_PAGE = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Annots [<< /Type /Annot /Subtype /Link "
+               b"/Rect [0 0 100 20] /A 4 0 R >>] >>")
+
+
 def action_pdf(action: bytes, *, where: str = "open") -> bytes:
+    if where == "link":  # a link annotation a person clicks
+        return samples.pdf_from([b"<< /Type /Catalog /Pages 2 0 R >>", ONE_PAGE, LINKED_PAGE, action])
+    if where == "next":  # run on opening, second in a chain after a local jump
+        return samples.pdf_from([b"<< /Type /Catalog /Pages 2 0 R /OpenAction 5 0 R >>", ONE_PAGE, LINKED_PAGE,
+                                 b"<< /S /GoTo /D [0 /Fit] >>", b"<< /S /GoTo /D [3 0 R /Fit] /Next [6 0 R] >>", action])
     if where == "open":
         return samples.pdf_from([b"<< /Type /Catalog /Pages 2 0 R /OpenAction 3 0 R >>", PAGES, action])
     return samples.pdf_from([b"<< /Type /Catalog /Pages 2 0 R >>", PAGES, action])  # unreachable: still found
@@ -92,9 +102,18 @@ def test_launch_in_every_spelling_is_active_content(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(OUTBOUND))
-def test_a_profile_may_allow_outbound_actions(name: str) -> None:
-    data = action_pdf(OUTBOUND[name])
+def test_a_profile_may_allow_outbound_actions_in_links(name: str) -> None:
+    data = action_pdf(OUTBOUND[name], where="link")
+    assert reason_of(data) is Reason.ACTIVE_CONTENT
     assert check(data, PdfLimits(allowed_actions=PDF_OUTBOUND_ACTIONS)).startswith("PDF,")
+
+
+@pytest.mark.parametrize("name", sorted(OUTBOUND))
+@pytest.mark.parametrize("where", ["open", "next"])
+def test_no_profile_allows_an_outbound_action_run_when_the_document_opens(name: str, where: str) -> None:
+    with pytest.raises(Rejection) as caught:
+        check(action_pdf(OUTBOUND[name], where=where), PdfLimits(allowed_actions=PDF_OUTBOUND_ACTIONS))
+    assert caught.value.reason is Reason.ACTIVE_CONTENT and "when it is opened" in caught.value.detail
 
 
 def test_local_actions_and_threads_pass() -> None:

@@ -228,6 +228,8 @@ class _Walk:
                 name = str(key)
                 if name in PDF_ACTIVE_KEYS:
                     raise Rejection(Reason.ACTIVE_CONTENT, f"PDF with {name}")
+                if name == "/OpenAction":
+                    self._check_open_action(value)
                 if name == "/Type" and isinstance(value, NameObject) and str(value) == "/EmbeddedFile":
                     raise Rejection(Reason.ACTIVE_CONTENT, f"PDF with a {value}")
                 if follow and name in _PDF_SKIP:
@@ -239,20 +241,44 @@ class _Walk:
                 refs.extend(self._children(value, depth, follow))
         return refs
 
-    def _check_action(self, obj: DictionaryObject) -> None:
+    def _action_type(self, obj: DictionaryObject) -> str | None:
         """The action type ``/S`` in any spelling: a name (``#xx`` escapes decoded by pypdf), a string, or
-        a reference to either; a ``/Thread`` counts as outbound when it names a file (``/F``)."""
+        a reference to either; a ``/Thread`` that names no file (``/F``) is one in this document (``None``)."""
         value = dict.get(obj, "/S")
         if isinstance(value, IndirectObject):
             self.visit(objects=1)
             value = value.get_object()
         if not isinstance(value, str):  # NameObject and the string objects are str subclasses
-            return
+            return None
         action = "/" + str(value).lstrip("/")
-        if action == "/Thread" and "/F" not in obj:
-            return  # a thread in this document
+        return None if action == "/Thread" and "/F" not in obj else action
+
+    def _check_action(self, obj: DictionaryObject) -> None:
+        action = self._action_type(obj)
         if action in self._blocked:
             raise Rejection(Reason.ACTIVE_CONTENT, f"PDF with a {action} action")
+
+    def _check_open_action(self, value: Any, depth: int = 0) -> None:
+        """What the document does when it is opened, with no one clicking (``/OpenAction`` and the ``/Next``
+        actions it chains): no action that reaches outside the document, whatever the profile accepts in
+        links (``allowPdfActions`` is for links a person follows)."""
+        if depth > _MAX_DEPTH:
+            raise Rejection(Reason.PDF_UNVERIFIABLE, "PDF actions chained too deeply")
+        if isinstance(value, IndirectObject):
+            self.visit(objects=1)
+            value = value.get_object()
+        if isinstance(value, ArrayObject):  # a destination (a page and a view), or a /Next list of actions
+            for item in list.__iter__(value):
+                if isinstance(item, (DictionaryObject, IndirectObject)):
+                    self._check_open_action(item, depth + 1)
+            return
+        if not isinstance(value, DictionaryObject) or dict.get(value, "/Type") == "/Page":
+            return
+        action = self._action_type(value)
+        if action in PDF_OUTBOUND_ACTIONS:
+            raise Rejection(Reason.ACTIVE_CONTENT, f"PDF that runs a {action} action when it is opened")
+        if "/Next" in value:
+            self._check_open_action(dict.get(value, "/Next"), depth + 1)
 
     def _children(self, value: Any, depth: int, follow: bool) -> list[IndirectObject]:
         if isinstance(value, IndirectObject):
