@@ -343,7 +343,7 @@ def test_the_page_shows_what_remains_of_the_quota_and_a_quota_refusal(stack: Dev
     page.goto(f"{stack.url}/api/ui")
     first = upload(page, path, "apikey", stack.api_key, profile="metered")
     assert first["status"] == "accepted", first
-    page.wait_for_function("document.getElementById('quota-hint').textContent.includes('0 files left today')",
+    page.wait_for_function("() => document.getElementById('quota-hint').textContent.includes('0 files left today')",
                            timeout=10_000)
     assert page.inner_text("#quota-hint") == "metered (caller): 0 files left today, 1 more pending"
     second = upload(page, path, "apikey", stack.api_key, profile="metered")

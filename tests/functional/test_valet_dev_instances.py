@@ -25,7 +25,12 @@ def test_three_instances_share_storage_issuer_and_keys_and_stop_together(tmp_pat
         ports = [int(u.rsplit(":", 1)[1]) for u in urls]
         assert ports == [ports[0], ports[0] + 1, ports[0] + 2]
         children = _children(stack.proc.pid)
-        assert sorted(children.values()) == [["--port", str(ports[1])], ["--port", str(ports[2])]]
+        assert len(children) == 2 and all(argv[0] == "--fd" for argv in children.values())
+        # each instance alone holds its port's listening socket (valet dev reserved them, then let go)
+        listening = _listening_inodes()
+        assert sorted(listening[p] in _socket_inodes(pid) for pid in children for p in ports[1:]) == [
+            False, False, True, True]
+        assert not any(listening[p] in _socket_inodes(stack.proc.pid) for p in ports[1:])
 
         body = {"filename": "a.png", "contentType": "image/png", "size": len(png())}
         auth = {"Authorization": f"Bearer {stack.token}"}
@@ -58,6 +63,28 @@ def _children(parent: int) -> dict[int, list[str]]:
             continue
         if ppid == parent and "valet.local.instance" in argv:
             found[int(stat.parent.name)] = [a for a in argv[argv.index("valet.local.instance") + 1:] if a]
+    return found
+
+
+def _listening_inodes() -> dict[int, str]:
+    """Loopback TCP ports in LISTEN state -> their socket inode (Linux /proc/net/tcp)."""
+    out = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A":
+            out[int(fields[1].rsplit(":", 1)[1], 16)] = fields[9]
+    return out
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = fd.readlink().name
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            found.add(target[len("socket:["):-1])
     return found
 
 

@@ -202,15 +202,23 @@ def run(port: int = 7071, *, root: Path = PROJECT_ROOT, ready: threading.Event |
         print(f"valet dev: port {port} is already in use (another valet dev or func start?)", file=sys.stderr)
         return 2
     bound = int(listener.getsockname()[1])
-    for taken in (p for p in range(bound + 1, bound + instances) if port_in_use(p)):
-        print(f"valet dev: port {taken} is already in use (for instance {taken - bound + 1})", file=sys.stderr)
-        listener.close()
-        return 2
+    extra: list[socket.socket] = []  # the other instances' ports, reserved now: bound until each serves
+    for number, taken in enumerate(range(bound + 1, bound + instances), 2):
+        try:
+            if port_in_use(taken):
+                raise OSError(taken)
+            extra.append(bind_loopback(taken))
+        except OSError:
+            print(f"valet dev: port {taken} is already in use (for instance {number})", file=sys.stderr)
+            for sock in (listener, *extra):
+                sock.close()
+            return 2
     try:
         return _run(listener, root=root, state=state, ready=ready, stop=stop, blob_trigger=blob_trigger,
-                    instances=instances, otlp_endpoint=otlp_endpoint)
+                    extra=extra, otlp_endpoint=otlp_endpoint)
     finally:
-        listener.close()
+        for sock in (listener, *extra):
+            sock.close()
 
 
 def bind_loopback(port: int) -> socket.socket:
@@ -227,8 +235,10 @@ def bind_loopback(port: int) -> socket.socket:
 
 
 def _run(listener: socket.socket, *, root: Path, state: Path, ready: threading.Event | None,
-         stop: threading.Event, blob_trigger: bool, instances: int = 1, otlp_endpoint: str | None = None) -> int:
+         stop: threading.Event, blob_trigger: bool, extra: Sequence[socket.socket] = (),
+         otlp_endpoint: str | None = None) -> int:
     port = int(listener.getsockname()[1])
+    instances = 1 + len(extra)
     if not (root / LOCAL).exists():
         print(f"valet dev: {LOCAL} not found; creating it with fresh development secrets")
         init(root)
@@ -274,7 +284,7 @@ def _run(listener: socket.socket, *, root: Path, state: Path, ready: threading.E
     previous = telemetry.install(dev_telemetry)  # before the app starts: the app keeps it (valet/telemetry/setup.py)
     try:
         return _serve(listener, env, service, azurite, issuer, api_key, ops_view, state=state, ready=ready,
-                      stop=stop, blob_trigger=blob_trigger, instances=instances, otlp_endpoint=otlp_endpoint)
+                      stop=stop, blob_trigger=blob_trigger, extra=extra, otlp_endpoint=otlp_endpoint)
     finally:
         telemetry.install(previous)
         dev_telemetry.close()  # the grants' spans still queued (valet/telemetry/batching.py), then the providers
@@ -283,21 +293,23 @@ def _run(listener: socket.socket, *, root: Path, state: Path, ready: threading.E
 
 def _serve(listener: socket.socket, env: dict[str, str], service: BlobServiceClient, azurite: Azurite,
            issuer: DevIssuer, api_key: str, ops_view: ops.OpsView, *, state: Path, ready: threading.Event | None,
-           stop: threading.Event, blob_trigger: bool, instances: int, otlp_endpoint: str | None) -> int:
-    port = int(listener.getsockname()[1])
+           stop: threading.Event, blob_trigger: bool, extra: Sequence[socket.socket],
+           otlp_endpoint: str | None) -> int:
+    instances = 1 + len(extra)
+    extra_ports = [int(sock.getsockname()[1]) for sock in extra]
     sys.modules.pop("function_app", None)
     sys.path.insert(0, str(PROJECT_ROOT))
     function_app = importlib.import_module("function_app")
     host = FunctionHost(function_app.app, listener=listener, local_routes=ops.routes(ops_view)).start()
     try:
-        extra = start_instances(range(port + 1, port + instances), os.environ)
+        others = start_instances(extra, os.environ)
     except EmulatorError as exc:
         print(f"valet dev: {exc}", file=sys.stderr)
         host.stop()
         issuer.stop()
         azurite.stop()
         return 2
-    urls = [host.url, *(f"http://127.0.0.1:{p}" for p in range(port + 1, port + instances))]
+    urls = [host.url, *(f"http://127.0.0.1:{p}" for p in extra_ports)]
     watcher = BlobWatcher(service, env.get("VALET_UPLOADS_CONTAINER", "uploads"), host, "validate_upload")
     if blob_trigger:
         watcher.start()
@@ -337,7 +349,7 @@ def _serve(listener: socket.socket, env: dict[str, str], service: BlobServiceCli
     finally:
         if blob_trigger:
             watcher.stop()
-        stop_instances(extra)
+        stop_instances(others)
         host.stop()
         issuer.stop()
         azurite.stop()
