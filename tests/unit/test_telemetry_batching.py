@@ -100,6 +100,19 @@ def test_a_flush_waits_for_the_one_in_progress_and_a_bad_item_stops_nothing() ->
     assert batcher.dropped == 1
 
 
+def test_failures_are_logged_once_per_flush(caplog: pytest.LogCaptureFixture) -> None:
+    def sink(item: int) -> None:
+        raise RuntimeError("exporter gone")
+
+    batcher: Batcher[int] = Batcher(sink, interval=60)
+    for item in range(50):
+        batcher.put(item)
+    with caplog.at_level("WARNING", logger="valet.telemetry"):
+        assert batcher.flush() == 50
+    assert [r.getMessage() for r in caplog.records] == ["telemetry: 50 of 50 items not recorded (RuntimeError)"]
+    batcher.close()
+
+
 def test_close_hands_the_sink_what_is_left() -> None:
     seen: list[str] = []
     batcher: Batcher[str] = Batcher(seen.append, interval=60)

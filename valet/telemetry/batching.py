@@ -75,7 +75,8 @@ class Batcher(Generic[T]):
     def flush(self) -> int:
         """Hand everything waiting to the sink now; returns how many items it handled. When it returns, every
         item put before the call has reached the sink (a flush running on another thread is waited for)."""
-        handled = 0
+        handled = failed = 0
+        failure = ""
         with self._flush_lock:
             queue, sink = self._queue, self._sink
             while queue:
@@ -83,8 +84,10 @@ class Batcher(Generic[T]):
                 try:
                     sink(item)
                 except Exception as exc:  # noqa: BLE001 - one bad item must not stop the others
-                    log.warning("telemetry: an item was not recorded (%s)", type(exc).__name__)
+                    failed, failure = failed + 1, type(exc).__name__
                 handled += 1
+        if failed:  # one line per flush, not one per item
+            log.warning("telemetry: %d of %d items not recorded (%s)", failed, handled, failure)
         return handled
 
     def close(self, timeout: float = 5.0) -> None:
