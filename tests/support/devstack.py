@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -49,6 +50,28 @@ class DevStack:
         return str(self.root / ".valet" / "azurite" / "tls" / "cert.pem")
 
 
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive loopback ports that were all free just now (``valet dev
+    --instances`` serves on a port and the ones after it, and binds them all at once as it starts)."""
+    for _ in range(50):
+        base = free_port()
+        if base + count > 65535:
+            continue
+        held: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                held.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise AssertionError(f"no {count} consecutive free ports found")
+
+
 @contextmanager
 def valet_dev(root: Path, extra_env: dict[str, str] | None = None, startup_timeout: float = 90,
               output: IO[str] | None = None, args: Sequence[str] = ()) -> Iterator[DevStack]:
@@ -57,7 +80,7 @@ def valet_dev(root: Path, extra_env: dict[str, str] | None = None, startup_timeo
     Its output goes to a pipe (read it after stopping the process), or to ``output`` (a file) when the
     run is long or busy enough to fill a pipe nobody reads."""
     shutil.copy(PROJECT_ROOT / "local.settings.sample.json", root / "local.settings.sample.json")
-    app_port = free_port()
+    app_port = free_ports(int(args[args.index("--instances") + 1]) if "--instances" in args else 1)
     env = {**os.environ, "VALET_STORAGE_ACCOUNT_URL": "https://127.0.0.1:0/devstoreaccount1",  # Azurite binds
            **(extra_env or {})}
     proc = subprocess.Popen(
@@ -69,7 +92,7 @@ def valet_dev(root: Path, extra_env: dict[str, str] | None = None, startup_timeo
     while not dev_env.exists() or "VALET_URL" not in dev_env.read_text():
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            said = proc.stdout.read() if proc.stdout else ""
+            said = proc.stdout.read() if proc.stdout else Path(output.name).read_text()[-3000:] if output else ""
             if proc.stdout is not None:
                 proc.stdout.close()  # not left for the collector: its warning would fail whichever test runs then
             proc.wait(timeout=10)
