@@ -305,17 +305,22 @@ def test_a_malware_verdict_is_never_released(stack: Stack) -> None:
     assert (refused["outcome"], refused["detail"]) == ("refused", "malware_verdict")
 
 
-def test_a_release_racing_a_late_defender_verdict_loses_to_the_verdict(stack: Stack) -> None:
-    upload_id, name = stack.quarantined()
-    stack.steps.append(lambda step: stack.verdict(name) if step == "copied" else None)
-    status, body = release(stack.review(), upload_id)
-    assert (status, body["code"]) == (409, "malware_verdict")
+def assert_quarantined_by_the_verdict(stack: Stack, upload_id: str, name: str) -> None:
+    """No accepted copy; the status and the quarantine record say malware, with no review left on it."""
     storage = stack.runtime.settings.storage
     assert not stack.runtime.blob_service.get_blob_client(storage.accepted_container, name).exists()
     state = stack.status(upload_id)
     assert (state["status"], state["reason"]) == ("quarantined", "malware_detected")
     record = stack.runtime.blob_service.get_blob_client(storage.quarantine_container, name).get_blob_properties()
     assert record.metadata["valetreason"] == "malware" and "valetreview" not in record.metadata
+
+
+def test_a_release_racing_a_late_defender_verdict_loses_to_the_verdict(stack: Stack) -> None:
+    upload_id, name = stack.quarantined()
+    stack.steps.append(lambda step: stack.verdict(name) if step == "copied" else None)
+    status, body = release(stack.review(), upload_id)
+    assert (status, body["code"]) == (409, "malware_verdict")
+    assert_quarantined_by_the_verdict(stack, upload_id, name)
     assert not [e for e in stack.events() if e["uploadId"] == upload_id and e["status"] == "accepted"]
     stack.steps.clear()
     assert release(stack.review(), upload_id)[1]["code"] == "malware_verdict"  # and it stays that way
@@ -338,12 +343,7 @@ def test_a_verdict_after_a_finished_release_wins_and_is_announced(stack: Stack) 
     assert release(stack.review(), upload_id)[0] == 200
     assert stack.status(upload_id)["status"] == "accepted"
     stack.verdict(name)
-    storage = stack.runtime.settings.storage
-    assert not stack.runtime.blob_service.get_blob_client(storage.accepted_container, name).exists()
-    state = stack.status(upload_id)
-    assert (state["status"], state["reason"]) == ("quarantined", "malware_detected")
-    record = stack.runtime.blob_service.get_blob_client(storage.quarantine_container, name).get_blob_properties()
-    assert record.metadata["valetreason"] == "malware" and "valetreview" not in record.metadata
+    assert_quarantined_by_the_verdict(stack, upload_id, name)
     events = [(e["status"], e.get("previousStatus")) for e in stack.events() if e["uploadId"] == upload_id]
     assert events == [("quarantined", None), ("accepted", "quarantined"), ("quarantined", "accepted")]
     assert release(stack.review(), upload_id)[1]["code"] == "malware_verdict"

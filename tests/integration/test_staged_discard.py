@@ -3,19 +3,17 @@ the discard once the upload window closed."""
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import timedelta
 from urllib.parse import quote
 
-import azure.functions as func
 import pytest
 import requests
 from azure.core.exceptions import ResourceNotFoundError
 
 from tests.conftest import StorageEndpoint
+from tests.integration.test_upload_blocks import grant
 from tests.support import blockrules
-from valet import api
 from valet.grants.naming import parse_granted_name
 from valet.runtime import Runtime
 from valet.validation.staged import StagedDiscard
@@ -23,15 +21,6 @@ from valet.validation.staged import StagedDiscard
 pytestmark = pytest.mark.azurite
 
 MIB = 1024 * 1024
-
-
-def grant(runtime: Runtime, size: int) -> dict[str, object]:
-    req = func.HttpRequest(method="POST", url="https://valet.example/api/uploads",
-                           headers={"content-type": "application/json"},
-                           body=json.dumps({"filename": "a.png", "contentType": "image/png", "size": size}).encode())
-    response = api.create_upload(lambda: runtime, req)
-    assert response.status_code == 201
-    return json.loads(response.get_body())  # type: ignore[no-any-return]
 
 
 def discard(runtime: Runtime, at: object) -> StagedDiscard:

@@ -93,11 +93,16 @@ class Reconciler:
         self._listing = ResumableListing(self._container, ["metadata", "tags"], max_pages)
 
     def candidate(self, blob: BlobProperties, now: datetime) -> bool:
+        return self._assess(blob, now)[1]
+
+    def _assess(self, blob: BlobProperties, now: datetime) -> tuple[bool, bool]:
+        """(given up: it waits for an operator, to decide now): each seal checked once per listed blob."""
         written = blob.last_modified or blob.creation_time
         old_enough = written is None or now - written >= self._min_age
         if self._is_decided(blob.name, blob.metadata):  # decided; its event may still be owed
-            return old_enough and records.tag(blob.tags, records.EVENT) == records.PENDING
-        return old_enough and attempts(self._error_tags(blob.name, blob.tags)) < self._max_attempts
+            return False, old_enough and records.tag(blob.tags, records.EVENT) == records.PENDING
+        tried = attempts(self._error_tags(blob.name, blob.tags))
+        return tried >= self._max_attempts, old_enough and tried < self._max_attempts
 
     def run(self) -> RunReport:
         """One bounded pass; storage failures end the pass early (the next run resumes)."""
@@ -109,10 +114,9 @@ class Reconciler:
                     report.listed += 1
                     if report.decided + report.failed >= self._limit:
                         break
-                    if (attempts(self._error_tags(blob.name, blob.tags)) >= self._max_attempts
-                            and not self._is_decided(blob.name, blob.metadata)):
-                        report.needs_operator += 1
-                    if not self.candidate(blob, now):
+                    given_up, due = self._assess(blob, now)
+                    report.needs_operator += given_up
+                    if not due:
                         continue
                     self._one(blob.name, report)
                 if report.decided + report.failed >= self._limit:

@@ -28,6 +28,7 @@ from valet.validation import records
 from valet.validation.reasons import Outcome, public_reason
 from valet.validation.reconcile import attempts, attention
 from valet.validation.records import Decision
+from valet.validation.tombstones import sealed_error_tags
 from valet.validation.trusted import Sealer
 
 CLOCK_SKEW = timedelta(minutes=1)
@@ -83,7 +84,7 @@ class StatusReader:
         except AzureError as exc:
             raise ServiceUnavailable("Upload status is unavailable right now.", code="storage_unavailable") from exc
         if source is not None:
-            tags = source.tags if self._sealer.verify(self._uploads, source.name, source.tags) else {}
+            tags = sealed_error_tags(self._sealer, self._uploads, source.name, source.tags)
             state = attention(tags, self._max_attempts)  # only the sealed record of failed attempts counts
             if state is None:
                 return {"uploadId": upload_id, "status": "pending"}

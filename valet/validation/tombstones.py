@@ -81,6 +81,16 @@ def sweep_tombstones(
     return deleted
 
 
+def sealed_error_tags(sealer: Sealer, container: str, name: str, tags: Mapping[str, str] | None) -> Mapping[str, str]:
+    """``tags`` if they are the failed-attempt record this app wrote on blob ``container/name`` (sealed,
+    like a tombstone); ``{}`` otherwise. A client holding a create-only SAS can set index tags at creation
+    (``x-ms-tags``): ``valetstate=error&valetattempts=99`` of its own must not make the reconciler give its
+    upload up, nor the status route call it ``needs_operator``."""
+    if tags is None or records.tag(tags, records.STATE) != records.ERROR:
+        return {}
+    return tags if sealer.verify(container, name, tags) else {}
+
+
 class Tombstones:
     """Writes the sealed tombstones of the uploads container; ``event_pending``: new tombstones carry the
     ``valetevent=pending`` marker (decisions are announced, see :mod:`valet.validation.announce`)."""
@@ -96,13 +106,8 @@ class Tombstones:
         return records.is_tombstone(metadata) and self.sealer.verify(self._uploads, name, metadata)
 
     def error_tags(self, name: str, tags: Mapping[str, str] | None) -> Mapping[str, str]:
-        """``tags`` if they are the failed-attempt record this app wrote on upload ``name`` (sealed, like a
-        tombstone); ``{}`` otherwise. A client holding a create-only SAS can set index tags at creation
-        (``x-ms-tags``): ``valetstate=error&valetattempts=99`` of its own must not make the reconciler give
-        its upload up, nor the status route call it ``needs_operator``."""
-        if tags is None or records.tag(tags, records.STATE) != records.ERROR:
-            return {}
-        return tags if self.sealer.verify(self._uploads, name, tags) else {}
+        """The failed-attempt record on upload ``name`` (:func:`sealed_error_tags`)."""
+        return sealed_error_tags(self.sealer, self._uploads, name, tags)
 
     def write(self, source: BlobClient, props: BlobProperties, decision: Decision,
               until: datetime) -> tuple[bool, Decision | None]:
