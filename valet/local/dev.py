@@ -38,6 +38,7 @@ from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
 from valet import telemetry
+from valet.audit.flusher import close_all as close_audit_flushers
 from valet.cors import apply_storage_cors, parse_origins
 from valet.local import ops
 from valet.local.devhost import FunctionHost
@@ -351,6 +352,7 @@ def _serve(listener: socket.socket, env: dict[str, str], service: BlobServiceCli
             watcher.stop()
         stop_instances(others)
         host.stop()
+        close_audit_flushers()  # the audit records still buffered, appended while the emulator answers
         issuer.stop()
         azurite.stop()
         print("valet dev: stopped", flush=True)
