@@ -156,8 +156,9 @@ def settle_heap() -> None:
     loaded): modules, the SDKs' classes, the runtime and its clients live as long as the process, yet every
     full collection walks them again. With telemetry on, the spans waiting for their exporter survive the
     young generations and trigger full collections; over a heap of about 100,000 start-up objects each one
-    costs tens of milliseconds, about 20 µs per grant in ``bench/grants.py --telemetry`` (docs/telemetry.md,
-    Cost). :func:`gc.freeze` moves the objects alive now into a generation the collector never walks; reference
-    counting still frees them. What was garbage is collected first, so nothing dead is kept."""
+    pauses the process for tens of milliseconds, frozen well under one (``bench/grants.py --telemetry``,
+    docs/telemetry.md, Cost). :func:`gc.freeze` moves the objects alive now into a generation the collector
+    never walks; reference counting still frees them. What was garbage is collected first, so nothing dead
+    is kept."""
     gc.collect()
     gc.freeze()

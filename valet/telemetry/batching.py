@@ -1,8 +1,8 @@
 """Telemetry made in batches, off the request thread.
 
-A grant's span and its duration in the histogram cost the OpenTelemetry SDK tens of microseconds each when
-they are made on the request thread, between the grant's own work, with the SDK's code and data out of the
-CPU's caches (``bench/grants.py --telemetry`` measures it). The request thread instead appends one tuple to a
+A grant's span and its duration in the histogram cost the OpenTelemetry SDK tens of microseconds when they
+are made on the request thread, between the grant's own work, with the SDK's code and data out of the CPU's
+caches (``bench/grants.py --telemetry`` measures it). The request thread instead appends one record to a
 bounded queue (:meth:`Batcher.put`, no lock, no I/O); a background thread hands what waits to the sink every
 ``interval`` seconds, or as soon as ``batch`` items wait, one after another while the SDK's code is warm.
 
